@@ -1,0 +1,39 @@
+# cgnn_jax: `make demo` and `make test` set up .venv themselves.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= out/demo
+DEMO_EVENTS ?= 2
+
+.PHONY: demo test lint format bench fidelity clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python launch/demo.py --out=$(DEMO_DIR) --events=$(DEMO_EVENTS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check cgnn_jax launch tests benchmarks
+	$(BIN)/ruff format --check cgnn_jax launch tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format cgnn_jax launch tests benchmarks
+	$(BIN)/ruff check --fix cgnn_jax launch tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --out=benchmarks/REPORT.md
+
+fidelity: $(STAMP)
+	$(BIN)/python benchmarks/sim_fidelity.py --events=5
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

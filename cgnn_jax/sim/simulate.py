@@ -1,0 +1,156 @@
+"""Simulate one TrackML event: particles -> helices through the real detector -> hits, cells, truth.
+
+Usage::
+
+    from cgnn_jax.sim import simulate_event
+    event = simulate_event(seed=0, mu=200)          # cgnn_jax.io.Event, the challenge's format
+    small = simulate_event(seed=0, track_fraction=0.1)
+
+The output has the four parts of a TrackML training event (hits, cells, particles, truth) with the
+challenge's columns and dtypes, hit ids sorted by (volume, layer, module) as in real files, and the
+phase-1 truth weights, so a simulated event is read, reconstructed and scored exactly as a real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from cgnn_jax.io.event import Event
+from cgnn_jax.io.schema import DTYPES
+from cgnn_jax.sim.geometry import load_geometry
+from cgnn_jax.sim.particles import Particles, sample_particles
+from cgnn_jax.sim.propagate import propagate
+from cgnn_jax.sim.response import cell_clusters, measure, module_hits, noise_hits
+
+DEFAULT_NOISE = 0.12
+
+
+@dataclasses.dataclass(frozen=True)
+class SimConfig:
+    """Simulation settings (defaults reproduce a real μ = 200 TrackML event)."""
+
+    b_field: float = 2.0
+    hit_efficiency: float = 0.98
+    multiple_scattering: bool = True
+    energy_loss: bool = True
+    max_steps: int = 64
+
+
+def _subset(p: Particles, keep: np.ndarray) -> Particles:
+    return Particles(p.particle_id[keep], p.vertex[keep], p.momentum[keep], p.charge[keep],
+                     p.max_hits[keep])
+
+
+def simulate_event(
+    seed: int | np.random.Generator = 0,
+    mu: float = 200.0,
+    *,
+    track_fraction: float = 1.0,
+    noise: float = DEFAULT_NOISE,
+    event_id: int = 0,
+    config: SimConfig = SimConfig(),
+) -> Event:
+    """Simulate one event.
+
+    Args:
+      seed: integer seed or numpy generator; the same seed gives the same event.
+      mu: pile-up (mean number of collisions); 200 is the TrackML condition.
+      track_fraction: keep this random fraction of the particles (with their hits); noise hits are
+        thinned by the same fraction so the noise share stays the same.
+      noise: the fraction of all hits that are noise (``particle_id == 0``), in ``[0, 1)``.
+      event_id: the id written into the Event.
+      config: :class:`SimConfig`.
+    Returns:
+      An :class:`cgnn_jax.io.Event` with hits, cells, particles and truth (with weights).
+    """
+    if not 0.0 < track_fraction <= 1.0:
+        raise ValueError(f"track_fraction must be in (0, 1], got {track_fraction}")
+    if not 0.0 <= noise < 1.0:
+        raise ValueError(f"noise must be in [0, 1), got {noise}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    geo = load_geometry()
+    parts = sample_particles(rng, mu)
+    if track_fraction < 1.0:
+        parts = _subset(parts, rng.random(len(parts)) < track_fraction)
+    n_part = len(parts)
+
+    budget = parts.max_hits
+    crossings = propagate(
+        geo, parts.vertex, parts.momentum, parts.charge, np.where(budget > 0, 2 * budget + 4, 0),
+        rng, b_field=config.b_field, multiple_scattering=config.multiple_scattering,
+        energy_loss=config.energy_loss, max_steps=config.max_steps)
+    mh = module_hits(geo, crossings)
+    pidx = crossings.particle[mh["crossing"]]
+    # Hit efficiency, then the particle's range: keep its first `budget` recorded hits.
+    eff = rng.random(len(pidx)) < config.hit_efficiency
+    sel = np.flatnonzero(eff)
+    order = sel[np.argsort(pidx[sel], kind="stable")]  # hits are in step order already
+    ps = pidx[order]
+    first = np.r_[0, np.flatnonzero(np.diff(ps)) + 1]
+    rank = np.arange(len(ps)) - np.repeat(first, np.diff(np.r_[first, len(ps)]))
+    keep = np.sort(order[rank < budget[ps]])
+    module = mh["module"][keep]
+    cross = mh["crossing"][keep]
+    pidx = pidx[keep]
+    true_pos = mh["pos"][keep]
+    direction = crossings.direction[cross]
+    mom = direction * crossings.p[cross][:, None]
+    xyz, um, vm = measure(geo, module, mh["u"][keep], mh["v"][keep], rng)
+    s_hit, s_ch0, s_ch1, s_val = cell_clusters(geo, module, um, vm, direction, rng)
+
+    n_sig = len(module)
+    n_noise = rng.poisson(noise / (1.0 - noise) * n_sig) if noise > 0 else 0
+    n_module, n_u, n_v = noise_hits(geo, n_noise, rng)
+    n_xyz, n_um, n_vm = measure(geo, n_module, n_u, n_v, rng)
+    n_hit, n_ch0, n_ch1, n_val = cell_clusters(geo, n_module, n_um, n_vm, None, rng)
+
+    # All hits, sorted by module as in real files (random order within a module).
+    all_module = np.concatenate([module, n_module])
+    n_all = len(all_module)
+    perm = rng.permutation(n_all)
+    order = perm[np.argsort(all_module[perm], kind="stable")]
+    new_index = np.empty(n_all, dtype=np.int64)
+    new_index[order] = np.arange(n_all)
+    hit_id = np.arange(1, n_all + 1, dtype=np.int32)
+
+    all_xyz = np.concatenate([xyz, n_xyz])[order]
+    m = all_module[order]
+    hits = pd.DataFrame({
+        "hit_id": hit_id,
+        "x": all_xyz[:, 0], "y": all_xyz[:, 1], "z": all_xyz[:, 2],
+        "volume_id": geo.volume_id[m], "layer_id": geo.layer_id[m], "module_id": geo.module_id[m],
+    }).astype(DTYPES["hits"])
+
+    cell_hit = np.concatenate([new_index[s_hit], new_index[n_sig + n_hit]])
+    c_order = np.argsort(cell_hit, kind="stable")
+    cells = pd.DataFrame({
+        "hit_id": hit_id[cell_hit[c_order]],
+        "ch0": np.concatenate([s_ch0, n_ch0])[c_order],
+        "ch1": np.concatenate([s_ch1, n_ch1])[c_order],
+        "value": np.concatenate([s_val, n_val])[c_order],
+    }).astype(DTYPES["cells"])
+
+    pid = np.concatenate([parts.particle_id[pidx], np.zeros(n_noise, dtype=np.int64)])[order]
+    tpos = np.concatenate([true_pos, n_xyz])[order]
+    tmom = np.concatenate([mom, np.zeros((n_noise, 3))])[order]
+    truth = pd.DataFrame({
+        "hit_id": hit_id, "particle_id": pid,
+        "tx": tpos[:, 0], "ty": tpos[:, 1], "tz": tpos[:, 2],
+        "tpx": tmom[:, 0], "tpy": tmom[:, 1], "tpz": tmom[:, 2],
+        "weight": np.zeros(n_all),
+    }).astype(DTYPES["truth"])
+
+    particles = pd.DataFrame({
+        "particle_id": parts.particle_id,
+        "vx": parts.vertex[:, 0], "vy": parts.vertex[:, 1], "vz": parts.vertex[:, 2],
+        "px": parts.momentum[:, 0], "py": parts.momentum[:, 1], "pz": parts.momentum[:, 2],
+        "q": parts.charge, "nhits": np.bincount(pidx, minlength=n_part),
+    }).astype(DTYPES["particles"])
+
+    from cgnn_jax.metrics.weights import compute_weights
+
+    truth["weight"] = compute_weights(truth, particles).astype(np.float32)
+    return Event(event_id=int(event_id), hits=hits, cells=cells, particles=particles, truth=truth)
