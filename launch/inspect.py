@@ -26,22 +26,39 @@ flags.DEFINE_string("json_out", None, "Write the table as JSON here.")
 def inspect_dataset(data: str) -> pd.DataFrame:
     """One row of :func:`cgnn_jax.sim.stats.event_stats` per event."""
     ids = list_event_ids(data)
-    rows = [event_stats(ev) for ev in tqdm(
-        iter_events(data, parts=("hits", "truth")), total=len(ids), desc="inspect", unit="event")]
+    rows = [
+        event_stats(ev)
+        for ev in tqdm(
+            iter_events(data, parts=("hits", "truth")), total=len(ids), desc="inspect", unit="event"
+        )
+    ]
     return pd.DataFrame(rows)
 
 
 def main(argv: list[str]) -> None:
     del argv
     df = inspect_dataset(FLAGS.data)
-    cols = ["event_id", "hits", "particles", "noise_fraction", "mean_hits_per_particle",
-            "double_hit_fraction"]
-    show = df[cols].rename(columns={"noise_fraction": "noise", "mean_hits_per_particle": "hits/particle",
-                                    "double_hit_fraction": "2-hit layers"})
+    cols = [
+        "event_id",
+        "hits",
+        "particles",
+        "noise_fraction",
+        "mean_hits_per_particle",
+        "double_hit_fraction",
+    ]
+    show = df[cols].rename(
+        columns={
+            "noise_fraction": "noise",
+            "mean_hits_per_particle": "hits/particle",
+            "double_hit_fraction": "2-hit layers",
+        }
+    )
     print(show.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     vol = df[[f"vol{v}_share" for v in VOLUMES]].mean()
-    print("hits per volume (%), mean over events: "
-          + ", ".join(f"{v}: {vol[f'vol{v}_share']:.1f}" for v in VOLUMES))
+    print(
+        "hits per volume (%), mean over events: "
+        + ", ".join(f"{v}: {vol[f'vol{v}_share']:.1f}" for v in VOLUMES)
+    )
     if FLAGS.json_out:
         with atomic_write(FLAGS.json_out, "w") as f:
             json.dump(df.to_dict(orient="records"), f, indent=1)

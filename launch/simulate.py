@@ -29,14 +29,20 @@ flags.DEFINE_bool("compress", False, "Write .csv.gz files.")
 def main(argv: list[str]) -> None:
     del argv
     bar = tqdm(total=FLAGS.events, unit="event", desc="simulate")
-    for path, ev in simulate_dataset(
-        FLAGS.out, FLAGS.events, mu=FLAGS.mu, seed=FLAGS.seed, track_fraction=FLAGS.track_fraction,
-        noise=FLAGS.noise, first_event=FLAGS.first_event, compress=FLAGS.compress,
+    for _, ev in simulate_dataset(
+        FLAGS.out,
+        FLAGS.events,
+        mu=FLAGS.mu,
+        seed=FLAGS.seed,
+        track_fraction=FLAGS.track_fraction,
+        noise=FLAGS.noise,
+        first_event=FLAGS.first_event,
+        compress=FLAGS.compress,
     ):
         bar.set_postfix(hits=ev.n_hits)
         bar.update(1)
     bar.close()
-    print(f"wrote {FLAGS.events} events to {path}")
+    print(f"wrote {FLAGS.events} events to {FLAGS.out}")
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ def test_multiple_scattering_spreads_low_pt_more():
     spreads = {}
     for pt in (0.5, 5.0):
         v, p, q = _one_particle(pt, 0.1, 1)
-        c = propagate(g, np.repeat(v, n, 0), np.repeat(p, n, 0), np.repeat(q, n), np.full(n, 12),
-                      rng)
+        c = propagate(
+            g, np.repeat(v, n, 0), np.repeat(p, n, 0), np.repeat(q, n), np.full(n, 12), rng
+        )
         last = c.layer == c.layer.max()
         phis = np.arctan2(c.pos[last, 1], c.pos[last, 0])
         spreads[pt] = phis.std()
@@ -76,9 +77,12 @@ def test_multiple_scattering_spreads_low_pt_more():
 def test_hits_lie_on_their_modules(full_event):
     g = load_geometry()
     ev = full_event
-    key = pd.DataFrame({"v": g.volume_id, "l": g.layer_id, "m": g.module_id, "row": np.arange(g.n_modules)})
-    rows = ev.hits.merge(key, left_on=["volume_id", "layer_id", "module_id"],
-                         right_on=["v", "l", "m"], how="left")["row"].to_numpy()
+    key = pd.DataFrame(
+        {"v": g.volume_id, "l": g.layer_id, "m": g.module_id, "row": np.arange(g.n_modules)}
+    )
+    rows = ev.hits.merge(
+        key, left_on=["volume_id", "layer_id", "module_id"], right_on=["v", "l", "m"], how="left"
+    )["row"].to_numpy()
     assert not np.isnan(rows.astype(float)).any()
     rel = ev.hits[["x", "y", "z"]].to_numpy(np.float64) - g.center[rows]
     u = np.einsum("nj,nj->n", rel, g.rot[rows, :, 0])
@@ -180,12 +184,15 @@ def test_no_multiple_scattering_option_changes_hits():
     assert not a.hits[["x", "y"]].equals(b.hits[["x", "y"]])
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"track_fraction": 0.0}, "track_fraction"),
-    ({"track_fraction": 1.5}, "track_fraction"),
-    ({"noise": 1.0}, "noise"),
-    ({"noise": -0.1}, "noise"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"track_fraction": 0.0}, "track_fraction"),
+        ({"track_fraction": 1.5}, "track_fraction"),
+        ({"noise": 1.0}, "noise"),
+        ({"noise": -0.1}, "noise"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         simulate_event(0, mu=5, **kwargs)
@@ -204,7 +211,9 @@ def test_overlapping_modules_give_two_hits():
     eta = rng.uniform(-0.5, 0.5, n)
     pt = np.full(n, 50.0)
     mom = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], 1)
-    c = propagate(g, np.zeros((n, 3)), mom, np.ones(n), np.full(n, 3), rng, multiple_scattering=False)
+    c = propagate(
+        g, np.zeros((n, 3)), mom, np.ones(n), np.full(n, 3), rng, multiple_scattering=False
+    )
     first = c.layer == c.layer[0]  # innermost pixel barrel layer: its crossings
     sub = type(c)(**{k: getattr(c, k)[first] for k in c.__dataclass_fields__})
     mh = module_hits(g, sub)

@@ -33,8 +33,12 @@ def simulate_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(n_events):
-        ev = simulate_event(event_seed(seed, i), mu, track_fraction=track_fraction,
-                            noise=DEFAULT_NOISE if noise is None else noise,
-                            event_id=first_event + i)
+        ev = simulate_event(
+            event_seed(seed, i),
+            mu,
+            track_fraction=track_fraction,
+            noise=DEFAULT_NOISE if noise is None else noise,
+            event_id=first_event + i,
+        )
         write_event(ev, out, compress=compress)
         yield out, ev

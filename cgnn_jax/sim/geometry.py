@@ -28,8 +28,17 @@ LONG_STRIP_VOLUMES = (16, 17, 18)
 # Radiation length per layer crossing at normal incidence, x/X0: sensor plus services and supports,
 # averaged over the layer (the TrackML detector's material is about 1.5-2 % X0 per pixel layer and
 # 2-4 % per strip layer).
-MATERIAL_X0: dict[int, float] = {7: 0.018, 8: 0.018, 9: 0.018, 12: 0.025, 13: 0.025, 14: 0.025,
-                                  16: 0.035, 17: 0.035, 18: 0.035}
+MATERIAL_X0: dict[int, float] = {
+    7: 0.018,
+    8: 0.018,
+    9: 0.018,
+    12: 0.025,
+    13: 0.025,
+    14: 0.025,
+    16: 0.035,
+    17: 0.035,
+    18: 0.035,
+}
 
 # Spacing of the fake 4th coordinate that keeps module look-ups inside one layer (mm).
 _LAYER_SEPARATION = 1.0e5
@@ -88,8 +97,11 @@ class Geometry:
 
     def module_key(self) -> np.ndarray:
         """``[M]`` int64 key ``volume * 1e9 + layer * 1e6 + module`` (sorted like real hit files)."""
-        return (self.volume_id.astype(np.int64) * 1_000_000_000
-                + self.layer_id.astype(np.int64) * 1_000_000 + self.module_id.astype(np.int64))
+        return (
+            self.volume_id.astype(np.int64) * 1_000_000_000
+            + self.layer_id.astype(np.int64) * 1_000_000
+            + self.module_id.astype(np.int64)
+        )
 
     def lookup_points(self, points: np.ndarray, layer_index: np.ndarray) -> np.ndarray:
         """``[N, 4]`` query coordinates for :attr:`tree` of points ``[N, 3]`` on layers ``[N]``."""
@@ -108,8 +120,20 @@ def read_detectors(path: str | Path | None = None) -> pd.DataFrame:
     """Read a TrackML ``detectors.csv`` (default: the shipped one)."""
     path = detectors_path() if path is None else path
     df = pd.read_csv(path)
-    required = ["volume_id", "layer_id", "module_id", "cx", "cy", "cz", "module_t", "module_minhu",
-                "module_maxhu", "module_hv", "pitch_u", "pitch_v"]
+    required = [
+        "volume_id",
+        "layer_id",
+        "module_id",
+        "cx",
+        "cy",
+        "cz",
+        "module_t",
+        "module_minhu",
+        "module_maxhu",
+        "module_hv",
+        "pitch_u",
+        "pitch_v",
+    ]
     required += [f"rot_{a}{b}" for a in "xyz" for b in "uvw"]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -127,8 +151,9 @@ def load_geometry(path: str | None = None) -> Geometry:
     key = vol.astype(np.int64) * 1000 + lay
     layer_keys, layer_index = np.unique(key, return_inverse=True)
     center = df[["cx", "cy", "cz"]].to_numpy(np.float64)
-    rot = np.stack([df[[f"rot_{a}u", f"rot_{a}v", f"rot_{a}w"]].to_numpy(np.float64)
-                    for a in "xyz"], axis=1)  # [M, 3(xyz), 3(uvw)]
+    rot = np.stack(
+        [df[[f"rot_{a}u", f"rot_{a}v", f"rot_{a}w"]].to_numpy(np.float64) for a in "xyz"], axis=1
+    )  # [M, 3(xyz), 3(uvw)]
     minhu = df["module_minhu"].to_numpy(np.float64)
     maxhu = df["module_maxhu"].to_numpy(np.float64)
     hv = df["module_hv"].to_numpy(np.float64)
@@ -136,7 +161,9 @@ def load_geometry(path: str | None = None) -> Geometry:
     # Module corners to get each layer's extent.
     corners = []
     for su, sv, hu in ((-1, -1, minhu), (1, -1, minhu), (-1, 1, maxhu), (1, 1, maxhu)):
-        corners.append(center + rot[:, :, 0] * (su * hu)[:, None] + rot[:, :, 1] * (sv * hv)[:, None])
+        corners.append(
+            center + rot[:, :, 0] * (su * hu)[:, None] + rot[:, :, 1] * (sv * hv)[:, None]
+        )
     corners = np.stack(corners, axis=1)  # [M, 4, 3]
     n_layers = len(layer_keys)
     layer_volume = (layer_keys // 1000).astype(np.int32)
@@ -157,9 +184,24 @@ def load_geometry(path: str | None = None) -> Geometry:
     x0 = np.array([MATERIAL_X0[int(v)] for v in layer_volume])
     tree = cKDTree(np.concatenate([center, (layer_index * _LAYER_SEPARATION)[:, None]], axis=1))
     return Geometry(
-        volume_id=vol, layer_id=lay, module_id=df["module_id"].to_numpy(np.int32),
-        layer_index=layer_index.astype(np.int32), center=center, rot=rot,
-        half_t=df["module_t"].to_numpy(np.float64), minhu=minhu, maxhu=maxhu, hv=hv,
-        pitch_u=df["pitch_u"].to_numpy(np.float64), pitch_v=df["pitch_v"].to_numpy(np.float64),
-        layer_volume=layer_volume, layer_layer=layer_layer, layer_is_barrel=is_barrel,
-        layer_pos=pos, layer_lo=lo, layer_hi=hi, layer_x0=x0, tree=tree)
+        volume_id=vol,
+        layer_id=lay,
+        module_id=df["module_id"].to_numpy(np.int32),
+        layer_index=layer_index.astype(np.int32),
+        center=center,
+        rot=rot,
+        half_t=df["module_t"].to_numpy(np.float64),
+        minhu=minhu,
+        maxhu=maxhu,
+        hv=hv,
+        pitch_u=df["pitch_u"].to_numpy(np.float64),
+        pitch_v=df["pitch_v"].to_numpy(np.float64),
+        layer_volume=layer_volume,
+        layer_layer=layer_layer,
+        layer_is_barrel=is_barrel,
+        layer_pos=pos,
+        layer_lo=lo,
+        layer_hi=hi,
+        layer_x0=x0,
+        tree=tree,
+    )

@@ -106,7 +106,9 @@ def propagate(
         s_min = np.where(last[:, None] >= 0, 1e-3, 0.0)
 
         # Cylinders: [A, C, 2 solutions, turns].
-        cosv = (rho[None, :] ** 2 - d[:, None] ** 2 - R[:, None] ** 2) / (2 * R[:, None] * d[:, None])
+        cosv = (rho[None, :] ** 2 - d[:, None] ** 2 - R[:, None] ** 2) / (
+            2 * R[:, None] * d[:, None]
+        )
         ok = np.abs(cosv) <= 1.0
         g = np.arccos(np.clip(cosv, -1.0, 1.0))
         sols = beta[:, None, None] + np.stack([g, -g], axis=-1)  # [A, C, 2]
@@ -114,8 +116,12 @@ def propagate(
         st = R[:, None, None, None] * dal
         zz = pos[:, 2, None, None, None] + st * cot[:, None, None, None]
         same = (cyl[None, :] == last[:, None])[:, :, None, None]
-        valid = (ok[:, :, None, None] & (zz >= zlo[None, :, None, None]) & (zz <= zhi[None, :, None, None])
-                 & (st > np.where(same, 1.0, s_min[:, :, None, None])))
+        valid = (
+            ok[:, :, None, None]
+            & (zz >= zlo[None, :, None, None])
+            & (zz <= zhi[None, :, None, None])
+            & (st > np.where(same, 1.0, s_min[:, :, None, None]))
+        )
         st_c = np.where(valid, st, np.inf).min(axis=(2, 3))  # [A, C]
 
         # Disks: [A, D].
@@ -125,7 +131,9 @@ def propagate(
         al = a0[:, None] + h[:, None] * st_d / R[:, None]
         rr = np.hypot(xc[:, None] + R[:, None] * np.cos(al), yc[:, None] + R[:, None] * np.sin(al))
         same_d = dsk[None, :] == last[:, None]
-        valid_d = (rr >= rlo[None, :]) & (rr <= rhi[None, :]) & (st_d > np.where(same_d, 1.0, s_min))
+        valid_d = (
+            (rr >= rlo[None, :]) & (rr <= rhi[None, :]) & (st_d > np.where(same_d, 1.0, s_min))
+        )
         st_d = np.where(valid_d, st_d, np.inf)
 
         st_all = np.concatenate([st_c, st_d], axis=1)
@@ -135,7 +143,8 @@ def propagate(
         if not alive.all():
             keep = np.flatnonzero(alive)
             idx, pos, p, direction, h, left, last, j, s = (
-                a[keep] for a in (idx, pos, p, direction, h, left, last, j, s))
+                a[keep] for a in (idx, pos, p, direction, h, left, last, j, s)
+            )
             R, cot, psi, xc, yc, a0 = (a[keep] for a in (R, cot, psi, xc, yc, a0))
             if len(idx) == 0:
                 break
@@ -155,8 +164,11 @@ def propagate(
         # Material: scattering and energy loss, path scaled by the incidence angle.
         is_barrel = geometry.layer_is_barrel[layer]
         r_xy = np.maximum(np.hypot(pos[:, 0], pos[:, 1]), 1e-9)
-        cos_inc = np.where(is_barrel, np.abs(direction[:, 0] * pos[:, 0] + direction[:, 1] * pos[:, 1])
-                           / r_xy, np.abs(direction[:, 2]))
+        cos_inc = np.where(
+            is_barrel,
+            np.abs(direction[:, 0] * pos[:, 0] + direction[:, 1] * pos[:, 1]) / r_xy,
+            np.abs(direction[:, 2]),
+        )
         x0 = layer_x0[layer] / np.maximum(cos_inc, 0.05)
         energy = np.sqrt(p**2 + PION_MASS**2)
         if multiple_scattering:
@@ -177,10 +189,17 @@ def propagate(
         if not live.all():
             keep = np.flatnonzero(live)
             idx, pos, p, direction, h, left, last = (
-                a[keep] for a in (idx, pos, p, direction, h, left, last))
+                a[keep] for a in (idx, pos, p, direction, h, left, last)
+            )
 
     if not out["particle"]:
         z = np.zeros(0)
-        return Crossings(z.astype(np.int64), z.astype(np.int64), z.astype(np.int32),
-                         np.zeros((0, 3)), np.zeros((0, 3)), z)
+        return Crossings(
+            z.astype(np.int64),
+            z.astype(np.int64),
+            z.astype(np.int32),
+            np.zeros((0, 3)),
+            np.zeros((0, 3)),
+            z,
+        )
     return Crossings(**{k: np.concatenate(v) for k, v in out.items()})

@@ -24,13 +24,41 @@ from cgnn_jax.sim.propagate import Crossings
 # Charge-collecting depth as a fraction of the full sensor thickness 2t, by volume: calibrated so
 # that cells per hit match real events (pixel barrel 7.0 mean / 5 median, pixel endcaps 1.7,
 # short strips 1.7-2.6, long strips 2.7-3.0); thresholds cut the cluster tails.
-DEPTH_FRACTION: dict[int, float] = {7: 0.5, 8: 0.46, 9: 0.5, 12: 0.45, 13: 0.4, 14: 0.45,
-                                    16: 0.35, 17: 0.3, 18: 0.35}
+DEPTH_FRACTION: dict[int, float] = {
+    7: 0.5,
+    8: 0.46,
+    9: 0.5,
+    12: 0.45,
+    13: 0.4,
+    14: 0.45,
+    16: 0.35,
+    17: 0.3,
+    18: 0.35,
+}
 # Charge-sharing width added to the geometric cluster extent along u (mm), by volume.
-SHARING_U: dict[int, float] = {7: 0.02, 8: 0.0, 9: 0.02, 12: 0.025, 13: 0.0, 14: 0.025,
-                               16: 0.17, 17: 0.19, 18: 0.17}
+SHARING_U: dict[int, float] = {
+    7: 0.02,
+    8: 0.0,
+    9: 0.02,
+    12: 0.025,
+    13: 0.0,
+    14: 0.025,
+    16: 0.17,
+    17: 0.19,
+    18: 0.17,
+}
 # Share of noise hits per volume (%), as measured on real TrackML events.
-NOISE_VOLUME_SHARE: dict[int, float] = {7: 4, 8: 10, 9: 4, 12: 7, 13: 30, 14: 6, 16: 3, 17: 32, 18: 5}
+NOISE_VOLUME_SHARE: dict[int, float] = {
+    7: 4,
+    8: 10,
+    9: 4,
+    12: 7,
+    13: 30,
+    14: 6,
+    16: 3,
+    17: 32,
+    18: 5,
+}
 PIXEL_CHARGE = 0.3
 _N_CANDIDATES = 8
 _MAX_CELLS_PER_AXIS = 40
@@ -53,8 +81,13 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
     n = len(crossings.particle)
     if n == 0:
         e = np.zeros(0, dtype=np.int64)
-        return {"crossing": e, "module": e, "pos": np.zeros((0, 3)), "u": np.zeros(0),
-                "v": np.zeros(0)}
+        return {
+            "crossing": e,
+            "module": e,
+            "pos": np.zeros((0, 3)),
+            "u": np.zeros(0),
+            "v": np.zeros(0),
+        }
     q = geometry.lookup_points(crossings.pos, crossings.layer)
     k = min(_N_CANDIDATES, geometry.n_modules)
     _, cand = geometry.tree.query(q, k=k)
@@ -79,26 +112,40 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
     ci, ki = np.nonzero(inside)
     order = np.lexsort((t[ci, ki], ci))
     ci, ki = ci[order], ki[order]
-    return {"crossing": ci, "module": cand[ci, ki], "pos": x[ci, ki], "u": u[ci, ki], "v": v[ci, ki]}
+    return {
+        "crossing": ci,
+        "module": cand[ci, ki],
+        "pos": x[ci, ki],
+        "u": u[ci, ki],
+        "v": v[ci, ki],
+    }
 
 
-def measure(geometry: Geometry, module: np.ndarray, u: np.ndarray, v: np.ndarray,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def measure(
+    geometry: Geometry, module: np.ndarray, u: np.ndarray, v: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Smear local ``u, v`` ``[H]`` by ``pitch/sqrt(12)``; return (global ``[H, 3]``, u', v')."""
     su = geometry.pitch_u[module] / np.sqrt(12.0)
     sv = geometry.pitch_v[module] / np.sqrt(12.0)
     hv = geometry.hv[module]
     vm = np.clip(v + rng.normal(size=len(v)) * sv, -hv, hv)
-    hu = geometry.minhu[module] + (geometry.maxhu[module] - geometry.minhu[module]) * (vm + hv) / (2 * hv)
+    hu = geometry.minhu[module] + (geometry.maxhu[module] - geometry.minhu[module]) * (vm + hv) / (
+        2 * hv
+    )
     um = np.clip(u + rng.normal(size=len(u)) * su, -hu, hu)
     rot = geometry.rot[module]
     xyz = geometry.center[module] + rot[:, :, 0] * um[:, None] + rot[:, :, 1] * vm[:, None]
     return xyz, um, vm
 
 
-def cell_clusters(geometry: Geometry, module: np.ndarray, u: np.ndarray, v: np.ndarray,
-                  direction: np.ndarray | None, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def cell_clusters(
+    geometry: Geometry,
+    module: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    direction: np.ndarray | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cells of hits ``[H]``.
 
     Args:
@@ -148,8 +195,9 @@ def cell_clusters(geometry: Geometry, module: np.ndarray, u: np.ndarray, v: np.n
     return hit, ch0.astype(np.int32), ch1.astype(np.int32), value.astype(np.float32)
 
 
-def noise_hits(geometry: Geometry, n_noise: int, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def noise_hits(
+    geometry: Geometry, n_noise: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n_noise`` random hits: (module rows, u, v), volumes by the real events' noise shares."""
     share = _vol_table(geometry, NOISE_VOLUME_SHARE)
     vol = geometry.volume_id
@@ -161,6 +209,8 @@ def noise_hits(geometry: Geometry, n_noise: int, rng: np.random.Generator
     module = rng.choice(geometry.n_modules, size=n_noise, p=prob)
     hv = geometry.hv[module]
     v = rng.uniform(-1.0, 1.0, size=n_noise) * hv
-    hu = geometry.minhu[module] + (geometry.maxhu[module] - geometry.minhu[module]) * (v + hv) / (2 * hv)
+    hu = geometry.minhu[module] + (geometry.maxhu[module] - geometry.minhu[module]) * (v + hv) / (
+        2 * hv
+    )
     u = rng.uniform(-1.0, 1.0, size=n_noise) * hu
     return module, u, v

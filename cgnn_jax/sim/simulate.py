@@ -40,8 +40,9 @@ class SimConfig:
 
 
 def _subset(p: Particles, keep: np.ndarray) -> Particles:
-    return Particles(p.particle_id[keep], p.vertex[keep], p.momentum[keep], p.charge[keep],
-                     p.max_hits[keep])
+    return Particles(
+        p.particle_id[keep], p.vertex[keep], p.momentum[keep], p.charge[keep], p.max_hits[keep]
+    )
 
 
 def simulate_event(
@@ -79,9 +80,17 @@ def simulate_event(
 
     budget = parts.max_hits
     crossings = propagate(
-        geo, parts.vertex, parts.momentum, parts.charge, np.where(budget > 0, 2 * budget + 4, 0),
-        rng, b_field=config.b_field, multiple_scattering=config.multiple_scattering,
-        energy_loss=config.energy_loss, max_steps=config.max_steps)
+        geo,
+        parts.vertex,
+        parts.momentum,
+        parts.charge,
+        np.where(budget > 0, 2 * budget + 4, 0),
+        rng,
+        b_field=config.b_field,
+        multiple_scattering=config.multiple_scattering,
+        energy_loss=config.energy_loss,
+        max_steps=config.max_steps,
+    )
     mh = module_hits(geo, crossings)
     pidx = crossings.particle[mh["crossing"]]
     # Hit efficiency, then the particle's range: keep its first `budget` recorded hits.
@@ -118,37 +127,59 @@ def simulate_event(
 
     all_xyz = np.concatenate([xyz, n_xyz])[order]
     m = all_module[order]
-    hits = pd.DataFrame({
-        "hit_id": hit_id,
-        "x": all_xyz[:, 0], "y": all_xyz[:, 1], "z": all_xyz[:, 2],
-        "volume_id": geo.volume_id[m], "layer_id": geo.layer_id[m], "module_id": geo.module_id[m],
-    }).astype(DTYPES["hits"])
+    hits = pd.DataFrame(
+        {
+            "hit_id": hit_id,
+            "x": all_xyz[:, 0],
+            "y": all_xyz[:, 1],
+            "z": all_xyz[:, 2],
+            "volume_id": geo.volume_id[m],
+            "layer_id": geo.layer_id[m],
+            "module_id": geo.module_id[m],
+        }
+    ).astype(DTYPES["hits"])
 
     cell_hit = np.concatenate([new_index[s_hit], new_index[n_sig + n_hit]])
     c_order = np.argsort(cell_hit, kind="stable")
-    cells = pd.DataFrame({
-        "hit_id": hit_id[cell_hit[c_order]],
-        "ch0": np.concatenate([s_ch0, n_ch0])[c_order],
-        "ch1": np.concatenate([s_ch1, n_ch1])[c_order],
-        "value": np.concatenate([s_val, n_val])[c_order],
-    }).astype(DTYPES["cells"])
+    cells = pd.DataFrame(
+        {
+            "hit_id": hit_id[cell_hit[c_order]],
+            "ch0": np.concatenate([s_ch0, n_ch0])[c_order],
+            "ch1": np.concatenate([s_ch1, n_ch1])[c_order],
+            "value": np.concatenate([s_val, n_val])[c_order],
+        }
+    ).astype(DTYPES["cells"])
 
     pid = np.concatenate([parts.particle_id[pidx], np.zeros(n_noise, dtype=np.int64)])[order]
     tpos = np.concatenate([true_pos, n_xyz])[order]
     tmom = np.concatenate([mom, np.zeros((n_noise, 3))])[order]
-    truth = pd.DataFrame({
-        "hit_id": hit_id, "particle_id": pid,
-        "tx": tpos[:, 0], "ty": tpos[:, 1], "tz": tpos[:, 2],
-        "tpx": tmom[:, 0], "tpy": tmom[:, 1], "tpz": tmom[:, 2],
-        "weight": np.zeros(n_all),
-    }).astype(DTYPES["truth"])
+    truth = pd.DataFrame(
+        {
+            "hit_id": hit_id,
+            "particle_id": pid,
+            "tx": tpos[:, 0],
+            "ty": tpos[:, 1],
+            "tz": tpos[:, 2],
+            "tpx": tmom[:, 0],
+            "tpy": tmom[:, 1],
+            "tpz": tmom[:, 2],
+            "weight": np.zeros(n_all),
+        }
+    ).astype(DTYPES["truth"])
 
-    particles = pd.DataFrame({
-        "particle_id": parts.particle_id,
-        "vx": parts.vertex[:, 0], "vy": parts.vertex[:, 1], "vz": parts.vertex[:, 2],
-        "px": parts.momentum[:, 0], "py": parts.momentum[:, 1], "pz": parts.momentum[:, 2],
-        "q": parts.charge, "nhits": np.bincount(pidx, minlength=n_part),
-    }).astype(DTYPES["particles"])
+    particles = pd.DataFrame(
+        {
+            "particle_id": parts.particle_id,
+            "vx": parts.vertex[:, 0],
+            "vy": parts.vertex[:, 1],
+            "vz": parts.vertex[:, 2],
+            "px": parts.momentum[:, 0],
+            "py": parts.momentum[:, 1],
+            "pz": parts.momentum[:, 2],
+            "q": parts.charge,
+            "nhits": np.bincount(pidx, minlength=n_part),
+        }
+    ).astype(DTYPES["particles"])
 
     from cgnn_jax.metrics.weights import compute_weights
 

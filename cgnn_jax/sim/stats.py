@@ -34,8 +34,9 @@ def event_stats(event: Event) -> dict:
         _, nh = np.unique(pid[sig], return_counts=True)
         out["particles"] = len(nh)
         out["mean_hits_per_particle"] = float(nh.mean()) if len(nh) else float("nan")
-        for q, val in zip(QUANTILES, np.quantile(nh, QUANTILES) if len(nh) else [np.nan] * 5,
-                          strict=True):
+        for q, val in zip(
+            QUANTILES, np.quantile(nh, QUANTILES) if len(nh) else [np.nan] * 5, strict=True
+        ):
             out[f"hits_per_particle_q{int(q * 100)}"] = float(val)
         key = pd.DataFrame({"p": pid[sig], "v": vol[sig], "l": hits["layer_id"].to_numpy()[sig]})
         pairs = key.value_counts()

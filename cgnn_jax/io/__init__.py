@@ -1,0 +1,23 @@
+"""The TrackML file layer: read and write events and submissions (csv, csv.gz, zip)."""
+
+from cgnn_jax.io.atomic import atomic_write
+from cgnn_jax.io.errors import TrackMLFormatError
+from cgnn_jax.io.event import Event
+from cgnn_jax.io.read import iter_events, list_event_ids, read_event, read_submission
+from cgnn_jax.io.schema import DTYPES, PARTS, event_prefix
+from cgnn_jax.io.write import write_event, write_submission
+
+__all__ = [
+    "DTYPES",
+    "PARTS",
+    "Event",
+    "TrackMLFormatError",
+    "atomic_write",
+    "event_prefix",
+    "iter_events",
+    "list_event_ids",
+    "read_event",
+    "read_submission",
+    "write_event",
+    "write_submission",
+]
