@@ -22,12 +22,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check cgnn_jax launch tests benchmarks
-	$(BIN)/ruff format --check cgnn_jax launch tests benchmarks
+	$(BIN)/ruff check cgnn_jax launch tests benchmarks configs
+	$(BIN)/ruff format --check cgnn_jax launch tests benchmarks configs
 
 format: $(STAMP)
-	$(BIN)/ruff format cgnn_jax launch tests benchmarks
-	$(BIN)/ruff check --fix cgnn_jax launch tests benchmarks
+	$(BIN)/ruff format cgnn_jax launch tests benchmarks configs
+	$(BIN)/ruff check --fix cgnn_jax launch tests benchmarks configs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --out=benchmarks/REPORT.md

@@ -17,20 +17,11 @@ import os
 import sys
 import tempfile
 
-_LAUNCH_DIR = os.path.dirname(os.path.abspath(__file__))
-# Python puts this script's folder first on sys.path; a sibling script named like a stdlib
-# module (e.g. launch/inspect.py) would then shadow it for numpy & co.  We need none of them.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _LAUNCH_DIR]
+import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
+import pandas as pd
+from absl import app, flags
 
-try:
-    import cgnn_jax  # noqa: F401
-except ImportError:  # not installed: run from a checkout
-    sys.path.insert(0, os.path.dirname(_LAUNCH_DIR))
-
-import pandas as pd  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from cgnn_jax.metrics.evaluate import evaluate_submission  # noqa: E402
+from cgnn_jax.metrics.evaluate import evaluate_submission
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Dataset with truth: directory or .zip of event files.")

@@ -42,3 +42,15 @@ def simulate_dataset(
         )
         write_event(ev, out, compress=compress)
         yield out, ev
+
+
+def simulated_events(
+    n: int, seed: int, mu: float = 200.0, track_fraction: float = 1.0, first_event: int = 0
+) -> list[Event]:
+    """``n`` events in memory, seeded as :func:`simulate_dataset` seeds them (event ``i``: ``(seed, i)``)."""
+    return [
+        simulate_event(
+            event_seed(seed, i), mu, track_fraction=track_fraction, event_id=first_event + i
+        )
+        for i in range(n)
+    ]

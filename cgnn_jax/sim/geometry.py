@@ -103,6 +103,27 @@ class Geometry:
             + self.module_id.astype(np.int64)
         )
 
+    def module_rows(
+        self, volume_id: np.ndarray, layer_id: np.ndarray, module_id: np.ndarray
+    ) -> np.ndarray:
+        """``[N]`` geometry rows of modules given by ids ``[N]``; raises on an unknown module."""
+        key = (
+            np.asarray(volume_id, np.int64) * 1_000_000_000
+            + np.asarray(layer_id, np.int64) * 1_000_000
+            + np.asarray(module_id, np.int64)
+        )
+        table = self.module_key()  # sorted: the geometry is sorted by (volume, layer, module)
+        rows = np.clip(np.searchsorted(table, key), 0, len(table) - 1)
+        bad = table[rows] != key
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{int(bad.sum())} hits on modules not in the TrackML detector, e.g. volume_id="
+                f"{int(np.asarray(volume_id)[i])}, layer_id={int(np.asarray(layer_id)[i])}, "
+                f"module_id={int(np.asarray(module_id)[i])}"
+            )
+        return rows
+
     def lookup_points(self, points: np.ndarray, layer_index: np.ndarray) -> np.ndarray:
         """``[N, 4]`` query coordinates for :attr:`tree` of points ``[N, 3]`` on layers ``[N]``."""
         return np.concatenate([points, (layer_index * _LAYER_SEPARATION)[:, None]], axis=1)

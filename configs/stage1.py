@@ -1,0 +1,44 @@
+"""Stage 1 (metric learning + graph construction), sized for a 2-core CPU (~15 min).
+
+python launch/train.py --config=configs/stage1.py --workdir=workdirs/stage1
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.stages = ("stage1",)
+
+    c.data = ml_collections.ConfigDict()
+    c.data.seed = 1  # simulation seed of the training events
+    c.data.train_events = 4
+    c.data.mu = 200.0
+    c.data.track_fraction = 1.0
+
+    c.embedding = ml_collections.ConfigDict()
+    c.embedding.hidden = (128, 128, 128)
+    c.embedding.dim = 8
+    c.embedding.margin = 1.0
+    c.embedding.learning_rate = 3e-3
+    c.embedding.batch_pairs = 8192
+    c.embedding.steps = 3000
+    c.embedding.hard_steps = 3000
+    c.embedding.hard_fraction = 0.25
+    c.embedding.hard_k = 16
+    c.embedding.hard_pool = 2_000_000
+
+    c.graph = ml_collections.ConfigDict()
+    c.graph.mode = "knn_radius"
+    c.graph.k = 32
+    c.graph.radius = 1.0
+
+    c.filter = ml_collections.ConfigDict()
+    c.filter.hidden = (64, 64, 64)
+    c.filter.learning_rate = 3e-3
+    c.filter.batch_edges = 16384
+    c.filter.steps = 3000
+    c.filter.pos_weight = 1.0
+    c.filter.threshold = 0.5
+    return c
