@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.embedding = ml_collections.ConfigDict()
     c.embedding.hidden = (128, 128, 128)
-    c.embedding.dim = 8
+    c.embedding.dim = 12
     c.embedding.margin = 1.0
     c.embedding.learning_rate = 3e-3
     c.embedding.batch_pairs = 8192
@@ -40,5 +40,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.filter.batch_edges = 16384
     c.filter.steps = 3000
     c.filter.pos_weight = 1.0
-    c.filter.threshold = 0.5
+    c.filter.threshold = 0.5  # replaced at training time when target_purity > 0
+    c.filter.target_purity = 0.6
     return c

@@ -54,11 +54,11 @@ def main(argv: list[str]) -> None:
         }
     )
     print(show.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    vol = df[[f"vol{v}_share" for v in VOLUMES]].mean()
-    print(
-        "hits per volume (%), mean over events: "
-        + ", ".join(f"{v}: {vol[f'vol{v}_share']:.1f}" for v in VOLUMES)
+    vols = df[["event_id"] + [f"vol{v}_share" for v in VOLUMES]].rename(
+        columns={f"vol{v}_share": f"vol {v}" for v in VOLUMES}
     )
+    print("\nhits per volume (% of the event's hits):")
+    print(vols.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     if FLAGS.json_out:
         with atomic_write(FLAGS.json_out, "w") as f:
             json.dump(df.to_dict(orient="records"), f, indent=1)

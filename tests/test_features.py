@@ -22,7 +22,17 @@ from cgnn_jax.features import (
 from cgnn_jax.features.hits import HitFeatures
 from cgnn_jax.sim import simulate_event
 
-CELL_FEATURES = ("n_cells", "charge", "extent_u", "extent_v", "extent_u_t", "extent_v_t")
+CELL_FEATURES = (
+    "n_cells",
+    "charge",
+    "extent_u",
+    "extent_v",
+    "extent_u_t",
+    "extent_v_t",
+    "cell_cot",
+    "cell_z0",
+    "cell_abs_kappa",
+)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,10 @@ name               definition
 ``extent_v``       ``log1p(e_v)``, ``e_v = (max ch1 - min ch1 + 1) * pitch_v`` (mm)
 ``extent_u_t``     ``log1p(e_u / T)``, ``T = 2 * half_t`` the sensor thickness
 ``extent_v_t``     ``log1p(e_v / T)``
+``cell_cot``       cot θ of the cluster direction / 5 (clipped to ±10 before scaling)
+``cell_z0``        ``z - r cot θ`` (mm) / 200: the beam-line origin implied by the cluster
+``cell_abs_kappa`` ``log1p(1000 * 2 |sin α| / r)``: |curvature| (1/m) of a circle through the beam
+                   line with the cluster's transverse direction (α: its angle to the radius)
 =================  ==========================================================================
 
 The cluster carries the track's direction: a track with local direction ``d = (d_u, d_v, d_w)``
@@ -72,6 +76,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "extent_v",
     "extent_u_t",
     "extent_v_t",
+    "cell_cot",
+    "cell_z0",
+    "cell_abs_kappa",
 )
 
 _EPS = 1e-12
@@ -238,6 +245,16 @@ def hit_features(event: Event, geometry: Geometry | None = None) -> HitFeatures:
     cell_dir /= np.linalg.norm(cell_dir, axis=1, keepdims=True)  # rot is orthonormal to ~1e-7
     cell_dir[~has] = 0.0
 
+    # Track parameters implied by one hit and its cluster direction, for a track from the beam line:
+    # cot(theta), z0 = z - r cot(theta) and |curvature| = 2 |sin(alpha)| / r, alpha the transverse
+    # angle between the cluster direction and the radial direction (the cluster's extent is
+    # unsigned, so the sign of the curvature is not measurable from it).
+    dxy = np.hypot(cell_dir[:, 0], cell_dir[:, 1])
+    cot = np.where(has, np.clip(cell_dir[:, 2] / np.maximum(dxy, 1e-3), -10.0, 10.0), 0.0)
+    z0 = np.where(has, np.clip(z - r * cot, -1000.0, 1000.0), 0.0)
+    sin_a = np.abs(cell_dir[:, 0] * y - cell_dir[:, 1] * x) / np.maximum(dxy * r, _EPS)
+    abs_kappa = np.where(has, np.clip(2.0 * sin_a / np.maximum(r, 1.0) * 1000.0, 0.0, 20.0), 0.0)
+
     onehot = np.zeros((n, len(VOLUMES)))
     onehot[np.arange(n), volume_index] = 1.0
     hasf = has.astype(np.float64)
@@ -258,6 +275,9 @@ def hit_features(event: Event, geometry: Geometry | None = None) -> HitFeatures:
         np.log1p(ext_v),
         np.log1p(ext_u / thick),
         np.log1p(ext_v / thick),
+        cot / 5.0,
+        z0 / 200.0,
+        np.log1p(abs_kappa),
     ]
     feats = np.stack(cols, axis=1).astype(np.float32)
     return HitFeatures(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from cgnn_jax.utils.arrays import sorted_unique
+
 MODES = ("knn", "radius", "knn_radius")
 
 
@@ -40,7 +42,7 @@ def neighbor_graph(
         pairs = tree.query_pairs(radius, output_type="ndarray")
         s, r = pairs[:, 0], pairs[:, 1]
         s, r = np.concatenate([s, r]), np.concatenate([r, s])
-        key = np.unique(s.astype(np.int64) * n + r)
+        key = sorted_unique(s.astype(np.int64) * n + r)
         return (key // n).astype(np.int32), (key % n).astype(np.int32)
     kk = min(k + 1, n)
     ub = np.inf if mode == "knn" else radius
@@ -52,5 +54,5 @@ def neighbor_graph(
     s, r = src[ok], idx[ok]
     if symmetric:
         s, r = np.concatenate([s, r]), np.concatenate([r, s])
-    key = np.unique(s.astype(np.int64) * n + r)
+    key = sorted_unique(s.astype(np.int64) * n + r)
     return (key // n).astype(np.int32), (key % n).astype(np.int32)

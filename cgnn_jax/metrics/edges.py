@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cgnn_jax.utils.arrays import sorted_unique
+
 
 def edge_purity_recall(
     senders: np.ndarray, receivers: np.ndarray, particle_id: np.ndarray
@@ -46,7 +48,7 @@ def edge_purity_recall(
         )
     true = (s != r) & (pid[s] == pid[r]) & (pid[s] != 0)
     n_true = int(true.sum())
-    n_distinct = len(np.unique(s[true] * np.int64(n) + r[true]))
+    n_distinct = len(sorted_unique(s[true] * np.int64(n) + r[true]))
 
     _, counts = np.unique(pid[pid != 0], return_counts=True)
     n_total = int(np.sum(counts.astype(np.int64) * (counts - 1)))

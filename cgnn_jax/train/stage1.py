@@ -282,6 +282,21 @@ def edge_probabilities(
     return out
 
 
+def choose_threshold(p: np.ndarray, y: np.ndarray, target_purity: float) -> float:
+    """The lowest threshold ``t`` whose kept edges ``p > t`` have purity ``>= target_purity``.
+
+    Maximises recall under the purity constraint on labelled edges ``p [E]``, ``y [E]``.
+    """
+    order = np.argsort(-p, kind="stable")
+    tp = np.cumsum(y[order])
+    purity = tp / np.arange(1, len(p) + 1)
+    ok = np.flatnonzero(purity >= target_purity)
+    if len(ok) == 0:
+        return float(p.max())
+    i = ok[-1]
+    return float(p[order[i + 1]]) if i + 1 < len(p) else 0.0
+
+
 # --------------------------------------------------------------------------- inference object
 
 
@@ -358,6 +373,21 @@ def train_stage1(config: ml_collections.ConfigDict, workdir: str | Path, log=pri
         config.filter.get("pos_weight", 0.0) or (1.0 - edges.y.mean()) / max(edges.y.mean(), 1e-6)
     )
     filter_params, hist2 = train_filter(config, x, edges, r2)
+    if config.filter.get("target_purity", 0.0):
+        sub = np.random.default_rng(config.seed).permutation(len(edges.y))[:2_000_000]
+        p = edge_probabilities(
+            create_filter(config),
+            filter_params,
+            x,
+            edges.z[sub],
+            edges.senders[sub],
+            edges.receivers[sub],
+        )
+        config.filter.threshold = choose_threshold(p, edges.y[sub], config.filter.target_purity)
+        log(
+            f"edge filter threshold {config.filter.threshold:.3f} for purity "
+            f">= {config.filter.target_purity} on training edges"
+        )
     model = Stage1(config, emb_params, filter_params)
     model.save(workdir, extra={"history": hist + hist2, "train_seconds": time.time() - t0})
     log(f"stage 1 trained in {time.time() - t0:.0f} s; checkpoint in {workdir}/checkpoints")

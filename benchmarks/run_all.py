@@ -1,0 +1,65 @@
+r"""Run the benchmark scripts and collect their output into one markdown report.
+
+    python benchmarks/run_all.py --out=benchmarks/REPORT.md [--checkpoint=workdirs/stage1]
+
+Each script prints its own figures (medians of repeated runs with min and max); this harness
+records the machine, the command and the output of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default=str(HERE / "REPORT.md"))
+    ap.add_argument("--checkpoint", default=None, help="stage-1 checkpoint for bench_graph.py")
+    args = ap.parse_args()
+    runs = [["bench_simulate.py"], ["bench_score.py"], ["baselines_score.py", "--test_events=2"]]
+    if args.checkpoint:
+        runs.append(["bench_graph.py", f"--checkpoint={args.checkpoint}"])
+    import jax
+
+    lines = [
+        "# cgnn_jax benchmark report",
+        "",
+        f"- machine: {machine()}",
+        f"- jax backend: {jax.default_backend()}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
+        "",
+    ]
+    for cmd in runs:
+        print(f"running {' '.join(cmd)} ...", flush=True)
+        t = time.perf_counter()
+        p = subprocess.run(
+            [sys.executable, str(HERE / cmd[0]), *cmd[1:]], capture_output=True, text=True
+        )
+        lines += [
+            f"## `python benchmarks/{' '.join(cmd)}` ({time.perf_counter() - t:.0f} s)",
+            "",
+            "```",
+            p.stdout.strip() or "(no output)",
+            "```",
+            "",
+        ]
+        if p.returncode:
+            lines += [f"exit code {p.returncode}:", "```", p.stderr.strip()[-2000:], "```", ""]
+    from cgnn_jax.io import atomic_write
+
+    with atomic_write(args.out, "w") as f:
+        f.write("\n".join(lines))
+    print(f"report written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Stage 1: neighbour graphs, padding invariance, losses, checkpoints, and a tiny training run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from cgnn_jax.graph import neighbor_graph
+from cgnn_jax.metrics import edge_purity_recall
+from cgnn_jax.models import EdgeFilter, HitEmbedding
+from cgnn_jax.train.checkpoint import (
+    CheckpointError,
+    read_meta,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from cgnn_jax.train.losses import balanced_bce, hinge_embedding_loss
+from cgnn_jax.train.stage1 import edge_probabilities, embed
+from cgnn_jax.utils.padding import bucket_size, pad_rows
+
+
+def _brute(points, k, radius, mode):
+    d = cdist(points, points)
+    np.fill_diagonal(d, np.inf)
+    edges = set()
+    for i in range(len(points)):
+        order = np.argsort(d[i], kind="stable")
+        if mode == "radius":
+            nb = np.flatnonzero(d[i] <= radius)
+        else:
+            nb = order[:k]
+            if mode == "knn_radius":
+                nb = nb[d[i, nb] <= radius]
+        for j in nb:
+            edges.add((i, int(j)))
+            edges.add((int(j), i))
+    return edges
+
+
+@pytest.mark.parametrize("mode", ["knn", "radius", "knn_radius"])
+def test_neighbor_graph_matches_brute_force(mode):
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(300, 3)).astype(np.float32)
+    s, r = neighbor_graph(pts, mode, k=5, radius=0.5)
+    got = set(zip(s.tolist(), r.tolist(), strict=True))
+    assert got == _brute(pts, 5, 0.5, mode)
+    assert (s != r).all()
+    assert len(got) == len(s)  # no duplicates
+
+
+def test_neighbor_graph_errors_and_tiny():
+    with pytest.raises(ValueError, match="mode"):
+        neighbor_graph(np.zeros((3, 2)), "nope")
+    s, r = neighbor_graph(np.zeros((1, 2)))
+    assert len(s) == len(r) == 0
+
+
+def test_bucket_sizes_are_few_and_bounded():
+    sizes = {bucket_size(n) for n in range(1000, 200_000, 997)}
+    assert len(sizes) <= 4 * 8 + 2
+    for n in (1, 1500, 110_000, 131_072, 131_073):
+        b = bucket_size(n)
+        assert b >= n and b <= max(1.25 * n, 1024)
+
+
+def test_padding_changes_no_embedding():
+    model = HitEmbedding(hidden=(16, 16), dim=4)
+    x = np.random.default_rng(1).normal(size=(777, 6)).astype(np.float32)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 6)))
+    direct = np.asarray(model.apply(params, x))
+    padded = embed(model, params, x)  # pads 777 -> bucket, then strips
+    np.testing.assert_allclose(padded, direct, rtol=1e-5, atol=1e-6)
+    assert padded.shape == (777, 4)
+
+
+def test_edge_filter_chunking_changes_nothing():
+    model = EdgeFilter(hidden=(8, 8))
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 5)).astype(np.float32)
+    z = rng.normal(size=(1000, 3)).astype(np.float32)
+    s, r = rng.integers(0, 50, 1000), rng.integers(0, 50, 1000)
+    params = model.init(
+        jax.random.PRNGKey(0),
+        jnp.asarray(x),
+        jnp.asarray(z[:1]),
+        jnp.zeros(1, jnp.int32),
+        jnp.ones(1, jnp.int32),
+    )
+    whole = edge_probabilities(model, params, x, z, s, r, chunk=1 << 20)
+    parts = edge_probabilities(model, params, x, z, s, r, chunk=128)
+    direct = np.asarray(jax.nn.sigmoid(model.apply(params, x, z, s, r)))
+    np.testing.assert_allclose(whole, direct, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(parts, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_losses_by_hand():
+    d2 = jnp.array([0.25, 4.0, 0.5, 2.0, 9.0])
+    y = jnp.array([1, 1, 0, 0, 0])
+    m = jnp.array([1, 1, 1, 1, 0])
+    # positives: mean(0.25, 4) = 2.125; negatives: mean(max(0, 1-0.5), max(0, 1-2)) = 0.25
+    np.testing.assert_allclose(hinge_embedding_loss(d2, y, m, 1.0), 2.375, rtol=1e-6)
+    logits = jnp.array([0.0, 0.0])
+    np.testing.assert_allclose(
+        balanced_bce(logits, jnp.array([1, 0]), jnp.array([1, 1])), np.log(2), rtol=1e-6
+    )
+
+
+def test_checkpoint_roundtrip_and_failures(tmp_path):
+    state = {"a": jnp.arange(4.0), "b": {"c": jnp.ones((2, 3))}}
+    save_checkpoint(tmp_path / "ck", 7, state, kind="stage1", config={"x": 1})
+    got, meta = restore_checkpoint(tmp_path / "ck", kind="stage1")
+    np.testing.assert_array_equal(got["b"]["c"], np.ones((2, 3)))
+    assert meta["config"] == {"x": 1} and meta["step"] == 7
+    with pytest.raises(CheckpointError, match="expected 'gnn'"):
+        restore_checkpoint(tmp_path / "ck", kind="gnn")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        restore_checkpoint(tmp_path / "missing")
+
+    # Another format version: fails on the metadata, before any array is read.
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "ck", old)
+
+    meta_path = _json_file(old / "7" / "meta")
+    m = json.loads(meta_path.read_text())
+    m["version"] = 0
+    meta_path.write_text(json.dumps(m))
+    with pytest.raises(CheckpointError, match="format version 0"):
+        read_meta(old)
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(tmp_path / "ck", foreign)
+    p = _json_file(foreign / "7" / "meta")
+    p.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(CheckpointError, match="not a cgnn_jax checkpoint"):
+        restore_checkpoint(foreign)
+
+    # Truncated: the array data is gone.
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "ck", broken)
+    for f in (broken / "7" / "state").rglob("*"):
+        if f.is_file() and "meta" not in f.name.lower():
+            f.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="cannot restore"):
+        restore_checkpoint(broken)
+
+
+def _json_file(d):
+    """The JSON file orbax writes for a JsonSave item (a file, or one inside a folder)."""
+    if d.is_file():
+        return d
+    files = [f for f in d.rglob("*") if f.is_file()]
+    for f in files:
+        try:
+            json.loads(f.read_text())
+            if "format" in f.read_text():
+                return f
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+    raise AssertionError(f"no JSON metadata file in {d}: {files}")
+
+
+def test_tiny_training_learns_a_useful_graph(tmp_path):
+    from configs.stage1 import get_config
+
+    from cgnn_jax.train.data import prepare_event
+    from cgnn_jax.train.stage1 import Stage1, train_stage1
+    from cgnn_jax.sim import simulate_event
+
+    c = get_config()
+    c.data.train_events = 2
+    c.data.mu = 10.0
+    c.embedding.hidden = (32, 32)
+    c.embedding.batch_pairs = 512
+    c.embedding.steps = 150
+    c.embedding.hard_steps = 50
+    c.embedding.hard_pool = 10_000
+    c.graph.k = 8
+    c.filter.hidden = (16, 16)
+    c.filter.batch_edges = 512
+    c.filter.steps = 150
+    model = train_stage1(c, tmp_path, log=lambda *_: None)
+    restored = Stage1.restore(tmp_path)
+    ev = prepare_event(simulate_event(12345, mu=10))
+    s, r = restored.embedding_graph(ev)
+    np.testing.assert_array_equal(s, model.embedding_graph(ev)[0])
+    q = edge_purity_recall(s, r, ev.pid)
+    # A random graph with the same number of edges has purity ~ sum k(k-1) / n^2.
+    _, cnt = np.unique(ev.pid[ev.pid != 0], return_counts=True)
+    random_purity = (cnt * (cnt - 1)).sum() / ev.n**2
+    assert q["purity"] > 20 * random_purity
+    assert q["recall"] > 0.2
+    s2, r2, p2 = restored.refined_graph(ev, s, r)
+    q2 = edge_purity_recall(s2, r2, ev.pid)
+    assert q2["purity"] > q["purity"]
+    assert (p2 > c.filter.threshold).all()
+
+
+def test_choose_threshold_meets_purity_with_most_recall():
+    from cgnn_jax.train.stage1 import choose_threshold
+
+    rng = np.random.default_rng(0)
+    y = rng.random(20_000) < 0.2
+    p = np.clip(0.5 * y + 0.6 * rng.random(20_000), 0, 1)
+    t = choose_threshold(p, y, 0.7)
+    keep = p > t
+    assert y[keep].mean() >= 0.7
+    lower = p > t - 0.02  # any lower threshold breaks the purity target
+    assert y[lower].mean() < 0.7 or lower.sum() == keep.sum()
