@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= out/demo
 DEMO_EVENTS ?= 2
 
-.PHONY: demo test lint format bench fidelity clean
+.PHONY: demo test lint format bench fidelity train-stage1 graph-quality clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --out=benchmarks/REPORT.md
+
+train-stage1: $(STAMP)
+	$(BIN)/python launch/train.py --config=configs/stage1.py --workdir=workdirs/stage1
+
+graph-quality: $(STAMP)
+	$(BIN)/python launch/graph_quality.py --checkpoint=workdirs/stage1 --events=2
 
 fidelity: $(STAMP)
 	$(BIN)/python benchmarks/sim_fidelity.py --events=5

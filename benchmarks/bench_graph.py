@@ -49,7 +49,9 @@ def main() -> None:
     steps = {
         "hit features": lambda: hit_features(raw),
         "embedding MLP": lambda: model.embed(ev),
-        "kd-tree graph": lambda: neighbor_graph(e, g.mode, k=g.k, radius=g.radius),
+        "kd-tree graph": lambda: neighbor_graph(
+            e, g.mode, k=g.k, radius=g.radius, approx=g.get("approx", 0.0)
+        ),
         "pair features": lambda: pair_features(ev.hf, s, r),
         "edge filter": lambda: edge_probabilities(
             model.filter_model, model.filter_params, ev.hf.x, z, s, r

@@ -33,13 +33,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.graph.mode = "knn_radius"
     c.graph.k = 32
     c.graph.radius = 1.0
+    c.graph.approx = 0.5  # approximate kd-tree query: (1 + approx) x the k-th distance
 
     c.filter = ml_collections.ConfigDict()
-    c.filter.hidden = (64, 64, 64)
+    c.filter.hidden = (32, 32, 32)
     c.filter.learning_rate = 3e-3
     c.filter.batch_edges = 16384
     c.filter.steps = 3000
     c.filter.pos_weight = 1.0
     c.filter.threshold = 0.5  # replaced at training time when target_purity > 0
-    c.filter.target_purity = 0.6
+    c.filter.target_purity = 0.5
     return c

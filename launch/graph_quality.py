@@ -25,14 +25,19 @@ flags.DEFINE_string("data", None, "TrackML dataset (directory or .zip); default:
 flags.DEFINE_integer("events", 2, "Simulated events when --data is not given.")
 flags.DEFINE_integer("seed", 99, "Simulation seed when --data is not given.")
 flags.DEFINE_string("json_out", None, "Write the table as JSON.")
+flags.DEFINE_integer(
+    "graph_k", None, "Override the checkpoint's config.graph.k (neighbours per hit)."
+)
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
-    df = graph_quality_table(FLAGS.checkpoint, FLAGS.data, FLAGS.events, FLAGS.seed)
+    df = graph_quality_table(
+        FLAGS.checkpoint, FLAGS.data, FLAGS.events, FLAGS.seed, graph_k=FLAGS.graph_k
+    )
     mean = df.groupby("graph", sort=False)[
-        ["edges", "edges_per_hit", "purity", "recall", "seconds"]
+        ["edges", "edges_per_hit", "purity", "recall", "recall_consecutive", "seconds"]
     ].mean()
     with pd.option_context("display.float_format", "{:,.4g}".format):
         print(mean.to_string())

