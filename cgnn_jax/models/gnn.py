@@ -82,6 +82,9 @@ class EdgeWeightedGNN(nn.Module):
       hidden: node-state width.
       kernel_hidden: hidden width of each layer's edge-weight kernel.
       out_dim: output dimension.
+      degree_norm: divide the aggregated ``A V`` by each node's in-degree.
+      skip_input: the output layer sees ``[v_K, input]`` (keeps the stage-1 embedding's
+        separation for hits the input graph does not connect).
     """
 
     num_layers: int = 3
@@ -89,6 +92,7 @@ class EdgeWeightedGNN(nn.Module):
     kernel_hidden: int = 16
     out_dim: int = 8
     degree_norm: bool = False
+    skip_input: bool = False
 
     @nn.compact
     def __call__(
@@ -118,6 +122,8 @@ class EdgeWeightedGNN(nn.Module):
             )(v, graph.senders, graph.receivers, edge_mask)
             v = v * keep
             weights.append(a)
+        if self.skip_input:  # output sees the last state and the input (stage-1 embedding)
+            v = jnp.concatenate([v, graph.nodes], axis=-1)
         out = nn.Dense(self.out_dim, name="output")(v) * keep
         return (out, weights) if return_weights else out
 
@@ -130,4 +136,5 @@ def create_gnn(gnn_config) -> EdgeWeightedGNN:
         kernel_hidden=gnn_config.kernel_hidden,
         out_dim=gnn_config.out_dim,
         degree_norm=gnn_config.get("degree_norm", False),
+        skip_input=gnn_config.get("skip_input", False),
     )
