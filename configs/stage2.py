@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.random_pairs_per_hit = 1.0
     c.gnn.degree_norm = False  # True: divide A V by the in-degree (not in the thesis's layer)
     c.gnn.skip_input = False  # True: the output layer also sees the input (stage-1 embedding)
+    c.gnn.residual = False  # True: output = stage-1 embedding + learned correction (out_dim = d)
     # η–φ sector sub-graphs for training: (n_eta, n_phi), overlap margins in η and φ (rad).
     c.gnn.sectors = (2, 4)
     c.gnn.sector_margin_eta = 0.1

@@ -270,3 +270,27 @@ def test_tiny_training_lowers_the_loss_and_restores(trained):
     assert rows["gnn"]["hinge_loss"] < rows["stage1"]["hinge_loss"], rows
     assert rows["gnn"]["auc"] > 0.6, rows
     assert 0 < rows["gnn"]["purity"] <= 1 and 0 < rows["gnn"]["recall"] <= 1
+
+
+def test_residual_output_starts_at_the_stage1_embedding():
+    import jax
+    import jax.numpy as jnp
+    import jraph
+
+    from cgnn_jax.models.gnn import EdgeWeightedGNN
+
+    rng = np.random.default_rng(0)
+    nodes = jnp.asarray(rng.normal(size=(6, 5)).astype(np.float32))
+    g = jraph.GraphsTuple(
+        nodes=nodes,
+        edges=None,
+        senders=jnp.array([0, 1, 2, 3]),
+        receivers=jnp.array([1, 2, 3, 4]),
+        n_node=jnp.array([6]),
+        n_edge=jnp.array([4]),
+        globals=None,
+    )
+    model = EdgeWeightedGNN(num_layers=2, hidden=8, kernel_hidden=4, out_dim=3, residual_dim=3)
+    em, nm = jnp.ones(4, bool), jnp.ones(6, bool)
+    params = model.init(jax.random.PRNGKey(0), g, em, nm)
+    np.testing.assert_allclose(model.apply(params, g, em, nm), nodes[:, -3:], atol=1e-6)

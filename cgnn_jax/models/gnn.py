@@ -85,6 +85,9 @@ class EdgeWeightedGNN(nn.Module):
       degree_norm: divide the aggregated ``A V`` by each node's in-degree.
       skip_input: the output layer sees ``[v_K, input]`` (keeps the stage-1 embedding's
         separation for hits the input graph does not connect).
+      residual_dim: if > 0, the output is the stage-1 embedding (the last ``residual_dim``
+        input columns; needs ``out_dim == residual_dim``) plus a learned correction initialised
+        to zero.
     """
 
     num_layers: int = 3
@@ -93,6 +96,7 @@ class EdgeWeightedGNN(nn.Module):
     out_dim: int = 8
     degree_norm: bool = False
     skip_input: bool = False
+    residual_dim: int = 0
 
     @nn.compact
     def __call__(
@@ -124,6 +128,12 @@ class EdgeWeightedGNN(nn.Module):
             weights.append(a)
         if self.skip_input:  # output sees the last state and the input (stage-1 embedding)
             v = jnp.concatenate([v, graph.nodes], axis=-1)
+        if self.residual_dim:
+            # Residual on the stage-1 embedding (the last residual_dim input columns): the
+            # correction starts at zero, so training starts from stage 1's space.
+            base = graph.nodes[:, -self.residual_dim :]
+            corr = nn.Dense(self.out_dim, kernel_init=nn.initializers.zeros, name="output")(v)
+            return ((base + corr) * keep, weights) if return_weights else (base + corr) * keep
         out = nn.Dense(self.out_dim, name="output")(v) * keep
         return (out, weights) if return_weights else out
 
@@ -137,4 +147,5 @@ def create_gnn(gnn_config) -> EdgeWeightedGNN:
         out_dim=gnn_config.out_dim,
         degree_norm=gnn_config.get("degree_norm", False),
         skip_input=gnn_config.get("skip_input", False),
+        residual_dim=gnn_config.out_dim if gnn_config.get("residual", False) else 0,
     )
