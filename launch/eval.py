@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
 import pandas as pd
 from absl import app, flags
 
+from cgnn_jax.io import atomic_write
 from cgnn_jax.metrics.evaluate import evaluate_submission
 
 FLAGS = flags.FLAGS
@@ -51,21 +51,11 @@ def format_table(results: pd.DataFrame) -> str:
 
 
 def write_json_atomic(obj: object, path: str) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temporary sibling and ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, allow_nan=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`cgnn_jax.io.atomic_write`)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, allow_nan=True)
+        f.write("\n")
 
 
 def main(argv: list[str]) -> int:

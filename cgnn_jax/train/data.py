@@ -64,14 +64,10 @@ def pair_data(events: list[PreparedEvent]) -> PairData:
     starts = np.cumsum(counts) - counts
     ev_start = np.repeat(starts, counts)
     ev_count = np.repeat(counts, counts)
-    gpid = np.concatenate(
-        [
-            np.where(e.pid != 0, e.pid * 0 + (i + 1), 0).astype(np.int64)
-            for i, e in enumerate(events)
-        ]
-    )
+    # A particle is (event index, particle_id): ids are only unique within an event.
+    event_index = np.repeat(np.arange(len(events)), counts)
     raw = np.concatenate([e.pid for e in events])
-    _, key = np.unique(np.stack([gpid, raw], 1), axis=0, return_inverse=True)
+    _, key = np.unique(np.stack([event_index, raw], 1), axis=0, return_inverse=True)
     key = key.reshape(-1)
     signal = np.flatnonzero(raw != 0)
     order = signal[np.argsort(key[signal], kind="stable")]
