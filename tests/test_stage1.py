@@ -222,3 +222,23 @@ def test_consecutive_recall_by_hand():
     assert set(zip(a.tolist(), b.tolist(), strict=True)) == {(0, 2), (2, 1), (2, 0), (1, 2)}
     s, r = np.array([0, 2, 1]), np.array([2, 1, 0])
     assert consecutive_recall(s, r, pos, pid) == 0.5
+
+
+def test_rerun_restores_instead_of_retraining(tmp_path, monkeypatch):
+    import cgnn_jax.train.stage1 as stage1_mod
+    from cgnn_jax.train import train_and_evaluate
+    from cgnn_jax.train.stage1 import Stage1
+    from configs.stage1 import get_config
+
+    c = get_config()
+    params = {"w": jnp.ones(2)}
+    Stage1(c, params, params).save(tmp_path)
+
+    def boom(*a, **k):
+        raise AssertionError("retrained although a checkpoint exists")
+
+    monkeypatch.setattr(stage1_mod, "train_stage1", boom)
+    messages = []
+    out = train_and_evaluate(c, tmp_path, log=messages.append)
+    np.testing.assert_array_equal(out["stage1"].emb_params["w"], np.ones(2))
+    assert "already trained" in messages[0]
