@@ -1,0 +1,176 @@
+"""Learned divisive hierarchical clustering, unrolled level by level with static shapes.
+
+Every point carries a segment id, its cluster at the current level. At each level all active
+clusters are processed at once (``O(N)`` work: a few ``segment_sum``/``segment_min`` and one sort):
+
+1. ``stop = stop_fn(h, seg, mask, N)`` gives a stop probability per segment. A cluster is frozen
+   (kept as it is for good) if ``stop > stop_threshold``, if it has fewer than ``min_size`` points
+   (and always if it has fewer than 2), or if it was frozen before.
+2. ``p = split_fn(h, seg, mask, N)`` gives ``p_right`` per point; the points of an active cluster
+   go right where ``p > 0.5``.
+3. Median rule: a cluster whose split sends every point to one side would stall; it is split at
+   its median ``p`` instead: points are sorted by ``(segment, p)`` (``jnp.lexsort``), and those of
+   rank ``>= size // 2`` within their segment go right. Ties are broken by the sort order, so even
+   a constant ``p`` halves the cluster; the depth is then ``O(log N)``.
+
+Segment-id scheme (static ``num_segments = N``): **a cluster's id is the smallest point index in
+it.** Clusters are disjoint and non-empty, so their smallest indices are distinct and lie in
+``[0, N)``: ``num_segments = N`` always suffices, with no overflow at any depth (unlike the
+heap scheme ``2 s, 2 s + 1``, which needs ``2^depth`` segments). After a split the children's ids
+are ``segment_min(arange(N), 2 * seg + side)``; the left child keeps its parent's id if the
+parent's smallest point went left. Padding points sit in singleton segments ``seg_j = j`` (never
+a real cluster's id, since those are real points' indices) with size 0 and are always frozen. At
+the start all valid points are in one segment, the first valid index (0 when the padding is at
+the end, as :func:`cgnn_jax.utils.padding.pad_rows` makes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+SegmentFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, int], jnp.ndarray]
+
+
+def unrolled_clustering(
+    split_fn: SegmentFn,
+    stop_fn: SegmentFn,
+    h: jnp.ndarray,
+    mask: jnp.ndarray,
+    max_depth: int,
+    min_size: int = 3,
+    stop_threshold: float = 0.5,
+) -> dict[str, jnp.ndarray]:
+    """Cluster the points ``h`` top-down for ``max_depth`` levels (jit with ``max_depth`` static).
+
+    Args:
+      split_fn: ``(h [N, D], seg [N], mask [N], num_segments) -> p_right [N]`` in ``[0, 1]``, e.g.
+        ``lambda *a: Split(hidden).apply(params, *a)``.
+      stop_fn: ``(h, seg, mask, num_segments) -> stop [num_segments]`` in ``[0, 1]``.
+      h: ``[N, D]`` point features.
+      mask: ``[N]`` bool, False for padding points.
+      max_depth: number of levels ``L`` (static; the levels are a ``lax.scan``).
+      min_size: clusters smaller than this are not split (sizes < 2 never are).
+      stop_threshold: clusters with ``stop > stop_threshold`` are not split.
+    Returns:
+      dict with
+        ``cluster [N]`` int32: final cluster id per point (the smallest point index of its
+        cluster), -1 on padding;
+        ``segment [L + 1, N]`` int32: segment id per point before each level (row ``L``: final);
+        ``p_right [L, N]``: split probability per point at each level (0 on padding);
+        ``stop [L, N]``: stop probability per segment id at each level;
+        ``active [L, N]`` bool: per segment id, whether that cluster was split at that level;
+        ``size [L + 1, N]`` int32: points per segment id before each level;
+        ``mask [N]``: the input mask.
+    """
+    n = h.shape[0]
+    idx = jnp.arange(n, dtype=jnp.int32)
+    first = jnp.argmax(mask).astype(jnp.int32)
+    seg0 = jnp.where(mask, first, idx)
+    lo = max(int(min_size), 2)
+
+    def sizes(seg: jnp.ndarray) -> jnp.ndarray:
+        return jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
+
+    def level(
+        carry: tuple[jnp.ndarray, jnp.ndarray], _: None
+    ) -> tuple[tuple[jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, ...]]:
+        seg, done = carry
+        size = sizes(seg)
+        stop = stop_fn(h, seg, mask, n)
+        seg_done = jax.ops.segment_max(done.astype(jnp.int32), seg, num_segments=n) > 0
+        active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
+        active_pt = active[seg] & mask
+
+        p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0)
+        right = p > 0.5
+        n_right = jax.ops.segment_sum((right & mask).astype(jnp.int32), seg, num_segments=n)
+        degenerate = (n_right == 0) | (n_right == size)
+
+        order = jnp.lexsort((p, seg))  # by segment, then p
+        pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
+        rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
+        right_med = rank >= size[seg] // 2
+
+        side = jnp.where(degenerate[seg], right_med, right).astype(jnp.int32)
+        key = 2 * seg + side
+        child = jax.ops.segment_min(idx, key, num_segments=2 * n)[key]
+        new_seg = jnp.where(active_pt, child, seg)
+        new_done = done | ~active_pt
+        return (new_seg, new_done), (seg, size, p, stop, active)
+
+    (seg_f, _), (segs, szs, ps, stops, actives) = jax.lax.scan(
+        level, (seg0, ~mask), None, length=max_depth
+    )
+    return {
+        "cluster": jnp.where(mask, seg_f, -1),
+        "segment": jnp.concatenate([segs, seg_f[None]], 0),
+        "p_right": ps,
+        "stop": stops,
+        "active": actives,
+        "size": jnp.concatenate([szs, sizes(seg_f)[None]], 0),
+        "mask": mask,
+    }
+
+
+def tree_to_table(out: dict[str, jnp.ndarray]) -> pd.DataFrame:
+    """The cluster tree of :func:`unrolled_clustering` as a table of nodes (numpy).
+
+    A node is a cluster at the level where it first appears (the root at level 0, children at the
+    level after their parent's split); frozen clusters carried to later levels are not repeated.
+
+    Returns:
+      DataFrame, one row per node, with ``node_id`` (row number), ``parent`` (-1 for the root),
+      ``level``, ``segment`` (its id at that level), ``size``, ``split_prob`` (mean ``p_right`` of
+      its points at its level), ``stop_prob`` (its stop probability at its level), ``split`` (bool:
+      it was split), ``leaf`` (bool: not split). Nodes at the final level ``L`` were never
+      evaluated: ``split_prob`` and ``stop_prob`` are NaN there.
+    """
+    segs = np.asarray(out["segment"])
+    sizes = np.asarray(out["size"])
+    ps = np.asarray(out["p_right"])
+    stops = np.asarray(out["stop"])
+    actives = np.asarray(out["active"])
+    mask = np.asarray(out["mask"]).astype(bool)
+    n_levels, n = segs.shape
+    depth = n_levels - 1
+
+    node_of = np.full(n, -1, np.int64)  # node id of each segment id at the current level
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("parent", "level", "segment", "size")}
+    cols.update(split_prob=[], stop_prob=[], split=[])
+    next_id = 0
+    for lev in range(n_levels):
+        ids = np.flatnonzero(sizes[lev] > 0)
+        if lev == 0:
+            new = ids
+            parent = np.full(len(new), -1, np.int64)
+        else:
+            prev = segs[lev - 1][ids]  # the id of each cluster's parent (ids are member points)
+            is_new = actives[lev - 1][prev]
+            new, parent = ids[is_new], node_of[prev[is_new]]
+            carried = node_of[ids[~is_new]]
+            node_of = np.full(n, -1, np.int64)
+            node_of[ids[~is_new]] = carried
+        node_of[new] = next_id + np.arange(len(new))
+        next_id += len(new)
+        cols["parent"].append(parent)
+        cols["level"].append(np.full(len(new), lev, np.int64))
+        cols["segment"].append(new)
+        cols["size"].append(sizes[lev][new].astype(np.int64))
+        if lev < depth:
+            psum = np.bincount(segs[lev][mask], weights=ps[lev][mask], minlength=n)
+            cols["split_prob"].append(psum[new] / np.maximum(sizes[lev][new], 1))
+            cols["stop_prob"].append(stops[lev][new].astype(np.float64))
+            cols["split"].append(actives[lev][new].astype(bool))
+        else:
+            cols["split_prob"].append(np.full(len(new), np.nan))
+            cols["stop_prob"].append(np.full(len(new), np.nan))
+            cols["split"].append(np.zeros(len(new), bool))
+    table = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+    table.insert(0, "node_id", np.arange(len(table), dtype=np.int64))
+    table["leaf"] = ~table["split"].to_numpy()
+    return table

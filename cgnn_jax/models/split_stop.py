@@ -1,0 +1,143 @@
+"""Stage 3: the Split and Stop modules of the clustering graph neural network (flax linen).
+
+Both are :class:`ClusterStatsMLP` networks: an MLP whose every layer sees, for each point ``j`` of a
+cluster ``C`` (thesis eq. 2.31-2.36),
+
+    x_j' = ReLU(W [x_j, mean_{i in C} x_i, var_{i in C} x_i] + b)
+
+so that a point's decision depends on where it lies relative to its own cluster. The cluster
+statistics are ``jax.ops.segment_sum`` reductions over per-point segment ids (one segment per
+cluster, ``num_segments`` static), with a point mask: padding points are excluded from every
+statistic and their states are zeroed, so they change nothing for the real points.
+
+* :class:`Split`: ``sigmoid`` of the per-point logit -> ``p_right [N]``, the probability that the
+  point goes to the right child of its cluster.
+* :class:`Stop`: per-point ``sigmoid`` votes aggregated per cluster by the masked mean (or max) ->
+  ``stop [num_segments]``, the probability that the cluster is final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def segment_mean_var(
+    x: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Masked per-segment mean and (biased) variance of ``x``.
+
+    Args:
+      x: ``[N, D]`` per-point values.
+      seg: ``[N]`` int segment id of each point, in ``[0, num_segments)``.
+      mask: ``[N]`` bool, False for padding points (left out of every statistic).
+      num_segments: static number of segments.
+    Returns:
+      ``(mean [S, D], var [S, D], count [S])``; empty segments get mean and variance 0. The
+      variance is computed in two passes (``E[(x - mean)^2]``), never negative.
+    """
+    w = mask.astype(x.dtype)
+    cnt = jax.ops.segment_sum(w, seg, num_segments=num_segments)
+    denom = jnp.maximum(cnt, 1.0)[:, None]
+    mean = jax.ops.segment_sum(x * w[:, None], seg, num_segments=num_segments) / denom
+    dev = (x - mean[seg]) ** 2 * w[:, None]
+    var = jax.ops.segment_sum(dev, seg, num_segments=num_segments) / denom
+    return mean, var, cnt
+
+
+class ClusterStatsMLP(nn.Module):
+    """``h [N, D] -> logits [N]`` (or ``[N, out]``), each layer seeing its cluster's mean and variance.
+
+    Attributes:
+      hidden: widths of the ``T`` hidden layers; layer ``t`` maps
+        ``[x_j, mean_C x, var_C x] (3 * width_{t-1}) -> width_t`` with ReLU.
+      out: output width; ``out == 1`` returns ``[N]``.
+    """
+
+    hidden: Sequence[int]
+    out: int = 1
+
+    @nn.compact
+    def __call__(
+        self, h: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+    ) -> jnp.ndarray:
+        """Apply the network.
+
+        Args:
+          h: ``[N, D]`` point features (e.g. the stage-2 cluster-space coordinates).
+          seg: ``[N]`` int32 cluster (segment) id of each point.
+          mask: ``[N]`` bool, False for padding points.
+          num_segments: static (Python int) number of segments, ``> seg.max()``.
+        Returns:
+          ``[N]`` logits (``[N, out]`` if ``out > 1``); 0 on padding points.
+        """
+        m = mask[:, None]
+        x = jnp.where(m, h, 0.0)
+        for width in self.hidden:
+            mean, var, _ = segment_mean_var(x, seg, mask, num_segments)
+            x = nn.relu(nn.Dense(width)(jnp.concatenate([x, mean[seg], var[seg]], -1)))
+            x = jnp.where(m, x, 0.0)
+        y = jnp.where(m, nn.Dense(self.out)(x), 0.0)
+        return y[:, 0] if self.out == 1 else y
+
+
+class Split(nn.Module):
+    """``p_right [N]``: per-point probability of going to the right child of its cluster.
+
+    Attributes:
+      hidden: hidden widths of the :class:`ClusterStatsMLP`.
+    """
+
+    hidden: Sequence[int]
+
+    @nn.compact
+    def __call__(
+        self, h: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+    ) -> jnp.ndarray:
+        """``h [N, D], seg [N], mask [N] -> p_right [N]`` (0 on padding points)."""
+        logits = ClusterStatsMLP(self.hidden, 1, name="mlp")(h, seg, mask, num_segments)
+        return jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
+
+
+class Stop(nn.Module):
+    """``stop [num_segments]``: per-cluster probability that the cluster is final.
+
+    Every point votes ``sigmoid(logit_j)``; the votes of a cluster's real points are aggregated
+    by their mean (``aggregate="mean"``) or max (``"max"``). Empty segments get 0.
+
+    Attributes:
+      hidden: hidden widths of the :class:`ClusterStatsMLP`.
+      aggregate: ``"mean"`` or ``"max"``.
+    """
+
+    hidden: Sequence[int]
+    aggregate: str = "mean"
+
+    @nn.compact
+    def __call__(
+        self, h: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+    ) -> jnp.ndarray:
+        """``h [N, D], seg [N], mask [N] -> stop [num_segments]``."""
+        logits = ClusterStatsMLP(self.hidden, 1, name="mlp")(h, seg, mask, num_segments)
+        return aggregate_votes(jax.nn.sigmoid(logits), seg, mask, num_segments, self.aggregate)
+
+
+def aggregate_votes(
+    votes: jnp.ndarray,
+    seg: jnp.ndarray,
+    mask: jnp.ndarray,
+    num_segments: int,
+    aggregate: str = "mean",
+) -> jnp.ndarray:
+    """Masked per-segment mean or max of per-point votes ``[N]`` in ``[0, 1]`` -> ``[num_segments]``."""
+    v = jnp.where(mask, votes, 0.0)
+    if aggregate == "mean":
+        cnt = jax.ops.segment_sum(mask.astype(votes.dtype), seg, num_segments=num_segments)
+        return jax.ops.segment_sum(v, seg, num_segments=num_segments) / jnp.maximum(cnt, 1.0)
+    if aggregate == "max":
+        out = jax.ops.segment_max(v, seg, num_segments=num_segments)
+        return jnp.maximum(out, 0.0)  # empty segments: -inf -> 0
+    raise ValueError(f"unknown aggregate {aggregate!r}; use 'mean' or 'max'")
