@@ -214,20 +214,10 @@ def trained(tmp_path_factory):
     from cgnn_jax.train.stage1 import train_stage1
     from cgnn_jax.train.stage2 import train_stage2
     from configs.stage2 import get_config
+    from tests.helpers import shrink_stage1
 
     tmp = tmp_path_factory.mktemp("stage2")
-    c = get_config()
-    c.data.train_events = 2
-    c.data.mu = 10.0
-    c.embedding.hidden = (32, 32)
-    c.embedding.batch_pairs = 512
-    c.embedding.steps = 150
-    c.embedding.hard_steps = 50
-    c.embedding.hard_pool = 10_000
-    c.graph.k = 8
-    c.filter.hidden = (16, 16)
-    c.filter.batch_edges = 512
-    c.filter.steps = 100
+    c = shrink_stage1(get_config(), filter_steps=100)
     stage1 = train_stage1(c, tmp, log=lambda *_: None)
     c.gnn.num_layers = 2
     c.gnn.hidden = 16

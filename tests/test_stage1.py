@@ -170,19 +170,9 @@ def test_tiny_training_learns_a_useful_graph(tmp_path):
     from cgnn_jax.train.data import prepare_event
     from cgnn_jax.train.stage1 import Stage1, train_stage1
     from configs.stage1 import get_config
+    from tests.helpers import shrink_stage1
 
-    c = get_config()
-    c.data.train_events = 2
-    c.data.mu = 10.0
-    c.embedding.hidden = (32, 32)
-    c.embedding.batch_pairs = 512
-    c.embedding.steps = 150
-    c.embedding.hard_steps = 50
-    c.embedding.hard_pool = 10_000
-    c.graph.k = 8
-    c.filter.hidden = (16, 16)
-    c.filter.batch_edges = 512
-    c.filter.steps = 150
+    c = shrink_stage1(get_config())
     model = train_stage1(c, tmp_path, log=lambda *_: None)
     restored = Stage1.restore(tmp_path)
     ev = prepare_event(simulate_event(12345, mu=10))

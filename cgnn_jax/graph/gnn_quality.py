@@ -87,20 +87,13 @@ def gnn_quality_table(
     checkpoint: str | Path, data: str | None = None, n_events: int = 2, seed: int = 99
 ) -> pd.DataFrame:
     """One row per (event, space) for a stage-2 checkpoint on ``data`` or simulated μ = 200 events."""
-    from cgnn_jax.io import iter_events, list_event_ids
-    from cgnn_jax.train.data import prepare_event, simulated_events
+    from cgnn_jax.train.data import evaluation_events, prepare_event
     from cgnn_jax.train.stage2 import Stage2
 
     model = Stage2.restore(checkpoint)
     if model.stage1 is None:
         raise ValueError(f"{checkpoint}: stage-2 checkpoint without its stage 1")
-    if data is None:
-        events, total = iter(simulated_events(n_events, seed, first_event=1)), n_events
-    else:
-        events, total = (
-            iter_events(data, parts=("hits", "cells", "truth")),
-            len(list_event_ids(data)),
-        )
+    events, total = evaluation_events(data, n_events, seed)
     rows = []
     for raw in tqdm(events, total=total, desc="gnn quality", unit="event"):
         rows += gnn_quality_event(model, prepare_event(raw), seed)

@@ -44,6 +44,20 @@ def consecutive_recall(
     return float((edges[idx] == want).mean()) if len(edges) else 0.0
 
 
+def _graph_row(ev, name: str, s: np.ndarray, r: np.ndarray, seconds: float) -> dict:
+    q = edge_purity_recall(s, r, ev.pid)
+    return {
+        "event_id": ev.event_id,
+        "graph": name,
+        "edges": float(len(s)),
+        "edges_per_hit": len(s) / ev.n,
+        "purity": q["purity"],
+        "recall": q["recall"],
+        "recall_consecutive": consecutive_recall(s, r, ev.hf.pos, ev.pid),
+        "seconds": seconds,
+    }
+
+
 def graph_quality_table(
     checkpoint: str | Path,
     data: str | None = None,
@@ -55,20 +69,13 @@ def graph_quality_table(
 
     ``graph_k`` overrides the checkpoint's neighbours per hit (``config.graph.k``).
     """
-    from cgnn_jax.io import iter_events, list_event_ids
-    from cgnn_jax.train.data import prepare_event, simulated_events
+    from cgnn_jax.train.data import evaluation_events, prepare_event
     from cgnn_jax.train.stage1 import Stage1
 
     model = Stage1.restore(checkpoint)
     if graph_k is not None:
         model.config.graph.k = int(graph_k)
-    if data is None:
-        events, total = iter(simulated_events(n_events, seed, first_event=1)), n_events
-    else:
-        events, total = (
-            iter_events(data, parts=("hits", "cells", "truth")),
-            len(list_event_ids(data)),
-        )
+    events, total = evaluation_events(data, n_events, seed)
     rows = []
     for raw in tqdm(events, total=total, desc="graph quality", unit="event"):
         ev = prepare_event(raw)
@@ -90,33 +97,8 @@ def graph_quality_table(
         t = time.perf_counter()
         s, r = model.embedding_graph(ev)
         dt = time.perf_counter() - t
-        q = edge_purity_recall(s, r, pid)
-        rows.append(
-            {
-                "event_id": ev.event_id,
-                "graph": "embedding",
-                "edges": float(len(s)),
-                "edges_per_hit": len(s) / n,
-                "purity": q["purity"],
-                "recall": q["recall"],
-                "recall_consecutive": consecutive_recall(s, r, ev.hf.pos, pid),
-                "seconds": dt,
-            }
-        )
+        rows.append(_graph_row(ev, "embedding", s, r, dt))
         t = time.perf_counter()
         s2, r2, _ = model.refined_graph(ev, s, r)
-        dt2 = time.perf_counter() - t
-        q = edge_purity_recall(s2, r2, pid)
-        rows.append(
-            {
-                "event_id": ev.event_id,
-                "graph": "refined",
-                "edges": float(len(s2)),
-                "edges_per_hit": len(s2) / n,
-                "purity": q["purity"],
-                "recall": q["recall"],
-                "recall_consecutive": consecutive_recall(s2, r2, ev.hf.pos, pid),
-                "seconds": dt + dt2,
-            }
-        )
+        rows.append(_graph_row(ev, "refined", s2, r2, dt + time.perf_counter() - t))
     return pd.DataFrame(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -10,7 +11,14 @@ from cgnn_jax.features import HitFeatures, hit_features
 from cgnn_jax.io.event import Event
 from cgnn_jax.sim.dataset import simulated_events
 
-__all__ = ["PairData", "PreparedEvent", "pair_data", "prepare_event", "simulated_events"]
+__all__ = [
+    "PairData",
+    "PreparedEvent",
+    "evaluation_events",
+    "pair_data",
+    "prepare_event",
+    "simulated_events",
+]
 
 
 @dataclasses.dataclass
@@ -83,3 +91,15 @@ def pair_data(events: list[PreparedEvent]) -> PairData:
     rank[order] = np.arange(len(order)) - np.repeat(first, cnt)
     pid = np.where(raw != 0, key + 1, 0).astype(np.int64)
     return PairData(x, pid, ev_start, ev_count, signal, order, group_start, group_count, rank)
+
+
+def evaluation_events(
+    data: str | None, n_events: int = 2, seed: int = 99
+) -> tuple[Iterator[Event], int]:
+    """``(events, count)`` for the quality reports: the events of a dataset (hits, cells, truth),
+    or, when ``data`` is None, ``n_events`` simulated full μ = 200 events with ``seed``."""
+    if data is None:
+        return iter(simulated_events(n_events, seed, first_event=1)), n_events
+    from cgnn_jax.io import iter_events, list_event_ids
+
+    return iter_events(data, parts=("hits", "cells", "truth")), len(list_event_ids(data))
