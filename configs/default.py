@@ -1,0 +1,21 @@
+"""The default cgnn_jax model: stage 1 + stage 2 + stage 3 (Split/Stop) + end-to-end fine-tuning.
+
+    make train-default   # = python launch/train.py --config=configs/default.py --workdir=workdirs/default
+
+Sized for this project's 2-core CPU. The result is shipped as the pretrained model in
+``cgnn_jax/pretrained/default`` (``make train-default`` copies it there).
+"""
+
+import ml_collections
+
+from configs import stage2
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = stage2.get_config()
+    c.stages = ("stage1", "stage2", "stage3", "e2e")
+    # the residual GNN keeps the stage-1 space and learns a correction (better kNN recall)
+    c.gnn.residual = True
+    c.gnn.out_dim = 12
+    c.gnn.degree_norm = True
+    return c
