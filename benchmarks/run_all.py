@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="stage-1 checkpoint for bench_graph.py")
     args = ap.parse_args()
     runs = [["bench_simulate.py"], ["bench_score.py"], ["baselines_score.py", "--test_events=2"]]
+    runs.append(["bench_cluster_scaling.py", "--repeats=3"])
     if args.checkpoint:
         runs.append(["bench_graph.py", f"--checkpoint={args.checkpoint}"])
     import jax

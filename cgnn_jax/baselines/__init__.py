@@ -3,6 +3,9 @@
 * ``dbscan``: DBSCAN on the standardised hit direction (:mod:`.dbscan`).
 * ``helix_dbscan``: DBSCAN on helix-unrolled features over a curvature scan (:mod:`.helix`).
 
+Clusterers of points already embedded in a learned space ``h [n, d]`` (DBSCAN, HDBSCAN, cut
+edge/kNN graph components, threshold tuning) are in :mod:`.space`.
+
 Every method maps a hits frame (``[n]`` rows with ``x, y, z`` in mm) to ``[n]`` int64 track
 ids, consecutive from 1, in row order. See :mod:`.reconstruct` for whole datasets and
 :mod:`.tune` for choosing ``eps``.
@@ -18,6 +21,14 @@ import pandas as pd
 
 from cgnn_jax.baselines.dbscan import dbscan_features, dbscan_tracks
 from cgnn_jax.baselines.helix import helix_dbscan_tracks, kappa_from_pt, kappa_grid
+from cgnn_jax.baselines.space import (
+    canonical_labels,
+    dbscan_space,
+    edge_components,
+    hdbscan_space,
+    knn_components,
+    tune_cut,
+)
 
 MethodFn = Callable[..., np.ndarray]
 """``fn(hits: pd.DataFrame, **kwargs) -> np.ndarray[int64]`` of shape ``[n_hits]``."""
@@ -73,12 +84,18 @@ def reconstruct_baseline(hits: pd.DataFrame, method: str | MethodFn, **kwargs: A
 __all__ = [
     "METHODS",
     "MethodFn",
+    "canonical_labels",
     "dbscan_features",
+    "dbscan_space",
     "dbscan_tracks",
+    "edge_components",
     "get_method",
+    "hdbscan_space",
     "helix_dbscan_tracks",
     "kappa_from_pt",
     "kappa_grid",
+    "knn_components",
     "reconstruct_baseline",
     "register_method",
+    "tune_cut",
 ]

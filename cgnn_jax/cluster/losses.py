@@ -175,3 +175,41 @@ def stop_labels(
     res["rec_score"] = rec
     res["stop_label"] = (~table["split"].to_numpy() | (own >= child_sum)).astype(np.int64)
     return res
+
+
+def initial_groups(label: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+    """``[N]`` ``(segment, particle)`` group ids when all valid points are in one segment.
+
+    A group's id is the smallest point index in it (as for segments); invalid points (noise,
+    padding) are singleton groups. ``label [N]`` dense particle index in ``[0, N]``.
+    """
+    n = label.shape[0]
+    idx = jnp.arange(n, dtype=jnp.int32)
+    first = jax.ops.segment_min(jnp.where(valid, idx, n), label, num_segments=n + 1)
+    return jnp.where(valid, first[label], idx).astype(jnp.int32)
+
+
+def refine_groups(group: jnp.ndarray, seg: jnp.ndarray, new_seg: jnp.ndarray) -> jnp.ndarray:
+    """Group ids after one level of splitting, in O(N) with no sort.
+
+    ``group [N]`` refines ``seg [N]`` (each group lies in one segment); after a split, the two
+    children of a segment are told apart by whether they kept the parent's id (the child holding
+    the parent's smallest point does), so the new groups are ``(group, new_seg == seg)``.
+    """
+    n = group.shape[0]
+    idx = jnp.arange(n, dtype=jnp.int32)
+    key = 2 * group + (new_seg != seg).astype(group.dtype)
+    return jax.ops.segment_min(idx, key, num_segments=2 * n)[key].astype(jnp.int32)
+
+
+def tree_groups(segment: jnp.ndarray, label: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+    """``[L + 1, N]`` ``(segment, particle)`` group ids at every level of an unrolled tree
+    (``segment [L + 1, N]``): a scan of :func:`refine_groups`, no sort."""
+    g0 = initial_groups(label, valid)
+
+    def body(g, s):
+        g1 = refine_groups(g, s[0], s[1])
+        return g1, g1
+
+    _, rest = jax.lax.scan(body, g0, jnp.stack([segment[:-1], segment[1:]], 1))
+    return jnp.concatenate([g0[None], rest], 0)

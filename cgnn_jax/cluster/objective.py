@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from cgnn_jax.cluster.losses import pair_group_ids, split_loss
+from cgnn_jax.cluster.losses import split_loss, tree_groups
 from cgnn_jax.cluster.recursion import SegmentFn, unrolled_clustering
 from cgnn_jax.cluster.targets import stop_targets
 
@@ -68,18 +68,20 @@ def clustering_loss(
     """
     out = unrolled_clustering(split_fn, stop_fn, h, mask, max_depth, min_size, stop_threshold=2.0)
     valid = mask & (label > 0)
+    groups = tree_groups(out["segment"], label, valid)  # [L + 1, N], no sort
 
-    def level_loss(p, seg, act):
-        group = pair_group_ids(seg, label, valid)
+    def level_loss(p, seg, act, group):
         n = seg.shape[0]
         loss, _ = split_loss(p, seg, group, valid, n, n, act)
         n_valid = jax.ops.segment_sum(valid.astype(jnp.int32), seg, num_segments=n)
         return jnp.sum(loss), jnp.sum(act & (n_valid > 0))
 
-    sums, counts = jax.vmap(level_loss)(out["p_right"], out["segment"][:-1], out["active"])
+    sums, counts = jax.vmap(level_loss)(
+        out["p_right"], out["segment"][:-1], out["active"], groups[:-1]
+    )
     l_split = jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1)
 
-    tg = jax.tree_util.tree_map(jax.lax.stop_gradient, stop_targets(out, label, min_size))
+    tg = jax.tree_util.tree_map(jax.lax.stop_gradient, stop_targets(out, label, min_size, groups))
     w = tg["node"].astype(h.dtype)
     l_stop = balanced_bce(out["stop"], tg["label"], w)
     nw = jnp.maximum(jnp.sum(w), 1.0)

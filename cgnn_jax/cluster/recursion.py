@@ -91,12 +91,16 @@ def unrolled_clustering(
         n_right = jax.ops.segment_sum((right & mask).astype(jnp.int32), seg, num_segments=n)
         degenerate = (n_right == 0) | (n_right == size)
 
-        order = jnp.lexsort((p, seg))  # by segment, then p
-        pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
-        rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
-        right_med = rank >= size[seg] // 2
+        def median_side(_: None) -> jnp.ndarray:
+            order = jnp.lexsort((p, seg))  # by segment, then p
+            pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
+            rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
+            return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
 
-        side = jnp.where(degenerate[seg], right_med, right).astype(jnp.int32)
+        # the sort is only paid at levels where some active cluster's split is degenerate
+        side = jax.lax.cond(
+            jnp.any(degenerate & active), median_side, lambda _: right, None
+        ).astype(jnp.int32)
         key = 2 * seg + side
         child = jax.ops.segment_min(idx, key, num_segments=2 * n)[key]
         new_seg = jnp.where(active_pt, child, seg)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from cgnn_jax.cluster.losses import pair_group_ids
+from cgnn_jax.cluster.losses import pair_group_ids, tree_groups
 
 
 def dense_particle_labels(pid, mask):
@@ -43,7 +43,11 @@ def dense_particle_labels(pid, mask):
 
 
 def cluster_scores_jnp(
-    seg: jnp.ndarray, label: jnp.ndarray, mask: jnp.ndarray, min_size: int = 3
+    seg: jnp.ndarray,
+    label: jnp.ndarray,
+    mask: jnp.ndarray,
+    min_size: int = 3,
+    group: jnp.ndarray | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Per segment id ``[N]``: ``(size, s)`` with ``s`` = precision x recall (jit-able).
 
@@ -51,12 +55,15 @@ def cluster_scores_jnp(
       seg: ``[N]`` int32 segment id per point, in ``[0, N)``.
       label: ``[N]`` int32 dense particle index (:func:`dense_particle_labels`; 0 = noise).
       mask: ``[N]`` bool, False for padding.
+      group: optional ``[N]`` ``(segment, particle)`` group ids in ``[0, N)`` (e.g. from
+        :func:`cgnn_jax.cluster.losses.tree_groups`); computed with a sort if not given.
     """
     n = seg.shape[0]
     valid = mask & (label > 0)
     vf = valid.astype(jnp.float32)
     size = jax.ops.segment_sum(mask.astype(jnp.float32), seg, num_segments=n)
-    group = pair_group_ids(seg, label, valid)
+    if group is None:
+        group = pair_group_ids(seg, label, valid)
     cnt = jax.ops.segment_sum(vf, group, num_segments=n)[group]  # points of (seg, particle)
     ptot = jax.ops.segment_sum(vf, label, num_segments=n + 1)[label]  # points of the particle
     maxc = jax.ops.segment_max(jnp.where(valid, cnt, 0.0), seg, num_segments=n)
@@ -68,7 +75,10 @@ def cluster_scores_jnp(
 
 
 def stop_targets(
-    out: dict[str, jnp.ndarray], label: jnp.ndarray, min_size: int = 3
+    out: dict[str, jnp.ndarray],
+    label: jnp.ndarray,
+    min_size: int = 3,
+    groups: jnp.ndarray | None = None,
 ) -> dict[str, jnp.ndarray]:
     """Stop labels of every node of an unrolled tree (jit-able).
 
@@ -77,6 +87,7 @@ def stop_targets(
         ``active [L, N]``, ``mask [N]``).
       label: ``[N]`` int32 dense particle index (0: noise / padding).
       min_size: clusters smaller than this score 0.
+      groups: optional ``[L + 1, N]`` group ids (:func:`cgnn_jax.cluster.losses.tree_groups`).
     Returns:
       dict with ``label [L, N]`` (float 0/1 per segment id and level), ``node [L, N]`` bool (the
       segment id is a node first seen at that level with at least ``min_size`` points: the
@@ -84,15 +95,15 @@ def stop_targets(
       (``R``, in units of the fraction of points).
     """
     segs, active, mask = out["segment"], out["active"], out["mask"]
-    n_lev, n = segs.shape
+    n = segs.shape[1]
     idx = jnp.arange(n, dtype=segs.dtype)
     n_real = jnp.maximum(jnp.sum(mask), 1).astype(jnp.float32)
 
-    def scores(seg):
-        size, s = cluster_scores_jnp(seg, label, mask, min_size)
-        return size, s
-
-    sizes, s_all = jax.vmap(scores)(segs)  # [L+1, N]
+    if groups is None:
+        groups = tree_groups(segs, label, mask & (label > 0))
+    sizes, s_all = jax.vmap(lambda s, g: cluster_scores_jnp(s, label, mask, min_size, g))(
+        segs, groups
+    )  # [L+1, N]
     own = s_all * sizes / n_real
     heads = (segs == idx[None, :]) & mask[None, :]  # [L+1, N]: segment id p alive at level l
 

@@ -14,8 +14,12 @@ and name the first bad value. All consistency checks are vectorised numpy.
 
 Structural problems (a missing file or column, a value that cannot be parsed, a
 truncated or garbled file) always raise :class:`TrackMLFormatError`; the data checks
-(non-finite values, duplicate ids, hits/truth/cells cross references, empty event) run
-when ``validate=True``.
+(non-finite values, duplicate ids, hits/truth/cells cross references, empty event, hits far
+outside the detector) run when ``validate=True``.
+
+A plain csv must end with a line end: a file cut off inside its last line (a truncated copy
+or download) would otherwise parse, with a shortened last value. Compressed files carry their
+own length and checksum.
 """
 
 from __future__ import annotations
@@ -36,7 +40,16 @@ import pandas as pd
 
 from cgnn_jax.io.errors import TrackMLFormatError
 from cgnn_jax.io.event import Event
-from cgnn_jax.io.schema import DTYPES, OPTIONAL_COLUMNS, PARTS, SUBMISSION_DTYPES, event_prefix
+from cgnn_jax.io.schema import (
+    DETECTOR_R_MAX_MM,
+    DETECTOR_Z_MAX_MM,
+    DTYPES,
+    FAR_OUTSIDE_FACTOR,
+    OPTIONAL_COLUMNS,
+    PARTS,
+    SUBMISSION_DTYPES,
+    event_prefix,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -191,16 +204,7 @@ def _locate_bad_value(
     cause: BaseException,
 ) -> TrackMLFormatError:
     """Slow path: re-parse as text to find the first value the fast parse rejected."""
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    raw = pd.read_csv(
-        source,
-        dtype=object,
-        engine="c",
-        index_col=False,
-        na_filter=False,
-        compression="gzip" if compressed else None,
-    )
+    raw = _parse_csv(source, object, compressed)
     best: tuple[int, int, str, str] | None = None  # (row, column order, column, reason)
     for order, (col, dt) in enumerate(dtypes.items()):
         if col not in raw.columns:
@@ -246,6 +250,52 @@ def _locate_bad_value(
     )
 
 
+def _check_line_end(source: str | io.BytesIO, display: str) -> None:
+    """A non-empty plain csv must end with a line end; one that does not was cut off mid-line."""
+    if isinstance(source, io.BytesIO):
+        view = source.getbuffer()
+        tail = bytes(view[-256:])
+        view.release()
+    else:
+        try:
+            with open(source, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - 256))
+                tail = f.read()
+        except OSError:
+            return  # the parse reports a missing or unreadable file
+    if tail and tail[-1:] not in (b"\n", b"\r"):
+        last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")
+        raise TrackMLFormatError(
+            "truncated file: the last line has no line end (a complete file ends with a newline)",
+            file=display,
+            value=last,
+        )
+
+
+def _parse_csv(
+    source: str | io.BytesIO, dtypes: dict[str, str] | type, compressed: bool
+) -> pd.DataFrame:
+    """One ``pandas.read_csv`` call, warnings that mean bad input turned into errors."""
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    with warnings.catch_warnings():
+        # A float beyond float32 range becomes inf (reported by the finite check); a garbled
+        # integer field may warn before the parse fails with a ValueError.
+        warnings.filterwarnings("ignore", "overflow", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        # Rows longer than the header: pandas would drop their last fields with a warning.
+        warnings.filterwarnings("error", category=pd.errors.ParserWarning)
+        return pd.read_csv(
+            source,
+            dtype=dtypes,
+            engine="c",
+            index_col=False,
+            na_filter=False,
+            compression="gzip" if compressed else None,
+        )
+
+
 def _read_table(
     source: str | io.BytesIO,
     display: str,
@@ -260,18 +310,14 @@ def _read_table(
     """
     optional = optional or {}
     dtypes = {**required, **optional}
+    if not compressed:
+        _check_line_end(source, display)
     try:
-        with warnings.catch_warnings():
-            # A float beyond float32 range becomes inf (reported by the finite check).
-            warnings.filterwarnings("ignore", "overflow", RuntimeWarning)
-            df = pd.read_csv(
-                source,
-                dtype=dtypes,
-                engine="c",
-                index_col=False,
-                na_filter=False,
-                compression="gzip" if compressed else None,
-            )
+        df = _parse_csv(source, dtypes, compressed)
+    except pd.errors.ParserWarning as e:
+        raise TrackMLFormatError(
+            "garbled file: data rows have more fields than the header row", file=display
+        ) from e
     except pd.errors.EmptyDataError as e:
         raise TrackMLFormatError("empty file (no header row)", file=display) from e
     except FileNotFoundError as e:
@@ -287,7 +333,12 @@ def _read_table(
     except (ValueError, TypeError, OverflowError) as e:
         try:
             err = _locate_bad_value(source, display, dtypes, compressed, e)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, *_GARBLED_ERRORS) as e2:
+        except (
+            pd.errors.ParserError,
+            pd.errors.ParserWarning,
+            pd.errors.EmptyDataError,
+            *_GARBLED_ERRORS,
+        ) as e2:
             raise TrackMLFormatError(f"garbled file ({e2})", file=display) from e
         raise err from e
     missing = [c for c in required if c not in df.columns]
@@ -360,6 +411,34 @@ def _check_subset(ids: np.ndarray, ref: np.ndarray, display: str, what: str) -> 
         )
 
 
+def _check_envelope(hits: pd.DataFrame, display: str) -> None:
+    """Hits far outside the detector are an error: wrong units or a garbled value."""
+    x, y, z = (hits[c].to_numpy(dtype=np.float64) for c in ("x", "y", "z"))
+    r_max = FAR_OUTSIDE_FACTOR * DETECTOR_R_MAX_MM
+    z_max = FAR_OUTSIDE_FACTOR * DETECTOR_Z_MAX_MM
+    r = np.hypot(x, y)
+    bad_r = r > r_max
+    bad = bad_r | (np.abs(z) > z_max)
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    if bad_r[row]:
+        column, where = ("x" if abs(x[row]) >= abs(y[row]) else "y"), f"r = {r[row]:.6g} mm"
+    else:
+        column, where = "z", f"|z| = {abs(z[row]):.6g} mm"
+    raise TrackMLFormatError(
+        f"{int(bad.sum())} hit(s) far outside the detector, the first at {where}: positions in "
+        f"the wrong units? (the detector ends at r = {DETECTOR_R_MAX_MM:g} mm, "
+        f"|z| = {DETECTOR_Z_MAX_MM:g} mm; hits beyond r = {r_max:g} mm or |z| = {z_max:g} mm "
+        "are rejected unless read with check_envelope=False)",
+        file=display,
+        column=column,
+        line=_line(row),
+        hit_id=int(hits["hit_id"].iat[row]),
+        value=hits[column].iat[row],
+    )
+
+
 def _check_parts(parts: Sequence[str]) -> tuple[str, ...]:
     if isinstance(parts, str):
         parts = (parts,)
@@ -372,7 +451,11 @@ def _check_parts(parts: Sequence[str]) -> tuple[str, ...]:
 
 
 def _read_from_source(
-    source: _Source, event_id: int, parts: tuple[str, ...], validate: bool
+    source: _Source,
+    event_id: int,
+    parts: tuple[str, ...],
+    validate: bool,
+    check_envelope: bool = True,
 ) -> Event:
     files = source.index.get(event_id, {})
     missing = [p for p in parts if p not in files]
@@ -397,7 +480,7 @@ def _read_from_source(
         order = list(schema_columns(part, df.columns))
         frames[part] = df if list(df.columns) == order else df[order]
     if validate:
-        _validate_event(frames, {p: files[p].display for p in parts})
+        _validate_event(frames, {p: files[p].display for p in parts}, check_envelope)
     return Event(
         event_id=int(event_id),
         hits=frames["hits"],
@@ -407,7 +490,9 @@ def _read_from_source(
     )
 
 
-def _validate_event(frames: dict[str, pd.DataFrame], names: dict[str, str]) -> None:
+def _validate_event(
+    frames: dict[str, pd.DataFrame], names: dict[str, str], check_envelope: bool = True
+) -> None:
     """Data checks across the parts of one event (vectorised)."""
     for part, df in frames.items():
         _check_finite(df, names[part])
@@ -415,6 +500,8 @@ def _validate_event(frames: dict[str, pd.DataFrame], names: dict[str, str]) -> N
     if len(hits) == 0:
         raise TrackMLFormatError("empty event: the hits file has no rows", file=names["hits"])
     _check_unique(hits, "hit_id", names["hits"])
+    if check_envelope:
+        _check_envelope(hits, names["hits"])
     hit_ids = hits["hit_id"].to_numpy()
     if "truth" in frames:
         truth = frames["truth"]
@@ -460,6 +547,8 @@ def read_event(
     event_id: int | None = None,
     parts: Sequence[str] = PARTS,
     validate: bool = True,
+    *,
+    check_envelope: bool = True,
 ) -> Event:
     """Read one TrackML event.
 
@@ -470,7 +559,10 @@ def read_event(
         one event.
       parts: which files to read; must include ``"hits"`` (test data: hits and cells).
       validate: run the data checks (finite values, unique ids, hits/truth/cells cross
-        references, non-empty event). Structural checks always run.
+        references, non-empty event, hits inside the detector). Structural checks always run.
+      check_envelope: with ``validate``, reject hits far outside the TrackML detector
+        (beyond twice its envelope ``r = 1100 mm``, ``|z| = 3100 mm``); turn off for
+        another detector.
 
     Returns:
       an :class:`Event` with ``hits`` ``[n_hits]``, ``cells`` ``[n_cells]``,
@@ -500,7 +592,7 @@ def read_event(
                     file=path,
                 )
             event_id = ids[0]
-        return _read_from_source(source, int(event_id), wanted, validate)
+        return _read_from_source(source, int(event_id), wanted, validate, check_envelope)
     finally:
         source.close()
 
@@ -510,6 +602,8 @@ def iter_events(
     parts: Sequence[str] = PARTS,
     event_ids: Iterable[int] | None = None,
     validate: bool = True,
+    *,
+    check_envelope: bool = True,
 ) -> Iterator[Event]:
     """Yield the events under ``path`` one at a time, in ascending id order.
 
@@ -526,18 +620,18 @@ def iter_events(
         ids = [fixed]
     else:
         ids = source.event_ids()
-    return _iter(path, ids, wanted, validate)
+    return _iter(path, ids, wanted, validate, check_envelope)
 
 
 def _iter(
-    path: PathLike, ids: list[int], parts: tuple[str, ...], validate: bool
+    path: PathLike, ids: list[int], parts: tuple[str, ...], validate: bool, check_envelope: bool
 ) -> Iterator[Event]:
     source: _Source | None = None
     try:
         for eid in ids:
             if source is None:
                 source, _ = _resolve(path)
-            yield _read_from_source(source, eid, parts, validate)
+            yield _read_from_source(source, eid, parts, validate, check_envelope)
     finally:
         if source is not None:
             source.close()

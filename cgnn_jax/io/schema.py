@@ -54,6 +54,13 @@ OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {"particles": {"particle_type": "i
 
 SUBMISSION_DTYPES: dict[str, str] = {"event_id": "int64", "hit_id": "int32", "track_id": "int64"}
 
+# The TrackML detector's envelope in mm: its modules reach r = 1025 mm and |z| = 2956 mm (see
+# cgnn_jax.sim.geometry). Readers reject a hit more than FAR_OUTSIDE_FACTOR times as far out: that
+# is not a stray hit but a unit mix-up (micrometres for mm) or a garbled value.
+DETECTOR_R_MAX_MM = 1100.0
+DETECTOR_Z_MAX_MM = 3100.0
+FAR_OUTSIDE_FACTOR = 2.0
+
 EVENT_PREFIX = "event"
 EVENT_ID_DIGITS = 9
 

@@ -227,3 +227,69 @@ def track_efficiency(
         fake_rate_pt=binned_fraction(t_pt, t_fake, np.asarray(bins_pt)),
         fake_rate_eta=binned_fraction(t_eta, t_fake, np.asarray(bins_eta)),
     )
+
+
+def combine_track_efficiency(results: list[TrackEfficiency]) -> TrackEfficiency:
+    """Pool several events' :class:`TrackEfficiency` (same bins) into one.
+
+    Counts are summed (overall and per bin) and the fractions and binomial errors are
+    recomputed from the sums, so the result equals :func:`track_efficiency` on the events
+    taken together.
+
+    Args:
+      results: one or more results computed with the same bin edges.
+
+    Returns:
+      The pooled :class:`TrackEfficiency`.
+
+    Raises:
+      ValueError: no results, or results with different bin edges.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("combine_track_efficiency needs at least one result")
+    tables = ("efficiency_pt", "efficiency_eta", "fake_rate_pt", "fake_rate_eta")
+    pooled: dict[str, pd.DataFrame] = {}
+    for name in tables:
+        first = getattr(results[0], name)
+        n = np.zeros(len(first), np.int64)
+        k = np.zeros(len(first), np.int64)
+        for r in results:
+            t = getattr(r, name)
+            same = len(t) == len(first) and np.array_equal(
+                t[["bin_lo", "bin_hi"]].to_numpy(), first[["bin_lo", "bin_hi"]].to_numpy()
+            )
+            if not same:
+                raise ValueError(
+                    f"combine_track_efficiency: the {name} bins differ between results"
+                )
+            n += t["n"].to_numpy(np.int64)
+            k += t["n_pass"].to_numpy(np.int64)
+        f, err = _ratio(k, n)
+        pooled[name] = pd.DataFrame(
+            {
+                "bin_lo": first["bin_lo"].to_numpy(),
+                "bin_hi": first["bin_hi"].to_numpy(),
+                "n": n,
+                "n_pass": k,
+                "efficiency": f,
+                "error": err,
+            }
+        )
+    n_reco = sum(r.n_reconstructable for r in results)
+    n_matched = sum(r.n_matched for r in results)
+    n_tracks = sum(r.n_tracks for r in results)
+    n_fake = sum(r.n_fake for r in results)
+    eff, eff_err = _ratio(n_matched, n_reco)
+    fake, fake_err = _ratio(n_fake, n_tracks)
+    return TrackEfficiency(
+        efficiency=float(eff),
+        efficiency_error=float(eff_err),
+        fake_rate=float(fake),
+        fake_rate_error=float(fake_err),
+        n_reconstructable=n_reco,
+        n_matched=n_matched,
+        n_tracks=n_tracks,
+        n_fake=n_fake,
+        **pooled,
+    )

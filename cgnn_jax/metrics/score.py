@@ -50,16 +50,21 @@ def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> N
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
+    repeated = [c for c in columns if int((df.columns == c).sum()) > 1]
+    if repeated:
+        raise ValueError(f"{what} has column(s) {repeated} more than once")
 
 
 def _integer_column(df: pd.DataFrame, column: str, what: str) -> np.ndarray:
-    """The column as an int64 array; ValueError on NaN or non-integral values."""
+    """The column as an int64 array; ValueError on NaN, non-integral or out-of-range values."""
     values = df[column].to_numpy()
     if values.dtype.kind in "iu":
         return values.astype(np.int64, copy=False)
     if values.dtype.kind == "b":
         return values.astype(np.int64)
     try:
+        if values.dtype.kind not in "fOUS":  # complex, datetime, timedelta, void
+            raise TypeError(values.dtype)
         as_float = values.astype(np.float64)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what} column {column!r} is not numeric ({values.dtype})") from e
@@ -69,6 +74,13 @@ def _integer_column(df: pd.DataFrame, column: str, what: str) -> np.ndarray:
         raise ValueError(
             f"{what} column {column!r} holds {len(rows)} non-integer value(s) "
             f"(NaN, inf or fractional) at rows {_list_some(rows)}"
+        )
+    big = np.abs(as_float) >= 2.0**63
+    if big.any():
+        rows = np.flatnonzero(big)
+        raise ValueError(
+            f"{what} column {column!r} holds {len(rows)} value(s) outside the int64 range "
+            f"at rows {_list_some(rows)}"
         )
     return as_float.astype(np.int64)
 
@@ -225,7 +237,10 @@ def _prepare(
         _integer_column(submission, "track_id", "submission"),
     )
     particle_id = _integer_column(truth, "particle_id", "truth")
-    weight = truth["weight"].to_numpy(dtype=np.float64)
+    try:
+        weight = truth["weight"].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"truth column 'weight' is not numeric ({truth['weight'].dtype})") from e
     if not np.all(np.isfinite(weight)):
         raise ValueError("truth column 'weight' holds NaN or inf")
     return particle_id, track_of_hit, weight

@@ -1,0 +1,198 @@
+"""Stage 3 training: jit stop targets vs the numpy reference, sort-free groups, the objective,
+the tree file, and a tiny stage 3 + end-to-end training that checkpoints, resumes and restores."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cgnn_jax.cluster import pair_group_ids, stop_labels, tree_to_table, unrolled_clustering
+from cgnn_jax.cluster.losses import tree_groups
+from cgnn_jax.cluster.objective import clustering_loss
+from cgnn_jax.cluster.targets import dense_particle_labels, stop_targets
+from cgnn_jax.cluster.tree import TreeFormatError, build_tree, read_tree, write_tree
+from cgnn_jax.models.split_stop import Split, Stop
+
+
+def _blobs(k: int, per: int, n_pad: int, seed: int = 0, noise: int = 0):
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(k, 3)) * 4
+    pid = np.repeat(np.arange(1, k + 1), per)
+    x = c[pid - 1] + rng.normal(size=(len(pid), 3)) * 0.2
+    if noise:
+        x = np.r_[x, rng.normal(size=(noise, 3)) * 4]
+        pid = np.r_[pid, np.zeros(noise, int)]
+    n = len(x)
+    h = np.zeros((n + n_pad, 3), np.float32)
+    h[:n] = x
+    mask = np.arange(n + n_pad) < n
+    label = np.zeros(n + n_pad, np.int32)
+    label[:n] = dense_particle_labels(pid, np.ones(n, bool))
+    return h, mask, label, np.r_[pid, np.zeros(n_pad, int)]
+
+
+def _random_split(h, seg, mask, n):
+    # a fixed, data-dependent split: the sign of a random projection around the cluster mean
+    w = jnp.array([0.7, -0.4, 0.2])
+    s = h @ w
+    cnt = jnp.maximum(jax.ops.segment_sum(mask.astype(jnp.float32), seg, num_segments=n), 1)
+    mean = jax.ops.segment_sum(jnp.where(mask, s, 0), seg, num_segments=n) / cnt
+    return jax.nn.sigmoid(3 * (s - mean[seg]))
+
+
+def test_stop_targets_match_numpy_reference_and_groups_match_sort():
+    h, mask, label, pid = _blobs(12, 7, 20, seed=1, noise=5)
+    out = unrolled_clustering(
+        _random_split, lambda h, s, m, n: jnp.zeros(n), jnp.asarray(h), jnp.asarray(mask), 8, 3, 2.0
+    )
+    valid = jnp.asarray(mask & (label > 0))
+    groups = np.asarray(tree_groups(out["segment"], jnp.asarray(label), valid))
+    for lev in range(out["segment"].shape[0]):  # same partition as the sort-based ids
+        ref = np.asarray(pair_group_ids(out["segment"][lev], jnp.asarray(label), valid))
+        v = np.asarray(valid)
+        a, b = groups[lev][v], ref[v]
+        assert len(np.unique(a)) == len(np.unique(b)) == len(np.unique(np.c_[a, b], axis=0))
+    tg = stop_targets(out, jnp.asarray(label), 3)
+    npout = {k: np.asarray(v) for k, v in out.items()}
+    table = stop_labels(tree_to_table(npout), npout, pid, 3)
+    table = table[(table.level < 8) & (table["size"] >= 3)]
+    got = np.asarray(tg["label"])[table.level.to_numpy(), table.segment.to_numpy()]
+    np.testing.assert_array_equal(got, table.stop_label.to_numpy())
+    node = np.asarray(tg["node"])
+    assert node.sum() == len(table)  # exactly the decision nodes are trained
+    root_rec = table[table.level == 0].rec_score.iloc[0]
+    np.testing.assert_allclose(float(np.max(tg["rec"][0])), root_rec, rtol=1e-5)
+
+
+def test_objective_trains_split_and_stop_and_padding_changes_nothing():
+    h, mask, label, _ = _blobs(16, 8, 0, seed=2)
+    split, stop = Split((16, 16)), Stop((16, 16))
+    n = len(h)
+    seg = jnp.zeros(n, jnp.int32)
+    params = {
+        "split": split.init(jax.random.PRNGKey(0), h, seg, mask, n),
+        "stop": stop.init(jax.random.PRNGKey(1), h, seg, mask, n),
+    }
+
+    def loss(p, h, mask, label):
+        return clustering_loss(
+            lambda *a: split.apply(p["split"], *a),
+            lambda *a: stop.apply(p["stop"], *a),
+            h, mask, label, 10,
+        )  # fmt: skip
+
+    # padding: same loss with 40 padding points appended
+    hp, mp, lp = (
+        np.r_[h, np.full((40, 3), 9.0, np.float32)],
+        np.r_[mask, np.zeros(40, bool)],
+        np.r_[label, np.zeros(40, np.int32)],
+    )
+    l1, m1 = loss(params, h, mask, label)
+    l2, m2 = loss(params, hp, mp, lp)
+    np.testing.assert_allclose(float(l1), float(l2), rtol=1e-5)
+
+    tx = optax.adam(1e-2)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(p, o):
+        (v, m), g = jax.value_and_grad(loss, has_aux=True)(p, h, mask, label)
+        u, o = tx.update(g, o, p)
+        return optax.apply_updates(p, u), o, m
+
+    for _ in range(80):
+        params, opt, m = step(params, opt)
+    assert float(m["split_loss"]) < float(m1["split_loss"]) - 0.1
+    assert float(m["stop_loss"]) < float(m1["stop_loss"])
+    assert float(m["best_score"]) > float(m1["best_score"])
+
+
+def test_tree_file_round_trip_and_errors(tmp_path):
+    h, mask, label, _ = _blobs(6, 5, 2)
+    out = unrolled_clustering(
+        _random_split, lambda h, s, m, n: jnp.zeros(n), jnp.asarray(h), jnp.asarray(mask), 6
+    )
+    tree = build_tree(out, np.arange(30) + 100, event_id=7)
+    assert tree.hit_node.shape == (30, 7)
+    p = write_tree(tree, tmp_path / "event000000007-tree.npz")
+    t2 = read_tree(p)
+    assert t2.event_id == 7 and t2.depth == 6
+    np.testing.assert_array_equal(t2.hit_node, tree.hit_node)
+    # leaves are the flat clustering
+    cl = np.asarray(out["cluster"])[:30]
+    assert len(np.unique(np.c_[cl, t2.leaves], axis=0)) == len(np.unique(cl))
+    # every hit's node at level l is a descendant of (or equal to) its node at level l - 1
+    parent = t2.nodes.parent.to_numpy()
+    for lev in range(1, 7):
+        a, b = t2.hit_node[:, lev - 1], t2.hit_node[:, lev]
+        assert np.all((a == b) | (parent[b] == a))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(p.read_bytes()[:100])
+    with pytest.raises(TreeFormatError, match="bad.npz"):
+        read_tree(bad)
+    np.savez(tmp_path / "v.npz", format=np.array("cgnn_jax.tree"), version=np.array(99))
+    with pytest.raises(TreeFormatError, match="version 99"):
+        read_tree(tmp_path / "v.npz")
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    from cgnn_jax.pipeline import cluster_defaults
+    from cgnn_jax.train.stage1 import train_stage1
+    from cgnn_jax.train.stage2 import train_stage2
+    from configs.default import get_config
+    from tests.helpers import shrink_stage1
+
+    tmp = tmp_path_factory.mktemp("stage3")
+    c = shrink_stage1(get_config(), filter_steps=60)
+    c.gnn.update(num_layers=1, hidden=8, kernel_hidden=4, steps=30, sectors=(1, 2))
+    c.gnn.out_dim = c.embedding.dim
+    c.gnn.eval_edges_per_event = 1024
+    s1 = train_stage1(c, tmp, log=lambda *_: None)
+    s2 = train_stage2(c, tmp, s1, log=lambda *_: None)
+    c.cluster = cluster_defaults()
+    c.cluster.update(epochs=1, e2e_epochs=1, train_depth=8, max_depth=16, sectors=(1, 2))
+    return c, tmp, s2
+
+
+def test_tiny_stage3_e2e_trains_resumes_and_restores(tiny_pipeline):
+    from cgnn_jax.pipeline import Pipeline
+    from cgnn_jax.sim import simulate_event
+    from cgnn_jax.train.checkpoint import read_meta
+    from cgnn_jax.train.stage3 import train_stage3
+
+    c, tmp, s2 = tiny_pipeline
+    logs: list[str] = []
+    pipe = train_stage3(c, tmp, s2, log=logs.append)
+    # e2e changed the GNN and the input embedding, never the graph-building stage 1
+    assert not np.allclose(
+        jax.tree_util.tree_leaves(pipe.params["gnn"])[0],
+        jax.tree_util.tree_leaves(s2.params)[0],
+    )
+    for a, b in zip(
+        jax.tree_util.tree_leaves(pipe.params["embedding"]),
+        jax.tree_util.tree_leaves(s2.stage1.emb_params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp / "stage3" / "metrics.csv").read_text().count("\n") >= 2
+    # a second run with one more stage-3 epoch resumes after the first
+    c.cluster.epochs = 2
+    logs2: list[str] = []
+    train_stage3(c, tmp, s2, phases=("stage3",), log=logs2.append)
+    assert any("resuming after epoch 1" in s for s in logs2)
+    assert read_meta(tmp / "stage3" / "checkpoints")[0] == 2
+
+    ev = simulate_event(3, 10.0, event_id=3)
+    restored = Pipeline.restore(tmp)
+    tid, tree = restored.reconstruct(ev, return_tree=True)
+    assert tid.shape == (len(ev.hits),) and tid.min() >= 1
+    np.testing.assert_array_equal(tid, Pipeline.restore(tmp).reconstruct(ev))  # deterministic
+    # the tree's leaves are the tracks
+    assert len(np.unique(np.c_[tid, tree.leaves], axis=0)) == len(np.unique(tid))
+    np.testing.assert_array_equal(tree.hit_id, ev.hits.hit_id.to_numpy())
+    parts = restored.stage_outputs(ev)
+    assert parts["gnn"].shape == (len(ev.hits), c.gnn.out_dim)
