@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= out/demo
 DEMO_EVENTS ?= 2
 
-.PHONY: demo test lint format bench fidelity train-stage1 graph-quality clean
+.PHONY: demo test lint format bench fidelity train-stage1 train-default evaluate graph-quality clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,15 @@ bench: $(STAMP)
 
 train-stage1: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/stage1.py --workdir=workdirs/stage1
+
+# the pretrained default model: stages 1-3 + end to end, then copied into the package
+train-default: $(STAMP)
+	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default
+	$(BIN)/python launch/export_model.py --workdir=workdirs/default
+
+# the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
+evaluate: $(STAMP)
+	$(BIN)/python launch/eval.py --events=2 --plots_dir=out/eval --json_out=out/eval/eval.json
 
 graph-quality: $(STAMP)
 	$(BIN)/python launch/graph_quality.py --checkpoint=workdirs/stage1 --events=2

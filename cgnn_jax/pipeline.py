@@ -50,6 +50,9 @@ def cluster_defaults() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.split_hidden = (32, 32)
     c.stop_hidden = (32, 32)
+    c.split_init_scale = 1.0  # initial scale of the Split MLP's output layer
+    c.prior_dims = 0  # > 0: Split adds a learned gain x the principal-axis projection of h[:, :k]
+    c.prior_gain = 4.0
     c.stop_aggregate = "mean"  # or "max"
     c.inputs = "gnn+features"  # or "gnn": what Split/Stop see
     c.max_depth = 40  # levels at inference (full events; O(log n) are used)
@@ -73,9 +76,13 @@ def cluster_defaults() -> ml_collections.ConfigDict:
 
 
 def create_split_stop(cc: ml_collections.ConfigDict) -> tuple[Split, Stop]:
-    return Split(tuple(cc.split_hidden)), Stop(
-        tuple(cc.stop_hidden), cc.get("stop_aggregate", "mean")
+    split = Split(
+        tuple(cc.split_hidden),
+        float(cc.get("split_init_scale", 1.0)),
+        int(cc.get("prior_dims", 0)),
+        float(cc.get("prior_gain", 4.0)),
     )
+    return split, Stop(tuple(cc.stop_hidden), cc.get("stop_aggregate", "mean"))
 
 
 def cluster_features(gnn_out: jnp.ndarray, x: jnp.ndarray, inputs: str) -> jnp.ndarray:
@@ -293,3 +300,36 @@ class Pipeline:
         if missing:
             raise CheckpointError(f"{path}: pipeline checkpoint lacks parameters {sorted(missing)}")
         return cls(config, s1c, dict(state), meta)
+
+
+def reconstruct_dataset(
+    pipe: Pipeline,
+    data: str | Path,
+    tree_dir: str | Path | None = None,
+    progress: bool = True,
+):
+    """A submission (``event_id, hit_id, track_id``) for every event of a dataset (hits and cells
+    are read; truth is not needed), with a progress bar; with ``tree_dir``, each event's cluster
+    tree is written there as ``event<ID>-tree.npz`` (:mod:`cgnn_jax.cluster.tree`)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from cgnn_jax.baselines.reconstruct import submission_frame
+    from cgnn_jax.cluster.tree import write_tree
+    from cgnn_jax.io import iter_events, list_event_ids
+
+    ids = list_event_ids(data)
+    frames = []
+    for event in tqdm(
+        iter_events(data, parts=("hits", "cells")),
+        total=len(ids),
+        unit="event",
+        disable=not progress,
+    ):
+        if tree_dir is not None:
+            tid, tree = pipe.reconstruct(event, return_tree=True)
+            write_tree(tree, Path(tree_dir) / f"event{int(event.event_id):09d}-tree.npz")
+        else:
+            tid = pipe.reconstruct(event)
+        frames.append(submission_frame(event.event_id, event.hits["hit_id"].to_numpy(), tid))
+    return pd.concat(frames, ignore_index=True)

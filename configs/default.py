@@ -8,6 +8,7 @@ Sized for this project's 2-core CPU. The result is shipped as the pretrained mod
 
 import ml_collections
 
+from cgnn_jax.pipeline import cluster_defaults
 from configs import stage2
 
 
@@ -18,4 +19,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.residual = True
     c.gnn.out_dim = 12
     c.gnn.degree_norm = True
+
+    c.cluster = cluster_defaults()  # Split/Stop (stage 3) and end-to-end training
+    c.cluster.sectors = (3, 6)  # training sub-graphs of ~7k hits
+    c.cluster.train_depth = 18
+    c.cluster.prior_dims = c.gnn.out_dim  # Split starts from the principal axis in GNN space
+    c.cluster.learning_rate = 1e-2
+    c.cluster.epochs = 12  # one epoch = the 72 sub-graphs of the 4 training events
+    c.cluster.e2e_epochs = 4
     return c

@@ -4,7 +4,8 @@ r"""The main job on built-in simulated data: simulate -> reconstruct -> score, o
 
 Simulates full μ = 200 events and the same events cut to 10 % of tracks with the built-in
 simulator, writes them in the TrackML format under ``--out``, reconstructs every event with the
-default track finder (today the DBSCAN baselines; the learned clustering GNN once it ships) and
+clustering GNN (the pretrained default model shipped in the package, or ``--checkpoint``) and the
+DBSCAN baselines, and
 prints the TrackML score, track efficiency, fake rate and time per event. Submissions are written
 next to the data so ``launch/eval.py`` can re-score them.
 """
@@ -29,14 +30,22 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "out/demo", "Output directory for the data and submissions.")
 flags.DEFINE_integer("events", 2, "Events per setting.", lower_bound=1)
 flags.DEFINE_integer("seed", 2026, "Simulation seed.")
-flags.DEFINE_list("methods", ["dbscan", "helix_dbscan"], "Track finders to run.")
+flags.DEFINE_list("methods", ["cgnn", "dbscan", "helix_dbscan"], "Track finders to run.")
+flags.DEFINE_string("checkpoint", None, "Pipeline checkpoint for 'cgnn' (default: pretrained).")
 
 SETTINGS = (("full event", 1.0), ("10% of tracks", 0.1))
 
 
-def run_demo(out: str, n_events: int, seed: int, methods: list[str]) -> pd.DataFrame:
+def run_demo(
+    out: str, n_events: int, seed: int, methods: list[str], checkpoint: str | None = None
+) -> pd.DataFrame:
     """Simulate, reconstruct and score; one row per (setting, method, event)."""
     rows = []
+    pipe = None
+    if "cgnn" in methods:
+        from cgnn_jax.pipeline import Pipeline
+
+        pipe = Pipeline.restore(checkpoint)
     for name, frac in SETTINGS:
         data_dir = Path(out) / ("data_full" if frac == 1.0 else "data_10pct")
         events = [
@@ -52,7 +61,10 @@ def run_demo(out: str, n_events: int, seed: int, methods: list[str]) -> pd.DataF
             subs = []
             for ev in tqdm(events, desc=f"{method} ({name})", unit="event"):
                 t = time.perf_counter()
-                tracks = reconstruct_baseline(ev.hits, method)
+                if method == "cgnn":
+                    tracks = pipe.reconstruct(ev)
+                else:
+                    tracks = reconstruct_baseline(ev.hits, method)
                 dt = time.perf_counter() - t
                 sub = pd.DataFrame(
                     {
@@ -83,7 +95,7 @@ def run_demo(out: str, n_events: int, seed: int, methods: list[str]) -> pd.DataF
 
 def main(argv: list[str]) -> None:
     del argv
-    df = run_demo(FLAGS.out, FLAGS.events, FLAGS.seed, FLAGS.methods)
+    df = run_demo(FLAGS.out, FLAGS.events, FLAGS.seed, FLAGS.methods, FLAGS.checkpoint)
     table = (
         df.groupby(["setting", "method"], sort=False)
         .agg(

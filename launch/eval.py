@@ -1,9 +1,20 @@
-"""Score a TrackML submission against a dataset with truth.
+"""Score the clustering GNN (and the other clusterers) on events, or score a submission.
 
 Usage::
 
+    # the model and every comparison method on simulated (or given) events: one table
+    python launch/eval.py [--data=DIR] [--checkpoint=PATH] [--events=2] [--fraction=0.1] \
+        [--methods=cgnn,gnn+dbscan,...] [--plots_dir=DIR] [--json_out=PATH]
+    # an existing submission
     python launch/eval.py --data=DIR --submission=FILE [--json_out=PATH]
 
+Without ``--submission``: reconstructs every event with the pipeline (``--checkpoint``, default
+the pretrained model) and the comparison methods of :mod:`cgnn_jax.evaluation` on the same GNN
+space, prints the thesis's Table 3.2 (full events, and events with ``--fraction`` of the tracks),
+and writes efficiency / fake-rate plots vs p_T and η to ``--plots_dir``. Without ``--data``,
+``--events`` full μ = 200 events are simulated (seed 99; never seen in training).
+
+With ``--submission``:
 Prints one line per event (event_id, hits, tracks, score, efficiency over all
 reconstructable particles, fake rate) and the mean over events; optionally writes the same
 as JSON (atomically).  Exits non-zero with a clear message if the submission lacks an event
@@ -24,12 +35,21 @@ from cgnn_jax.io import atomic_write
 from cgnn_jax.metrics.evaluate import evaluate_submission
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "Dataset with truth: directory or .zip of event files.")
-flags.DEFINE_string("submission", None, "Submission CSV (event_id,hit_id,track_id).")
+flags.DEFINE_string("data", None, "Dataset with truth: directory or .zip (default: simulate).")
+flags.DEFINE_string("submission", None, "Submission CSV (event_id,hit_id,track_id) to score.")
+flags.DEFINE_string("checkpoint", None, "Pipeline checkpoint (default: the pretrained model).")
+flags.DEFINE_integer("events", 2, "Simulated events when --data is not given.")
+flags.DEFINE_float(
+    "fraction",
+    0.1,
+    "Also evaluate on events with this fraction of the tracks "
+    "(simulated with the same seeds; 0 to skip; needs no --data).",
+)
+flags.DEFINE_list("methods", None, "Methods to compare (default: all of cgnn_jax.evaluation).")
+flags.DEFINE_string("plots_dir", None, "Where the efficiency / fake-rate PNGs go.")
 flags.DEFINE_string("json_out", None, "Optional path of a JSON report.")
 flags.DEFINE_integer("min_particle_hits", 4, "Reconstructable particle: at least this many hits.")
 flags.DEFINE_integer("min_track_hits", 3, "Tracks entering the fake rate: at least this many hits.")
-flags.mark_flags_as_required(["data", "submission"])
 
 
 def format_table(results: pd.DataFrame) -> str:
@@ -50,17 +70,104 @@ def format_table(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _json_default(o: object) -> object:
+    return o.item() if hasattr(o, "item") else str(o)
+
+
 def write_json_atomic(obj: object, path: str) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (:func:`cgnn_jax.io.atomic_write`)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, allow_nan=True)
+        json.dump(obj, f, indent=2, allow_nan=True, default=_json_default)
         f.write("\n")
+
+
+def evaluate_model() -> int:
+    """The comparison table of the pipeline and the other methods (no ``--submission``)."""
+    from cgnn_jax.evaluation import (
+        METHODS,
+        compare_methods,
+        markdown_table,
+        summary_table,
+        tune_space_cuts,
+    )
+    from cgnn_jax.pipeline import Pipeline
+    from cgnn_jax.sim import simulate_event
+    from cgnn_jax.sim.dataset import event_seed
+
+    try:
+        pipe = Pipeline.restore(FLAGS.checkpoint)
+        methods = FLAGS.methods or list(METHODS)
+        settings = []
+        if FLAGS.data:
+            from cgnn_jax.io import iter_events
+
+            events = list(iter_events(FLAGS.data))
+            settings.append(("full events", events))
+        else:
+            n = FLAGS.events
+            settings.append(
+                (
+                    "full events",
+                    [simulate_event(event_seed(99, i), 200.0, event_id=1 + i) for i in range(n)],
+                )
+            )
+            if FLAGS.fraction > 0:
+                settings.append(
+                    (
+                        f"{FLAGS.fraction:.0%} of tracks",
+                        [
+                            simulate_event(
+                                event_seed(99, i),
+                                200.0,
+                                track_fraction=FLAGS.fraction,
+                                event_id=1 + i,
+                            )
+                            for i in range(n)
+                        ],
+                    )
+                )
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    report, tables = {"checkpoint": FLAGS.checkpoint or "pretrained", "settings": {}}, []
+    for name, events in settings:
+        cuts = None
+        if {"gnn+dbscan", "gnn+components"} & set(methods):
+            frac = 1.0 if name == "full events" else FLAGS.fraction
+            cuts = tune_space_cuts(
+                pipe, simulate_event(event_seed(98, 0), 200.0, track_fraction=frac)
+            )
+            print(f"{name}: cuts tuned on a separate simulated event: {cuts}")
+        per_event, plots = compare_methods(events, pipe, methods, cuts)
+        summary = summary_table(per_event)
+        tables.append(markdown_table(summary, name))
+        report["settings"][name] = {
+            "cuts": cuts,
+            "summary": summary.to_dict(orient="records"),
+            "events": per_event.to_dict(orient="records"),
+        }
+        if FLAGS.plots_dir:
+            from cgnn_jax.viz import plot_efficiency
+
+            slug = name.replace(" ", "_").replace("%", "pct")
+            path = os.path.join(FLAGS.plots_dir, f"efficiency_{slug}.png")
+            plot_efficiency(plots, path, title=f"{name}: efficiency and fake rate")
+            print(f"wrote {path}")
+    print("\n".join([tables[0]] + [t.split("\n", 2)[2] for t in tables[1:]]))
+    if FLAGS.json_out:
+        write_json_atomic(report, FLAGS.json_out)
+        print(f"wrote {FLAGS.json_out}")
+    return 0
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.submission is None:
+        return evaluate_model()
+    if FLAGS.data is None:
+        raise app.UsageError("--submission needs --data (the events with truth)")
     from cgnn_jax.io.read import read_submission
 
     try:

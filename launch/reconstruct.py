@@ -2,14 +2,20 @@
 
 Usage::
 
+  python launch/reconstruct.py --data=DIR --out=FILE [--checkpoint=PATH] [--tree_dir=DIR]
   python launch/reconstruct.py --data=DIR --method=dbscan|helix_dbscan --out=FILE \
       [--eps=...] [--n_scan=...] [--workers=N]
+
+``--method=cgnn`` (the default) is the clustering GNN: the pretrained default model, or
+``--checkpoint`` (a training workdir or pipeline checkpoint folder); ``--tree_dir`` also writes
+each event's cluster tree (``event<ID>-tree.npz``, see :mod:`cgnn_jax.cluster.tree`).
 
 ``--out`` ending in ``.gz`` is gzip-compressed; the file is written atomically.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -24,13 +30,14 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("data", None, "Dataset: directory, .zip or event prefix.", required=True)
 flags.DEFINE_string(
-    "method", "dbscan", f"Track finder: one of {sorted(METHODS)} (later also 'cgnn')."
+    "method", "cgnn", f"Track finder: 'cgnn' (the clustering GNN) or one of {sorted(METHODS)}."
 )
 flags.DEFINE_string("out", None, "Submission file (.csv or .csv.gz).", required=True)
 flags.DEFINE_float("eps", None, "DBSCAN eps (default: the method's own default).")
 flags.DEFINE_integer("n_scan", None, "helix_dbscan: number of curvature steps.")
 flags.DEFINE_integer("workers", 1, "Events processed in parallel processes.")
-flags.DEFINE_string("checkpoint", None, "Model checkpoint, for --method=cgnn (not yet built).")
+flags.DEFINE_string("checkpoint", None, "--method=cgnn: pipeline checkpoint (default: pretrained).")
+flags.DEFINE_string("tree_dir", None, "--method=cgnn: also write each event's cluster tree here.")
 
 
 def method_and_kwargs(name: str) -> tuple[MethodFn, dict[str, Any]]:
@@ -57,12 +64,28 @@ def method_and_kwargs(name: str) -> tuple[MethodFn, dict[str, Any]]:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        fn, kwargs = method_and_kwargs(FLAGS.method)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
     start = time.perf_counter()
-    sub = reconstruct_dataset(FLAGS.data, fn, workers=FLAGS.workers, **kwargs)
+    if FLAGS.method == "cgnn":
+        from cgnn_jax.pipeline import Pipeline
+        from cgnn_jax.pipeline import reconstruct_dataset as reconstruct_with_model
+
+        if FLAGS.eps is not None or FLAGS.n_scan is not None:
+            raise app.UsageError("--eps / --n_scan are DBSCAN options, not used by --method=cgnn")
+        try:
+            pipe = Pipeline.restore(FLAGS.checkpoint)
+            # XLA already uses every core of the machine for one event; --workers is ignored
+            sub = reconstruct_with_model(pipe, FLAGS.data, FLAGS.tree_dir)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+    else:
+        if FLAGS.tree_dir is not None:
+            raise app.UsageError("--tree_dir needs --method=cgnn (only it builds a tree)")
+        try:
+            fn, kwargs = method_and_kwargs(FLAGS.method)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from e
+        sub = reconstruct_dataset(FLAGS.data, fn, workers=FLAGS.workers, **kwargs)
     path = write_submission(sub, FLAGS.out)
     logging.info(
         "%s: %d events, %d hits -> %s (%.1f s)",

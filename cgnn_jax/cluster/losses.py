@@ -61,6 +61,7 @@ def split_loss(
     num_segments: int,
     num_groups: int,
     active: jnp.ndarray | None = None,
+    min_particles: int = 1,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Split loss of every segment and their mean.
 
@@ -73,6 +74,10 @@ def split_loss(
       num_segments, num_groups: static sizes (``N`` for both is always enough).
       active: optional ``[num_segments]`` bool, the segments that were split (others get loss 0
         and are left out of the mean).
+      min_particles: segments holding fewer particles get loss 0 and are left out of the mean.
+        A segment of one particle always has ``L_s = log 2`` and no gradient (its two entropy
+        terms cancel): with ``min_particles=2`` such segments, the majority deep in a tree, do
+        not dilute the mean.
     Returns:
       ``(loss [num_segments], mean loss over the active segments holding at least one particle)``.
     """
@@ -86,7 +91,7 @@ def split_loss(
     denom = jnp.maximum(n_k, 1.0)
     mean_h = jax.ops.segment_sum(exists * binary_entropy(m), group_seg, num_segments) / denom
     mean_m = jax.ops.segment_sum(exists * m, group_seg, num_segments=num_segments) / denom
-    has = n_k > 0
+    has = n_k >= max(min_particles, 1)
     if active is not None:
         has = has & active
     loss = jnp.where(has, mean_h - binary_entropy(mean_m) + jnp.log(2.0), 0.0)

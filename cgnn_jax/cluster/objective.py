@@ -5,8 +5,10 @@ least ``min_size`` points is split, down to ``max_depth``), so that the whole tr
 exists and the stop targets (:func:`cgnn_jax.cluster.targets.stop_targets`) can compare stopping
 with the best clustering of the subtree. Then
 
-* split loss: the mean over every (level, split cluster holding a particle) of eq. 2.40-2.45
-  (:func:`cgnn_jax.cluster.losses.split_loss`); noise points are left out of it;
+* split loss: the mean over every (level, split cluster holding at least two particles) of
+  eq. 2.40-2.45 (:func:`cgnn_jax.cluster.losses.split_loss`; a one-particle cluster's loss is the
+  constant ``log 2`` with no gradient, and counting them would only shrink the gradient); noise
+  points are left out of it;
 * stop loss: class-balanced binary cross-entropy between the stop probability of every node of at
   least ``min_size`` points and its label (the two classes weigh the same, whatever their counts).
 
@@ -72,9 +74,10 @@ def clustering_loss(
 
     def level_loss(p, seg, act, group):
         n = seg.shape[0]
-        loss, _ = split_loss(p, seg, group, valid, n, n, act)
-        n_valid = jax.ops.segment_sum(valid.astype(jnp.int32), seg, num_segments=n)
-        return jnp.sum(loss), jnp.sum(act & (n_valid > 0))
+        loss, _ = split_loss(p, seg, group, valid, n, n, act, min_particles=2)
+        head = valid & (group == jnp.arange(n, dtype=group.dtype))  # one point per group
+        n_part = jax.ops.segment_sum(head.astype(jnp.int32), seg, num_segments=n)
+        return jnp.sum(loss), jnp.sum(act & (n_part >= 2))
 
     sums, counts = jax.vmap(level_loss)(
         out["p_right"], out["segment"][:-1], out["active"], groups[:-1]

@@ -55,10 +55,15 @@ class ClusterStatsMLP(nn.Module):
       hidden: widths of the ``T`` hidden layers; layer ``t`` maps
         ``[x_j, mean_C x, var_C x] (3 * width_{t-1}) -> width_t`` with ReLU.
       out: output width; ``out == 1`` returns ``[N]``.
+      output_scale: scale of the output layer's initial weights. The split loss has a saddle at
+        ``p = 0.5`` everywhere (the binary entropy's slope is 0 there), so Split starts with a
+        larger scale: its first decisions are already spread, and points close in the input
+        (one particle's) share them, which gives the loss a slope from the first step.
     """
 
     hidden: Sequence[int]
     out: int = 1
+    output_scale: float = 1.0
 
     @nn.compact
     def __call__(
@@ -80,25 +85,75 @@ class ClusterStatsMLP(nn.Module):
             mean, var, _ = segment_mean_var(x, seg, mask, num_segments)
             x = nn.relu(nn.Dense(width)(jnp.concatenate([x, mean[seg], var[seg]], -1)))
             x = jnp.where(m, x, 0.0)
-        y = jnp.where(m, nn.Dense(self.out)(x), 0.0)
+        init = nn.initializers.variance_scaling(self.output_scale**2, "fan_in", "truncated_normal")
+        y = jnp.where(m, nn.Dense(self.out, kernel_init=init)(x), 0.0)
         return y[:, 0] if self.out == 1 else y
+
+
+def principal_projection(
+    x: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int, iters: int = 6
+) -> jnp.ndarray:
+    """``[N]``: each point's coordinate along its cluster's first principal axis, in units of
+    the cluster's standard deviation along it (0 on padding).
+
+    The axis comes from ``iters`` steps of power iteration on every cluster's covariance at
+    once (``segment_sum`` only: ``O(N D)`` per step, no per-cluster loop). Splitting at the sign
+    of this projection is principal-direction divisive partitioning, the classic top-down
+    clustering; :class:`Split` starts from it and learns corrections.
+    """
+    w = mask.astype(x.dtype)[:, None]
+    mean, _, cnt = segment_mean_var(x, seg, mask, num_segments)
+    xc = (x - mean[seg]) * w
+    d = x.shape[-1]
+    v = jnp.broadcast_to(jnp.linspace(1.0, 0.5, d) / jnp.sqrt(d), (num_segments, d))
+    # a fixed, non-symmetric start direction (orthogonal to an axis only by accident)
+    for _ in range(iters):
+        proj = jnp.sum(xc * v[seg], -1, keepdims=True)
+        v = jax.ops.segment_sum(xc * proj, seg, num_segments=num_segments)
+        v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    proj = jnp.sum(xc * v[seg], -1)
+    var = jax.ops.segment_sum(proj**2 * w[:, 0], seg, num_segments=num_segments)
+    std = jnp.sqrt(var / jnp.maximum(cnt, 1.0) + 1e-12)
+    return jnp.where(mask, proj / std[seg], 0.0)
 
 
 class Split(nn.Module):
     """``p_right [N]``: per-point probability of going to the right child of its cluster.
 
+    ``logit = MLP([h, mean_C h, var_C h]) + g * z``, where ``z`` is the point's standardised
+    coordinate along its cluster's principal axis in the first ``prior_dims`` features of ``h``
+    (the GNN's cluster space; :func:`principal_projection`) and ``g`` a learned gain (initial
+    ``prior_gain``). With ``prior_dims = 0`` the prior is off and the Split is the thesis's MLP.
+
     Attributes:
       hidden: hidden widths of the :class:`ClusterStatsMLP`.
+      output_scale: initial scale of the output layer (see :class:`ClusterStatsMLP`).
+      prior_dims: leading features of ``h`` the principal-axis prior uses (0: none).
+      prior_gain: initial gain of the prior.
     """
 
     hidden: Sequence[int]
+    output_scale: float = 1.0
+    prior_dims: int = 0
+    prior_gain: float = 4.0
 
     @nn.compact
     def __call__(
         self, h: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
     ) -> jnp.ndarray:
         """``h [N, D], seg [N], mask [N] -> p_right [N]`` (0 on padding points)."""
-        logits = ClusterStatsMLP(self.hidden, 1, name="mlp")(h, seg, mask, num_segments)
+        logits = ClusterStatsMLP(self.hidden, 1, self.output_scale, name="mlp")(
+            h, seg, mask, num_segments
+        )
+        if self.prior_dims:
+            z = principal_projection(
+                h[:, : self.prior_dims],
+                seg,
+                mask,
+                num_segments,
+            )
+            gain = self.param("prior_gain", lambda _: jnp.asarray(self.prior_gain, jnp.float32))
+            logits = logits + gain * z
         return jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
 
 
