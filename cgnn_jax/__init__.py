@@ -1,0 +1,1 @@
+from cgnn_jax.estimator import ClusteringGNN  # noqa: F401  (public re-export)

@@ -7,6 +7,7 @@ and then every other clusterer on the *same* GNN cluster space, plus the raw-hit
 method                 what it is
 =====================  ======================================================================
 ``cgnn``               the clustering GNN: Split/Stop on the GNN space (stage 3)
+``cgnn+iterative``     the same, low-confidence clusters re-clustered (:mod:`~cgnn_jax.cluster.iterative`)
 ``gnn+dbscan``         DBSCAN in the GNN space (eps tuned on a separate event)
 ``gnn+hdbscan``        HDBSCAN in the GNN space (scikit-learn, ``min_cluster_size=3``)
 ``gnn+components``     connected components of the GNN input graph's edges shorter than a cut
@@ -29,12 +30,21 @@ from tqdm.auto import tqdm
 
 from cgnn_jax.baselines import reconstruct_baseline
 from cgnn_jax.baselines.space import dbscan_space, edge_components, hdbscan_space
+from cgnn_jax.cluster.iterative import iterative_recluster
 from cgnn_jax.io.event import Event
 from cgnn_jax.metrics import score_event
 from cgnn_jax.metrics.efficiency import track_efficiency
 from cgnn_jax.pipeline import Pipeline, dense_track_ids
 
-METHODS = ("cgnn", "gnn+dbscan", "gnn+hdbscan", "gnn+components", "dbscan", "helix_dbscan")
+METHODS = (
+    "cgnn",
+    "cgnn+iterative",
+    "gnn+dbscan",
+    "gnn+hdbscan",
+    "gnn+components",
+    "dbscan",
+    "helix_dbscan",
+)
 EPS_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.45)
 
 
@@ -66,6 +76,7 @@ def compare_methods(
     methods: Sequence[str] = METHODS,
     cuts: dict[str, float] | None = None,
     log: Callable[[str], None] = lambda _: None,
+    iterative_rounds: int = 2,
 ) -> tuple[pd.DataFrame, dict[str, list[tuple]]]:
     """Score every method on every event.
 
@@ -95,9 +106,12 @@ def compare_methods(
         shared = {"features+graph": t1 - t0, "gnn": t2 - t1}
         for m in methods:
             t = time.perf_counter()
-            if m == "cgnn":
-                out = pipe.cluster(pipe.cluster_inputs(ev, gnn))
+            if m in ("cgnn", "cgnn+iterative"):
+                h = pipe.cluster_inputs(ev, gnn)
+                out = pipe.cluster(h)
                 tid = dense_track_ids(out["cluster"][: ev.n])
+                if m == "cgnn+iterative":
+                    tid = iterative_recluster(pipe, h, out, tid, rounds=iterative_rounds)
             elif m == "gnn+dbscan":
                 tid = dbscan_space(gnn, cuts[m]) + 1
             elif m == "gnn+hdbscan":

@@ -70,7 +70,7 @@ def cluster_defaults() -> ml_collections.ConfigDict:
     c.e2e_epochs = 10  # end to end (input embedding, GNN, Split, Stop)
     c.patience = 10  # epochs without validation gain before the learning rate is cut x0.1
     c.val_events = 1
-    c.iterative_rounds = 0  # > 0: re-cluster low-confidence clusters (see cluster.iterative)
+    c.iterative_rounds = 0  # > 0: reconstruct() re-clusters low-confidence clusters (iterative)
     c.iterative_cutoff = 0.5
     return c
 
@@ -302,34 +302,107 @@ class Pipeline:
         return cls(config, s1c, dict(state), meta)
 
 
+_WORKER_PIPE: Pipeline | None = None
+
+
+def _init_worker(checkpoint: str | None) -> None:
+    global _WORKER_PIPE
+    _WORKER_PIPE = Pipeline.restore(checkpoint)
+
+
+def _part_path(parts_dir: Path, event_id: int) -> Path:
+    return parts_dir / f"event{int(event_id):09d}-submission.csv.gz"
+
+
+def reconstruct_event_to_part(
+    pipe: Pipeline, data, event_id: int, parts_dir: Path, tree_dir: str | Path | None
+) -> int:
+    """Reconstruct one event of ``data`` and write its submission part (and tree) atomically."""
+    from cgnn_jax.baselines.reconstruct import submission_frame
+    from cgnn_jax.cluster.tree import write_tree
+    from cgnn_jax.io import read_event, write_submission
+
+    event = read_event(data, event_id, parts=("hits", "cells"))
+    if tree_dir is not None:
+        tid, tree = pipe.reconstruct(event, return_tree=True)
+        write_tree(tree, Path(tree_dir) / f"event{int(event.event_id):09d}-tree.npz")
+    else:
+        tid = pipe.reconstruct(event)
+    sub = submission_frame(event.event_id, event.hits["hit_id"].to_numpy(), tid)
+    write_submission(sub, _part_path(parts_dir, event_id))
+    return int(event_id)
+
+
+def _worker_task(data, event_id: int, parts_dir: Path, tree_dir) -> int:
+    assert _WORKER_PIPE is not None
+    return reconstruct_event_to_part(_WORKER_PIPE, data, event_id, parts_dir, tree_dir)
+
+
 def reconstruct_dataset(
-    pipe: Pipeline,
+    pipe: Pipeline | None,
     data: str | Path,
     tree_dir: str | Path | None = None,
     progress: bool = True,
+    parts_dir: str | Path | None = None,
+    workers: int = 1,
+    checkpoint: str | Path | None = None,
 ):
-    """A submission (``event_id, hit_id, track_id``) for every event of a dataset (hits and cells
-    are read; truth is not needed), with a progress bar; with ``tree_dir``, each event's cluster
-    tree is written there as ``event<ID>-tree.npz`` (:mod:`cgnn_jax.cluster.tree`)."""
+    """A submission (``event_id, hit_id, track_id``) for every event of a dataset.
+
+    Every event is reconstructed on its own and its submission part written atomically to
+    ``parts_dir`` (``event<ID>-submission.csv.gz``); events whose part already exists are skipped,
+    so a killed run resumes where it stopped. The parts are then concatenated (the caller writes
+    the final file atomically and may delete ``parts_dir``).
+
+    Args:
+      pipe: the pipeline (``None``: restore ``checkpoint``, in each worker process).
+      data: a dataset (directory or zip; hits and cells are read, truth is not needed).
+      tree_dir: also write each event's cluster tree (``event<ID>-tree.npz``).
+      parts_dir: where the per-event parts go (default: a temporary folder, no resuming).
+      workers: events reconstructed in parallel processes (each restores ``checkpoint``; on a
+        machine with few cores one process already keeps them busy).
+      checkpoint: the pipeline checkpoint for the workers (default: the pretrained model).
+    """
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from cgnn_jax.baselines.reconstruct import submission_frame
-    from cgnn_jax.cluster.tree import write_tree
-    from cgnn_jax.io import iter_events, list_event_ids
+    from cgnn_jax.io import list_event_ids
+    from cgnn_jax.io.read import read_submission
 
     ids = list_event_ids(data)
-    frames = []
-    for event in tqdm(
-        iter_events(data, parts=("hits", "cells")),
-        total=len(ids),
-        unit="event",
-        disable=not progress,
-    ):
-        if tree_dir is not None:
-            tid, tree = pipe.reconstruct(event, return_tree=True)
-            write_tree(tree, Path(tree_dir) / f"event{int(event.event_id):09d}-tree.npz")
+    tmp = None
+    if parts_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="cgnn_parts_")
+        parts_dir = tmp.name
+    parts_dir = Path(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    if tree_dir is not None:
+        Path(tree_dir).mkdir(parents=True, exist_ok=True)
+    todo = [i for i in ids if not _part_path(parts_dir, i).exists()]
+    bar = tqdm(total=len(ids), initial=len(ids) - len(todo), unit="event", disable=not progress)
+    try:
+        if workers > 1 and len(todo) > 1:
+            ctx = multiprocessing.get_context("spawn")  # jax is not fork-safe
+            ck = None if checkpoint is None else str(checkpoint)
+            with ProcessPoolExecutor(
+                min(workers, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(ck,)
+            ) as pool:
+                futs = [pool.submit(_worker_task, data, i, parts_dir, tree_dir) for i in todo]
+                for f in as_completed(futs):
+                    f.result()
+                    bar.update(1)
         else:
-            tid = pipe.reconstruct(event)
-        frames.append(submission_frame(event.event_id, event.hits["hit_id"].to_numpy(), tid))
-    return pd.concat(frames, ignore_index=True)
+            pipe = pipe if pipe is not None else Pipeline.restore(checkpoint)
+            for i in todo:
+                reconstruct_event_to_part(pipe, data, i, parts_dir, tree_dir)
+                bar.update(1)
+        bar.close()
+        frames = [read_submission(_part_path(parts_dir, i)) for i in ids]
+        return pd.concat(frames, ignore_index=True)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

@@ -8,15 +8,20 @@ Usage::
 
 ``--method=cgnn`` (the default) is the clustering GNN: the pretrained default model, or
 ``--checkpoint`` (a training workdir or pipeline checkpoint folder); ``--tree_dir`` also writes
-each event's cluster tree (``event<ID>-tree.npz``, see :mod:`cgnn_jax.cluster.tree`).
+each event's cluster tree (``event<ID>-tree.npz``, see :mod:`cgnn_jax.cluster.tree`). Each
+event's submission is first written to ``<out>.parts/`` (atomically): a killed run leaves no
+half-written ``--out``, and a re-run skips the events already done. ``--workers=N`` reconstructs
+events in N processes.
 
 ``--out`` ending in ``.gz`` is gzip-compressed; the file is written atomically.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
@@ -71,10 +76,17 @@ def main(argv: list[str]) -> None:
 
         if FLAGS.eps is not None or FLAGS.n_scan is not None:
             raise app.UsageError("--eps / --n_scan are DBSCAN options, not used by --method=cgnn")
+        parts = Path(f"{FLAGS.out}.parts")  # per-event parts: a killed run resumes from them
         try:
-            pipe = Pipeline.restore(FLAGS.checkpoint)
-            # XLA already uses every core of the machine for one event; --workers is ignored
-            sub = reconstruct_with_model(pipe, FLAGS.data, FLAGS.tree_dir)
+            pipe = Pipeline.restore(FLAGS.checkpoint) if FLAGS.workers <= 1 else None
+            sub = reconstruct_with_model(
+                pipe,
+                FLAGS.data,
+                FLAGS.tree_dir,
+                parts_dir=parts,
+                workers=FLAGS.workers,
+                checkpoint=FLAGS.checkpoint,
+            )
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
@@ -87,6 +99,8 @@ def main(argv: list[str]) -> None:
             raise app.UsageError(str(e)) from e
         sub = reconstruct_dataset(FLAGS.data, fn, workers=FLAGS.workers, **kwargs)
     path = write_submission(sub, FLAGS.out)
+    if FLAGS.method == "cgnn":
+        shutil.rmtree(f"{FLAGS.out}.parts", ignore_errors=True)
     logging.info(
         "%s: %d events, %d hits -> %s (%.1f s)",
         FLAGS.method,

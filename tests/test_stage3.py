@@ -91,7 +91,7 @@ def test_objective_trains_split_and_stop_and_padding_changes_nothing():
         np.r_[label, np.zeros(40, np.int32)],
     )
     l1, m1 = loss(params, h, mask, label)
-    l2, m2 = loss(params, hp, mp, lp)
+    l2, _m2 = loss(params, hp, mp, lp)
     np.testing.assert_allclose(float(l1), float(l2), rtol=1e-5)
 
     tx = optax.adam(1e-2)
@@ -99,7 +99,7 @@ def test_objective_trains_split_and_stop_and_padding_changes_nothing():
 
     @jax.jit
     def step(p, o):
-        (v, m), g = jax.value_and_grad(loss, has_aux=True)(p, h, mask, label)
+        (_v, m), g = jax.value_and_grad(loss, has_aux=True)(p, h, mask, label)
         u, o = tx.update(g, o, p)
         return optax.apply_updates(p, u), o, m
 
@@ -111,7 +111,7 @@ def test_objective_trains_split_and_stop_and_padding_changes_nothing():
 
 
 def test_tree_file_round_trip_and_errors(tmp_path):
-    h, mask, label, _ = _blobs(6, 5, 2)
+    h, mask, _label, _ = _blobs(6, 5, 2)
     out = unrolled_clustering(
         _random_split, lambda h, s, m, n: jnp.zeros(n), jnp.asarray(h), jnp.asarray(mask), 6
     )
@@ -131,7 +131,7 @@ def test_tree_file_round_trip_and_errors(tmp_path):
         assert np.all((a == b) | (parent[b] == a))
     bad = tmp_path / "bad.npz"
     bad.write_bytes(p.read_bytes()[:100])
-    with pytest.raises(TreeFormatError, match="bad.npz"):
+    with pytest.raises(TreeFormatError, match=r"bad\.npz"):
         read_tree(bad)
     np.savez(tmp_path / "v.npz", format=np.array("cgnn_jax.tree"), version=np.array(99))
     with pytest.raises(TreeFormatError, match="version 99"):
@@ -196,3 +196,51 @@ def test_tiny_stage3_e2e_trains_resumes_and_restores(tiny_pipeline):
     np.testing.assert_array_equal(tree.hit_id, ev.hits.hit_id.to_numpy())
     parts = restored.stage_outputs(ev)
     assert parts["gnn"].shape == (len(ev.hits), c.gnn.out_dim)
+
+
+def test_iterative_reclustering_keeps_confident_clusters(tiny_pipeline):
+    from cgnn_jax.cluster.iterative import iterative_recluster, leaf_confidence
+    from cgnn_jax.pipeline import Pipeline
+    from cgnn_jax.sim import simulate_event
+
+    _, tmp, _ = tiny_pipeline
+    pipe = Pipeline.restore(tmp)
+    parts = pipe.stage_outputs(simulate_event(4, 10.0, event_id=4))
+    h, out, tid = parts["h"], parts["clustering"], parts["track_id"]
+    n = len(h)
+    conf = leaf_confidence(out, n, 3)
+    assert conf.shape == (n,) and np.all((conf >= 0) & (conf <= 1))
+    same = iterative_recluster(pipe, h, out, tid, rounds=1, cutoff=0.0)  # nothing below 0
+    assert len(np.unique(np.c_[same, tid], axis=0)) == len(np.unique(tid))
+    cut = float(np.median(conf)) if np.median(conf) > 0 else 0.5
+    new = iterative_recluster(pipe, h, out, tid, rounds=2, cutoff=cut)
+    keep = conf >= cut
+    # confident clusters are untouched: same partition of their points, no point joins them
+    a, b = tid[keep], new[keep]
+    assert len(np.unique(np.c_[a, b], axis=0)) == len(np.unique(a))
+    assert not np.isin(new[~keep], b).any()
+
+
+def test_reconstruct_dataset_resumes_from_parts(tiny_pipeline, tmp_path):
+    from cgnn_jax.cluster.tree import read_tree
+    from cgnn_jax.io import write_event
+    from cgnn_jax.pipeline import Pipeline, reconstruct_dataset
+    from cgnn_jax.sim import simulate_event
+
+    _, tmp, _ = tiny_pipeline
+    data = tmp_path / "data"
+    for i in (1, 2):
+        write_event(simulate_event(10 + i, 5.0, event_id=i), data)
+    pipe = Pipeline.restore(tmp)
+    parts = tmp_path / "parts"
+    sub = reconstruct_dataset(pipe, data, tmp_path / "trees", progress=False, parts_dir=parts)
+    assert sorted(sub.event_id.unique()) == [1, 2]
+    assert read_tree(tmp_path / "trees" / "event000000002-tree.npz").event_id == 2
+    files = sorted(parts.iterdir())
+    assert len(files) == 2
+    stamp = {f.name: f.stat().st_mtime_ns for f in files}
+    files[0].unlink()  # as if killed before event 1 was written
+    again = reconstruct_dataset(pipe, data, None, progress=False, parts_dir=parts)
+    assert sorted(again.event_id.unique()) == [1, 2]
+    assert (parts / files[1].name).stat().st_mtime_ns == stamp[files[1].name]  # skipped
+    np.testing.assert_array_equal(again.track_id.to_numpy(), sub.track_id.to_numpy())
