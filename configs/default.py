@@ -27,4 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.cluster.learning_rate = 1e-2
     c.cluster.epochs = 12  # one epoch = the 72 sub-graphs of the 4 training events
     c.cluster.e2e_epochs = 4
+    c.cluster.e2e_learning_rate = 1e-4
     return c

@@ -9,6 +9,7 @@ Per event: hits, particles (with >= 1 hit), noise fraction, mean hits per partic
 from __future__ import annotations
 
 import json
+import sys
 
 import _bootstrap  # noqa: F401
 import pandas as pd
@@ -37,7 +38,11 @@ def inspect_dataset(data: str) -> pd.DataFrame:
 
 def main(argv: list[str]) -> None:
     del argv
-    df = inspect_dataset(FLAGS.data)
+    try:
+        df = inspect_dataset(FLAGS.data)
+    except (ValueError, FileNotFoundError) as e:  # TrackMLFormatError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     cols = [
         "event_id",
         "hits",

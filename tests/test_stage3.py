@@ -167,11 +167,22 @@ def test_tiny_stage3_e2e_trains_resumes_and_restores(tiny_pipeline):
     c, tmp, s2 = tiny_pipeline
     logs: list[str] = []
     pipe = train_stage3(c, tmp, s2, log=logs.append)
-    # e2e changed the GNN and the input embedding, never the graph-building stage 1
+    # e2e trained the GNN (its checkpoint's current params moved), never the graph-building
+    # stage 1; the pipeline keeps the best-on-validation params of each phase
+    from cgnn_jax.train.checkpoint import restore_checkpoint
+
+    e2e_state, _ = restore_checkpoint(tmp / "e2e" / "checkpoints")
     assert not np.allclose(
-        jax.tree_util.tree_leaves(pipe.params["gnn"])[0],
+        jax.tree_util.tree_leaves(e2e_state["params"]["gnn"])[0],
         jax.tree_util.tree_leaves(s2.params)[0],
     )
+    for a, b in zip(
+        jax.tree_util.tree_leaves(pipe.params["gnn"]),
+        jax.tree_util.tree_leaves(e2e_state["best_params"]["gnn"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert any("validation TrackML score before training" in s for s in logs)
     for a, b in zip(
         jax.tree_util.tree_leaves(pipe.params["embedding"]),
         jax.tree_util.tree_leaves(s2.stage1.emb_params),

@@ -53,7 +53,8 @@ def unrolled_clustering(
       stop_fn: ``(h, seg, mask, num_segments) -> stop [num_segments]`` in ``[0, 1]``.
       h: ``[N, D]`` point features.
       mask: ``[N]`` bool, False for padding points.
-      max_depth: number of levels ``L`` (static; the levels are a ``lax.scan``).
+      max_depth: number of levels ``L`` (static; the levels are a ``lax.scan``; once every
+        cluster is frozen the remaining levels are skipped by a ``lax.cond``).
       min_size: clusters smaller than this are not split (sizes < 2 never are).
       stop_threshold: clusters with ``stop > stop_threshold`` are not split.
     Returns:
@@ -80,13 +81,21 @@ def unrolled_clustering(
         carry: tuple[jnp.ndarray, jnp.ndarray], _: None
     ) -> tuple[tuple[jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, ...]]:
         seg, done = carry
+        # once every cluster is frozen, the remaining levels cost only this test
+        return jax.lax.cond(jnp.all(done), idle, work, seg, done)
+
+    def idle(seg: jnp.ndarray, done: jnp.ndarray):
+        zeros = jnp.zeros(n, h.dtype)
+        return (seg, done), (seg, sizes(seg), zeros, zeros, jnp.zeros(n, bool))
+
+    def work(seg: jnp.ndarray, done: jnp.ndarray):
         size = sizes(seg)
         stop = stop_fn(h, seg, mask, n)
         seg_done = jax.ops.segment_max(done.astype(jnp.int32), seg, num_segments=n) > 0
         active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
         active_pt = active[seg] & mask
 
-        p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0)
+        p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0).astype(h.dtype)
         right = p > 0.5
         n_right = jax.ops.segment_sum((right & mask).astype(jnp.int32), seg, num_segments=n)
         degenerate = (n_right == 0) | (n_right == size)
@@ -105,7 +114,7 @@ def unrolled_clustering(
         child = jax.ops.segment_min(idx, key, num_segments=2 * n)[key]
         new_seg = jnp.where(active_pt, child, seg)
         new_done = done | ~active_pt
-        return (new_seg, new_done), (seg, size, p, stop, active)
+        return (new_seg, new_done), (seg, size, p, stop.astype(h.dtype), active)
 
     (seg_f, _), (segs, szs, ps, stops, actives) = jax.lax.scan(
         level, (seg0, ~mask), None, length=max_depth

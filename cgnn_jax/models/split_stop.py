@@ -111,10 +111,14 @@ def principal_projection(
         proj = jnp.sum(xc * v[seg], -1, keepdims=True)
         v = jax.ops.segment_sum(xc * proj, seg, num_segments=num_segments)
         v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    # the axis and the scale are treated as constants for the gradient (it flows through the
+    # centred points only): differentiating the normalisations of power iteration is unstable
+    # for tiny clusters (0 / 0)
+    v = jax.lax.stop_gradient(v)
     proj = jnp.sum(xc * v[seg], -1)
     var = jax.ops.segment_sum(proj**2 * w[:, 0], seg, num_segments=num_segments)
-    std = jnp.sqrt(var / jnp.maximum(cnt, 1.0) + 1e-12)
-    return jnp.where(mask, proj / std[seg], 0.0)
+    std = jax.lax.stop_gradient(jnp.sqrt(var / jnp.maximum(cnt, 1.0)))
+    return jnp.where(mask, proj / jnp.maximum(std[seg], 1e-6), 0.0)
 
 
 class Split(nn.Module):

@@ -13,9 +13,11 @@ Both phases share one jitted, data-parallel train step ``(params, opt_state, bat
 Training data are the η–φ sector sub-graphs of simulated full events (bounded memory whatever the
 event size), padded to one budget (one compilation); each sub-graph's points are clustered as one
 point set. An epoch is one pass over the training sub-graphs; after each, the loss on the
-sub-graphs of held-out validation events decides the learning rate (cut x0.1 after
-``cluster.patience`` epochs without gain) and a checkpoint (params, optimiser state, epoch) is
-written, so an interrupted run resumes from the last finished epoch. Per-step metrics go to
+sub-graphs of held-out validation events is logged and the TrackML score of the whole pipeline on
+those events decides: the learning rate is cut x0.1 after ``cluster.patience`` epochs without a
+gain, and the phase returns the parameters of the best score (its starting point included, so a
+phase never makes the model worse on validation). A checkpoint (params, best params, optimiser
+state, epoch) is written after every epoch, so an interrupted run resumes from the last one. Per-step metrics go to
 ``<workdir>/<phase>/metrics.csv``.
 """
 
@@ -32,6 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pandas as pd
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
@@ -47,6 +50,7 @@ from cgnn_jax.graph.batch import (
     sector_subgraphs,
     stack_graphs,
 )
+from cgnn_jax.metrics import score_event
 from cgnn_jax.pipeline import (
     Pipeline,
     cluster_defaults,
@@ -272,18 +276,17 @@ class _CsvLog:
             csv.writer(f).writerow([row.get(k, "") for k in self.fields])
 
 
-def build_cluster_data(config, pipe: Pipeline, log=print) -> tuple[ClusterGraphs, ClusterGraphs]:
-    """Training and validation sub-graphs of simulated events (one budget for both)."""
+def build_cluster_data(config, pipe: Pipeline, log=print) -> tuple:
+    """``(train, val, val_events)``: training and validation sub-graphs of simulated events (one
+    budget for both) and the validation events themselves (whole, with truth: for the score)."""
     d, cc = config.data, pipe.cluster_config
     n_val = int(cc.get("val_events", 1))
     log(f"stage 3 data: {d.train_events} training + {n_val} validation events (mu={d.mu})")
     train = [
         prepare_event(e) for e in simulated_events(d.train_events, d.seed, d.mu, d.track_fraction)
     ]
-    val = [
-        prepare_event(e)
-        for e in simulated_events(n_val, d.seed + 7919, d.mu, d.track_fraction, first_event=1000)
-    ]
+    val_events = simulated_events(n_val, d.seed + 7919, d.mu, d.track_fraction, first_event=1000)
+    val = [prepare_event(e) for e in val_events]
     seed = config.get("seed", 0)
     tsubs = [s for ev in train for s in event_subgraphs(config, pipe, ev, seed)]
     vsubs = [s for ev in val for s in event_subgraphs(config, pipe, ev, seed)]
@@ -298,7 +301,7 @@ def build_cluster_data(config, pipe: Pipeline, log=print) -> tuple[ClusterGraphs
     from cgnn_jax.train.stage2 import eval_per_graph
 
     m = eval_per_graph(config)
-    return pad_subgraphs(tsubs, budget, m), pad_subgraphs(vsubs, budget, m)
+    return pad_subgraphs(tsubs, budget, m), pad_subgraphs(vsubs, budget, m), val_events
 
 
 def train_phase(
@@ -335,23 +338,40 @@ def train_phase(
     params = {k: pipe.params[k] for k in trainable}
     state = {
         "params": params,
+        "best_params": params,
         "opt_state": tx.init(params),
         "epoch": np.array(0, np.int32),
-        "best_val": np.array(np.inf, np.float32),
+        "best_val": np.array(-1.0, np.float32),
         "bad_epochs": np.array(0, np.int32),
         "lr": np.array(lr0, np.float32),
     }
     history: list[dict] = []
     if latest_step(ckdir) is not None:
         _, meta = read_meta(ckdir)
+        if int(meta.get("step", 0)) >= epochs:  # finished: only its parameters are needed
+            done_state, _ = restore_checkpoint(ckdir, kind=PHASE_KIND)
+            best = done_state.get("best_params", done_state["params"])
+            log(f"{phase}: already trained in {ckdir} (remove it to retrain)")
+            return dataclasses.replace(pipe, params={**pipe.params, **best})
         state, meta = restore_checkpoint(ckdir, kind=PHASE_KIND, target=state)
         history = list(meta.get("history", []))
         log(f"{phase}: resuming after epoch {int(state['epoch'])} of {epochs} from {ckdir}")
     done = int(state["epoch"])
     if done >= epochs:
-        return dataclasses.replace(pipe, params={**pipe.params, **state["params"]})
+        return dataclasses.replace(pipe, params={**pipe.params, **state["best_params"]})
 
-    train, val = data if data is not None else build_cluster_data(config, pipe, log)
+    train, val, val_events = data if data is not None else build_cluster_data(config, pipe, log)
+
+    def val_score(p: dict) -> float:
+        """Mean TrackML score of the whole pipeline on the validation events."""
+        trial = dataclasses.replace(pipe, params={**pipe.params, **jax.device_get(p)})
+        out = []
+        for ev in val_events:
+            tid = trial.reconstruct(ev)
+            sub = pd.DataFrame({"hit_id": ev.hits["hit_id"].to_numpy(), "track_id": tid})
+            out.append(score_event(ev.truth, sub))
+        return float(np.mean(out))
+
     m = train.graphs[0].eval_senders.shape[0]
     log(
         f"{phase}: {len(train.graphs)} sub-graphs, budget {train.budget[0]:,} nodes / "
@@ -363,6 +383,10 @@ def train_phase(
     opt_state.hyperparams["learning_rate"] = jnp.asarray(state["lr"])
     lr = float(state["lr"])
     best, bad = float(state["best_val"]), int(state["bad_epochs"])
+    best_params = state["best_params"]
+    if done == 0:  # the starting point is a candidate too: a phase never makes the model worse
+        best = val_score(state["params"])
+        log(f"{phase}: validation TrackML score before training {best:.4f}")
     steps_per_epoch = max(1, math.ceil(len(train.graphs) / batch_size))
     csvlog = _CsvLog(pdir / "metrics.csv")
     np_rng = np.random.default_rng([config.get("seed", 0), jax.process_index(), done])
@@ -395,8 +419,10 @@ def train_phase(
             )
         vms = [jax.device_get(evaluate(params, shard_batch(mesh, b))) for b in val_batches]
         vm = {k: float(np.mean([v[k] for v in vms])) for k in vms[0]}
-        if vm["loss"] < best - 1e-4:
-            best, bad = vm["loss"], 0
+        vm["score"] = val_score(params)
+        if vm["score"] > best + 1e-4:
+            best, bad = vm["score"], 0
+            best_params = jax.device_get(params)
         else:
             bad += 1
             if bad >= int(cc.patience):
@@ -416,10 +442,12 @@ def train_phase(
         csvlog.write(row)
         log(
             f"{phase} epoch {epoch + 1}/{epochs}: val loss {vm['loss']:.4f} (split {vm['split_loss']:.4f}, "
-            f"stop {vm['stop_loss']:.4f}, stop acc {vm['stop_acc']:.3f}, best tree score {vm['best_score']:.3f})"
+            f"stop {vm['stop_loss']:.4f}, stop acc {vm['stop_acc']:.3f}, best tree score "
+            f"{vm['best_score']:.3f}); TrackML score {vm['score']:.4f} (best {best:.4f})"
         )
         state = {
             "params": jax.device_get(params),
+            "best_params": best_params,
             "opt_state": jax.device_get(opt_state),
             "epoch": np.array(epoch + 1, np.int32),
             "best_val": np.array(best, np.float32),
@@ -431,8 +459,10 @@ def train_phase(
             extra={"phase": phase, "history": history, "seconds": time.time() - t0},
             max_to_keep=2,
         )  # fmt: skip
-    log(f"{phase}: trained in {time.time() - t0:.0f} s")
-    return dataclasses.replace(pipe, params={**pipe.params, **jax.device_get(params)})
+    log(
+        f"{phase}: trained in {time.time() - t0:.0f} s; keeping the parameters of validation score {best:.4f}"
+    )
+    return dataclasses.replace(pipe, params={**pipe.params, **jax.device_get(best_params)})
 
 
 def train_stage3(
