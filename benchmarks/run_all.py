@@ -1,6 +1,7 @@
 r"""Run the benchmark scripts and collect their output into one markdown report.
 
     python benchmarks/run_all.py --out=benchmarks/REPORT.md [--checkpoint=workdirs/stage1]
+        [--pipeline=workdirs/default]
 
 Each script prints its own figures (medians of repeated runs with min and max); this harness
 records the machine, the command and the output of each.
@@ -20,13 +21,41 @@ from _common import machine
 HERE = Path(__file__).resolve().parent
 
 
+def as_markdown(text: str) -> list[str]:
+    """A script's output as report lines: markdown tables (runs of lines starting with ``|``)
+    as they are, so they render; everything else in code blocks, verbatim."""
+    out: list[str] = []
+    block: list[str] = []
+    table = False
+    for line in [*text.splitlines(), None]:
+        is_table = line is not None and line.lstrip().startswith("|")
+        if line is None or (is_table != table and block):
+            while block and not block[-1].strip():
+                block.pop()
+            while block and not block[0].strip():
+                block.pop(0)
+            if block:
+                out += [*block, ""] if table else ["```", *block, "```", ""]
+            block = []
+        if line is not None:
+            block.append(line)
+            table = is_table
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(HERE / "REPORT.md"))
     ap.add_argument("--checkpoint", default=None, help="stage-1 checkpoint for bench_graph.py")
+    ap.add_argument(
+        "--pipeline", default=None, help="Pipeline for bench_pipeline.py (default: pretrained)"
+    )
     args = ap.parse_args()
     runs = [["bench_simulate.py"], ["bench_score.py"], ["baselines_score.py", "--test_events=2"]]
     runs.append(["bench_cluster_scaling.py", "--repeats=3"])
+    pipe_flag = [f"--checkpoint={args.pipeline}"] if args.pipeline else []
+    runs.append(["bench_pipeline.py", "--mu=200", "--repeats=3", *pipe_flag])
+    runs.append(["bench_pipeline.py", "--mu=300", "--full_event_only", *pipe_flag])
     if args.checkpoint:
         runs.append(["bench_graph.py", f"--checkpoint={args.checkpoint}"])
     import jax
@@ -36,6 +65,7 @@ def main() -> None:
         "",
         f"- machine: {machine()}",
         f"- jax backend: {jax.default_backend()}",
+        f"- jax version: {jax.__version__}",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         "",
     ]
@@ -48,10 +78,7 @@ def main() -> None:
         lines += [
             f"## `python benchmarks/{' '.join(cmd)}` ({time.perf_counter() - t:.0f} s)",
             "",
-            "```",
-            p.stdout.strip() or "(no output)",
-            "```",
-            "",
+            *as_markdown(p.stdout.strip() or "(no output)"),
         ]
         if p.returncode:
             lines += [f"exit code {p.returncode}:", "```", p.stderr.strip()[-2000:], "```", ""]
