@@ -18,7 +18,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
-from absl import app, flags
+from absl import app, flags, logging
 from tqdm import tqdm
 
 from cgnn_jax.baselines import reconstruct_baseline
@@ -95,6 +95,7 @@ def run_demo(
 
 def main(argv: list[str]) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     df = run_demo(FLAGS.out, FLAGS.events, FLAGS.seed, FLAGS.methods, FLAGS.checkpoint)
     table = (
         df.groupby(["setting", "method"], sort=False)

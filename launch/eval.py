@@ -29,7 +29,7 @@ import sys
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
 import pandas as pd
-from absl import app, flags
+from absl import app, flags, logging
 
 from cgnn_jax.io import atomic_write
 from cgnn_jax.metrics.evaluate import evaluate_submission
@@ -164,6 +164,7 @@ def evaluate_model() -> int:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     if FLAGS.submission is None:
         return evaluate_model()
     if FLAGS.data is None:

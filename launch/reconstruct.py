@@ -69,6 +69,7 @@ def method_and_kwargs(name: str) -> tuple[MethodFn, dict[str, Any]]:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     start = time.perf_counter()
     if FLAGS.method == "cgnn":
         from cgnn_jax.pipeline import Pipeline
@@ -101,13 +102,9 @@ def main(argv: list[str]) -> None:
     path = write_submission(sub, FLAGS.out)
     if FLAGS.method == "cgnn":
         shutil.rmtree(f"{FLAGS.out}.parts", ignore_errors=True)
-    logging.info(
-        "%s: %d events, %d hits -> %s (%.1f s)",
-        FLAGS.method,
-        sub["event_id"].nunique(),
-        len(sub),
-        path,
-        time.perf_counter() - start,
+    print(
+        f"{FLAGS.method}: {sub['event_id'].nunique()} events, {len(sub)} hits -> {path} "
+        f"({time.perf_counter() - start:.1f} s)"
     )
 
 

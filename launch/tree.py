@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
-from absl import app, flags
+from absl import app, flags, logging
 
 from cgnn_jax.io import Event, event_prefix, read_event
 
@@ -74,6 +74,7 @@ def model_tree(event: Event, checkpoint: str | None) -> ClusterTree:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     try:
         region = parse_region(FLAGS.region)
         levels = [int(v) for v in FLAGS.levels] if FLAGS.levels else None
