@@ -10,8 +10,9 @@
 3. the edge-weighted GNN (:class:`~cgnn_jax.models.gnn.EdgeWeightedGNN`) on
    ``[standardised x, embedding]`` -> cluster space ``h [n, embed_dim]`` (a residual correction of
    the embedding);
-4. the Split and Stop modules (:mod:`cgnn_jax.models.split_stop`) in the unrolled divisive
-   recursion (:func:`~cgnn_jax.cluster.recursion.unrolled_clustering`).
+4. the Split and Stop modules (:mod:`cgnn_jax.models.split_stop`; by default the Split starts
+   from each cluster's principal axis in ``h``) in the unrolled divisive recursion
+   (:func:`~cgnn_jax.cluster.recursion.unrolled_clustering`).
 
 Training loss per cloud: :func:`~cgnn_jax.cluster.objective.clustering_loss` (split entropy + stop
 BCE over a full training tree) ``+ hinge_weight *`` the hinge embedding loss on the squared
@@ -117,6 +118,7 @@ class _Arch:
     gnn_hidden: int
     split_hidden: tuple[int, ...]
     stop_hidden: tuple[int, ...]
+    split_prior: bool = True
 
     def modules(self) -> tuple[HitEmbedding, EdgeWeightedGNN, Split, Stop]:
         return (
@@ -128,7 +130,7 @@ class _Arch:
                 degree_norm=True,
                 residual_dim=self.embed_dim,
             ),
-            Split(self.split_hidden),
+            Split(self.split_hidden, prior_dims=self.embed_dim if self.split_prior else 0),
             Stop(self.stop_hidden),
         )
 
@@ -332,6 +334,9 @@ class ClusteringGNN(BaseEstimator):
       gnn_hidden: node-state width of the GNN.
       k: neighbours per point of the input graph.
       split_hidden, stop_hidden: hidden widths of the Split and Stop networks.
+      split_prior: the Split starts from the principal axis of each cluster in the cluster space
+        (``Split(prior_dims=embed_dim)``: principal-direction divisive partitioning plus learned
+        corrections); False: the plain MLP Split.
       max_depth: recursion levels; None: ``ceil(log2(max n)) + 4`` over the training clouds (and,
         at predict time, over the cloud if it is larger).
       min_size: clusters smaller than this are never split.
@@ -363,6 +368,7 @@ class ClusteringGNN(BaseEstimator):
         k: int = 8,
         split_hidden: Sequence[int] = (32, 32),
         stop_hidden: Sequence[int] = (32, 32),
+        split_prior: bool = True,
         max_depth: int | None = None,
         min_size: int = 3,
         steps: int = 500,
@@ -380,6 +386,7 @@ class ClusteringGNN(BaseEstimator):
         self.k = k
         self.split_hidden = split_hidden
         self.stop_hidden = stop_hidden
+        self.split_prior = split_prior
         self.max_depth = max_depth
         self.min_size = min_size
         self.steps = steps
@@ -423,8 +430,10 @@ class ClusteringGNN(BaseEstimator):
             "split_hidden": self.split_hidden,
             "stop_hidden": self.stop_hidden,
         }.items():
-            if any(int(w) != w or w < 1 for w in v):
-                raise ValueError(f"{name} must hold positive integers, got {v!r}")
+            if not isinstance(v, Sequence) or any(
+                isinstance(w, bool) or int(w) != w or w < 1 for w in v
+            ):
+                raise ValueError(f"{name} must be a sequence of positive integers, got {v!r}")
 
     def _check_cloud(self, x: Any, what: str, n_features: int | None) -> np.ndarray:
         try:
@@ -505,6 +514,7 @@ class ClusteringGNN(BaseEstimator):
             int(self.gnn_hidden),
             tuple(int(w) for w in self.split_hidden),
             tuple(int(w) for w in self.stop_hidden),
+            bool(self.split_prior),
         )
 
     def _train_config(self) -> _Train:
@@ -635,8 +645,9 @@ class ClusteringGNN(BaseEstimator):
         self, point_clouds: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
         """``fit`` on the clouds, then ``predict`` each: a list of ``[n_i]`` labels."""
-        self.fit(point_clouds, labels)
-        return [self.predict(x) for x in point_clouds]
+        clouds = point_clouds if isinstance(point_clouds, np.ndarray) else list(point_clouds)
+        self.fit(clouds, labels)
+        return [self.predict(x) for x in clouds]
 
     def score(self, point_clouds: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> float:
         """Mean :func:`adjusted_rand_index` over labelled clouds (true noise points left out)."""
