@@ -136,10 +136,9 @@ def stop_labels(
 ) -> pd.DataFrame:
     """Stop targets for the nodes of a cluster tree from recursive scores (numpy reference).
 
-    With ``s_p`` the score of node ``p`` (:func:`cluster_scores`) and ``w_p`` its fraction of all
-    non-noise points (the thesis's ``w`` relative to the parent gives the same decisions, both
-    sides being multiplied by the parent's weight; noise is left out of ``w`` so that it is not
-    cancelled out of ``s w``), the recursive score is
+    With ``s_p`` the score of node ``p`` (:func:`cluster_scores`) and ``w_p = size_p / size_root``
+    (the fraction of all points; the thesis's ``w`` relative to the parent gives the same
+    decisions, both sides being multiplied by the parent's weight), the recursive score is
 
         R_p = max(s_p w_p, sum_{children c} R_c)          (R_p = s_p w_p for a leaf)
 
@@ -159,14 +158,12 @@ def stop_labels(
     lev = table["level"].to_numpy()
     sid = table["segment"].to_numpy()
     score = np.zeros(len(table))
-    vsize = np.zeros(len(table))
-    real = mask & (np.asarray(pid) != 0)
     for level in np.unique(lev):
         _, s = cluster_scores(segs[level], pid, mask, min_size)
         rows = lev == level
         score[rows] = s[sid[rows]]
-        vsize[rows] = np.bincount(segs[level][real], minlength=len(mask))[sid[rows]]
-    weight = vsize / max(real.sum(), 1)
+    size = table["size"].to_numpy().astype(np.float64)
+    weight = size / max(size[table["parent"].to_numpy() < 0].sum(), 1.0)
     own = score * weight
     parent = table["parent"].to_numpy()
     child_sum = np.zeros(len(table))
