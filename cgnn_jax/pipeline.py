@@ -53,6 +53,7 @@ def cluster_defaults() -> ml_collections.ConfigDict:
     c.split_init_scale = 1.0  # initial scale of the Split MLP's output layer
     c.prior_dims = 0  # > 0: Split adds a learned gain x the principal-axis projection of h[:, :k]
     c.prior_gain = 4.0
+    c.prior_columns = ()  # or explicit columns of h for the prior (overrides prior_dims)
     c.stop_aggregate = "mean"  # or "max"
     c.inputs = "gnn+features"  # or "gnn": what Split/Stop see
     c.max_depth = 40  # levels at inference (full events; O(log n) are used)
@@ -81,6 +82,7 @@ def create_split_stop(cc: ml_collections.ConfigDict) -> tuple[Split, Stop]:
         float(cc.get("split_init_scale", 1.0)),
         int(cc.get("prior_dims", 0)),
         float(cc.get("prior_gain", 4.0)),
+        tuple(int(c) for c in (cc.get("prior_columns", None) or ())),
     )
     return split, Stop(tuple(cc.stop_hidden), cc.get("stop_aggregate", "mean"))
 

@@ -8,6 +8,7 @@ Sized for this project's 2-core CPU. The result is shipped as the pretrained mod
 
 import ml_collections
 
+from cgnn_jax.features.hits import FEATURE_NAMES
 from cgnn_jax.pipeline import cluster_defaults
 from configs import stage2
 
@@ -23,7 +24,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.cluster = cluster_defaults()  # Split/Stop (stage 3) and end-to-end training
     c.cluster.sectors = (3, 6)  # training sub-graphs of ~7k hits
     c.cluster.train_depth = 18
-    c.cluster.prior_dims = c.gnn.out_dim  # Split starts from the principal axis in GNN space
+    # Split starts from each cluster's principal axis in the hits' angular position (cos φ, sin φ,
+    # η columns of h = [GNN output, hit features]): the GNN space's largest spread is the hit's
+    # radius, and a prior on it (prior_dims = out_dim) cut every track in two at the root
+    # (validation TrackML score 0.03 after 12 epochs, against 0.07 after 4 with this prior)
+    c.cluster.prior_columns = tuple(
+        c.gnn.out_dim + FEATURE_NAMES.index(name) for name in ("cos_phi", "sin_phi", "eta")
+    )
     c.cluster.learning_rate = 1e-2
     c.cluster.epochs = 12  # one epoch = the 72 sub-graphs of the 4 training events
     c.cluster.e2e_epochs = 4

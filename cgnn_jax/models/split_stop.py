@@ -133,6 +133,7 @@ class Split(nn.Module):
       hidden: hidden widths of the :class:`ClusterStatsMLP`.
       output_scale: initial scale of the output layer (see :class:`ClusterStatsMLP`).
       prior_dims: leading features of ``h`` the principal-axis prior uses (0: none).
+      prior_columns: or the explicit columns of ``h`` it uses (overrides ``prior_dims``).
       prior_gain: initial gain of the prior.
     """
 
@@ -140,6 +141,7 @@ class Split(nn.Module):
     output_scale: float = 1.0
     prior_dims: int = 0
     prior_gain: float = 4.0
+    prior_columns: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(
@@ -149,9 +151,10 @@ class Split(nn.Module):
         logits = ClusterStatsMLP(self.hidden, 1, self.output_scale, name="mlp")(
             h, seg, mask, num_segments
         )
-        if self.prior_dims:
+        if self.prior_dims or self.prior_columns:
+            cols = jnp.asarray(self.prior_columns or tuple(range(self.prior_dims)))
             z = principal_projection(
-                h[:, : self.prior_dims],
+                h[:, cols],
                 seg,
                 mask,
                 num_segments,
