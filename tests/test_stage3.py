@@ -255,3 +255,22 @@ def test_reconstruct_dataset_resumes_from_parts(tiny_pipeline, tmp_path):
     assert sorted(again.event_id.unique()) == [1, 2]
     assert (parts / files[1].name).stat().st_mtime_ns == stamp[files[1].name]  # skipped
     np.testing.assert_array_equal(again.track_id.to_numpy(), sub.track_id.to_numpy())
+
+
+def test_reconstruct_dataset_in_worker_processes_matches_serial(tiny_pipeline, tmp_path):
+    from cgnn_jax.io import write_event
+    from cgnn_jax.pipeline import Pipeline, reconstruct_dataset
+    from cgnn_jax.sim import simulate_event
+
+    _, tmp, _ = tiny_pipeline
+    data = tmp_path / "data"
+    for i in (1, 2):
+        write_event(simulate_event(20 + i, 5.0, event_id=i), data)
+    serial = reconstruct_dataset(Pipeline.restore(tmp), data, progress=False)
+    par = reconstruct_dataset(None, data, progress=False, workers=2, checkpoint=tmp)
+    key = ["event_id", "hit_id"]
+    a, b = (
+        serial.sort_values(key).reset_index(drop=True),
+        par.sort_values(key).reset_index(drop=True),
+    )
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
