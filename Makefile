@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= out/demo
 DEMO_EVENTS ?= 2
 
-.PHONY: demo test lint format bench fidelity train-stage1 train-default evaluate graph-quality clean
+.PHONY: demo test lint format bench fidelity train-stage1 train-test train-default evaluate diagnose graph-quality clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,8 +32,13 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --out=benchmarks/REPORT.md
 
+# every training command resumes an interrupted run from its last checkpoint when re-run
 train-stage1: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/stage1.py --workdir=workdirs/stage1
+
+# every stage at a toy size (about a minute): a smoke test of the whole training
+train-test: $(STAMP)
+	$(BIN)/python launch/train.py --config=configs/test.py --workdir=workdirs/test
 
 # the pretrained default model: stages 1-3 + end to end, then copied into the package
 train-default: $(STAMP)
@@ -44,11 +49,17 @@ train-default: $(STAMP)
 evaluate: $(STAMP)
 	$(BIN)/python launch/eval.py --events=2 --plots_dir=out/eval --json_out=out/eval/eval.json
 
+# where the model loses its score: stage ceilings on unseen simulated events (launch/diagnose.py);
+# DIAG_FRACTION=1 for full mu = 200 events (~1 min each)
+DIAG_FRACTION ?= 0.1
+diagnose: $(STAMP)
+	$(BIN)/python launch/diagnose.py --events=2 --fraction=$(DIAG_FRACTION) --json_out=out/diagnose/diagnose.json
+
 graph-quality: $(STAMP)
-	$(BIN)/python launch/graph_quality.py --checkpoint=workdirs/stage1 --events=2
+	$(BIN)/python launch/graph_quality.py --events=2
 
 fidelity: $(STAMP)
-	$(BIN)/python benchmarks/sim_fidelity.py --events=5
+	$(BIN)/python benchmarks/sim_fidelity.py --events=5 --rough_events=10 --score_events=5
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -2,7 +2,7 @@
 
 Trains :class:`cgnn_jax.ClusteringGNN` on ``--train`` clouds of
 :func:`cgnn_jax.sim.toy_clouds.make_clouds` and reports, on ``--test`` held-out clouds, the mean
-adjusted Rand index (:func:`cgnn_jax.estimator.adjusted_rand_index`: true noise left out, and true
+adjusted Rand index (:func:`cgnn_jax.train.estimator.adjusted_rand_index`: true noise left out, and true
 noise as singletons) next to
 
 * DBSCAN (scikit-learn) with ``eps`` and ``min_samples`` tuned on the training clouds (grid
@@ -31,12 +31,12 @@ from sklearn.cluster import DBSCAN, KMeans
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine
 
-from cgnn_jax.estimator import ClusteringGNN, adjusted_rand_index, node_budget
 from cgnn_jax.sim.toy_clouds import make_clouds
+from cgnn_jax.train.estimator import ClusteringGNN, adjusted_rand_index, node_budget
 
 
 def mean_ari(pred: list[np.ndarray], labels: list[np.ndarray], noise: str = "ignore") -> float:
-    """Mean ARI over clouds (:func:`cgnn_jax.estimator.adjusted_rand_index`)."""
+    """Mean ARI over clouds (:func:`cgnn_jax.train.estimator.adjusted_rand_index`)."""
     return float(
         np.mean([adjusted_rand_index(y, p, noise) for y, p in zip(labels, pred, strict=True)])
     )

@@ -28,9 +28,9 @@ def main() -> None:
     import jax
 
     from cgnn_jax.graph.batch import padded_graph
+    from cgnn_jax.inference.events import prepare_event
+    from cgnn_jax.inference.stage2 import Stage2, gnn_inputs, input_graph
     from cgnn_jax.sim import simulate_event
-    from cgnn_jax.train.data import prepare_event
-    from cgnn_jax.train.stage2 import Stage2, gnn_inputs, input_graph
 
     model = Stage2.restore(args.checkpoint)
     s1 = model.stage1

@@ -27,9 +27,9 @@ def main() -> None:
     import numpy as np
 
     from cgnn_jax.features import hit_features, pair_features
+    from cgnn_jax.inference.events import prepare_event
+    from cgnn_jax.inference.stage1 import Stage1, edge_probabilities
     from cgnn_jax.sim import simulate_event
-    from cgnn_jax.train.data import prepare_event
-    from cgnn_jax.train.stage1 import Stage1, edge_probabilities
 
     model = Stage1.restore(args.checkpoint)
     raw = simulate_event(args.seed)

@@ -169,18 +169,15 @@ def random_pipeline(config: Any = None, seed: int = 0) -> Any:
     from cgnn_jax.features import n_pair_features
     from cgnn_jax.features.hits import n_features
     from cgnn_jax.graph.batch import padded_graph
-    from cgnn_jax.models.gnn import create_gnn
-    from cgnn_jax.pipeline import Pipeline, cluster_defaults, create_split_stop
-    from cgnn_jax.train.stage1 import create_embedding, create_filter
+    from cgnn_jax.models.factory import create_embedding, create_filter, create_gnn
+    from cgnn_jax.pipeline import Pipeline, create_split_stop
 
     if config is None:
         sys.path.insert(0, str(REPO))
         from configs.default import get_config
 
         config = get_config()
-    cc = cluster_defaults()
-    cc.update(config.get("cluster", {}))
-    config.cluster = cc
+    cc = config.cluster  # configs/ hold every default
     f, d = n_features(), config.embedding.dim
     ks = jax.random.split(jax.random.PRNGKey(seed), 5)
     # one jit per init (eager init would compile every small op apart: slow)
@@ -419,8 +416,8 @@ def main() -> None:
         return
     import jax
 
+    from cgnn_jax.inference.checkpoint import CheckpointError
     from cgnn_jax.pipeline import Pipeline
-    from cgnn_jax.train.checkpoint import CheckpointError
 
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)

@@ -1,9 +1,12 @@
 r"""Fidelity of the simulator: simulated μ = 200 events next to the real TrackML event.
 
-    python benchmarks/sim_fidelity.py [--events=5] [--seed=0]
+    python benchmarks/sim_fidelity.py [--events=5] [--rough_events=10] [--score_events=5] [--seed=0]
 
 "Real" columns: the shipped real particle list of TrackML event 1000 (p_T, η, vertex, nhits) and the
-facts measured on real events listed in the project's shared inputs. Prints a markdown table.
+facts measured on real events listed in the project's shared inputs. Prints three markdown tables:
+the marginals (``--events`` full events), the track roughness and baseline scores on 5 %-track
+events (``track_fraction=0.05``; roughness pooled over ``--rough_events`` events, scores over the
+first ``--score_events`` of them), and the cell-derived direction error per volume.
 """
 
 from __future__ import annotations
@@ -13,10 +16,21 @@ import argparse
 import numpy as np
 import pandas as pd
 
+from cgnn_jax.baselines.reconstruct import reconstruct_event
+from cgnn_jax.metrics.score import score_event
 from cgnn_jax.sim import simulate_event
 from cgnn_jax.sim.dataset import event_seed
 from cgnn_jax.sim.particles import real_particles
-from cgnn_jax.sim.stats import QUANTILES, VOLUMES, event_stats, particle_distributions
+from cgnn_jax.sim.stats import (
+    QUANTILES,
+    ROUGHNESS_BINS,
+    VOLUMES,
+    cell_direction_error,
+    event_stats,
+    particle_distributions,
+    roughness_table,
+    track_residuals,
+)
 
 REAL_FACTS = {
     "hits per event": "100k-120k",
@@ -30,6 +44,24 @@ REAL_FACTS = {
 }
 REAL_VOLUME = {7: 13, 8: 24, 9: 13, 12: 7, 13: 23, 14: 6, 16: 3, 17: 8, 18: 3}
 REAL_NOISE_VOLUME = {7: 4, 8: 10, 9: 4, 12: 7, 13: 30, 14: 6, 16: 3, 17: 32, 18: 5}
+# Track roughness of a real TrackML event reduced to 5 % of its tracks: median over particles
+# (>= 5 hits) of the median residual of a Kåsa circle fit in x-y and of a line fit z(r), in mm,
+# as (x-y, r-z). Source: the project's shared inputs, ../shared/README.md, section "Track roughness
+# and baseline difficulty on a real event" (one event: x-y good to about ±15 %, r-z to about ±40 %).
+REAL_ROUGHNESS: dict[str, tuple[float, float]] = {
+    "p_T 0-0.3 GeV": (0.29, 7.9),
+    "p_T 0.3-0.6": (0.27, 4.7),
+    "p_T 0.6-1": (0.16, 1.8),
+    "p_T 1-2": (0.15, 0.86),
+    "p_T > 2": (0.08, 0.14),
+    "p_T > 0.6, |η| 0-1": (0.090, 1.0),
+    "p_T > 0.6, |η| 1-2": (0.31, 2.4),
+    "p_T > 0.6, |η| 2-2.6": (0.58, 1.4),
+    "p_T > 0.6, |η| > 2.6": (0.032, 0.51),
+}
+# TrackML scores of the baselines (default eps) on that real 5 %-track event (same source).
+REAL_SCORES: dict[str, float] = {"dbscan": 0.07, "helix_dbscan": 0.14}
+ROUGH_TRACK_FRACTION = 0.05
 
 
 def _q(x: np.ndarray, fmt: str = "{:.2f}") -> str:
@@ -119,16 +151,91 @@ def fidelity_table(n_events: int = 5, seed: int = 0) -> list[tuple[str, str, str
     return rows
 
 
+def roughness_rows(
+    n_events: int = 10, n_score: int = 5, seed: int = 0
+) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """Roughness rows ``(bin, x-y sim, x-y real, ratio, r-z sim, r-z real, ratio, particles)`` and
+    score rows ``(method, sim mean ± std, real)`` on 5 %-track μ = 200 events."""
+    evs = [
+        simulate_event(
+            event_seed(seed + 1, i), 200.0, track_fraction=ROUGH_TRACK_FRACTION, event_id=i
+        )
+        for i in range(n_events)
+    ]
+    table = roughness_table(pd.concat([track_residuals(e) for e in evs]))
+    rows = []
+    for label, *_ in ROUGHNESS_BINS:
+        sx, sz, n = table[label]
+        rx, rz = REAL_ROUGHNESS[label]
+        rows.append(
+            (
+                label,
+                f"{sx:.3f}",
+                f"{rx:.3f}",
+                f"{sx / rx:.2f}",
+                f"{sz:.2f}",
+                f"{rz:.2f}",
+                f"{sz / rz:.2f}",
+                str(n),
+            )
+        )
+    scores = []
+    for method, real in REAL_SCORES.items():
+        s = [score_event(e.truth, reconstruct_event(e, method)) for e in evs[:n_score]]
+        scores.append((method, f"{np.mean(s):.3f} ± {np.std(s):.3f}", f"{real:.2f}"))
+    return rows, scores
+
+
+def direction_rows(n_events: int = 2, seed: int = 0) -> list[tuple[str, str, str, str]]:
+    """Per volume: ``(volume, median, 68 % quantile of the angle [mrad], hits)`` between the
+    cell-derived direction and the true one, on 20 %-track μ = 200 events."""
+    d = pd.concat(
+        [
+            cell_direction_error(simulate_event(event_seed(seed + 2, i), 200.0, track_fraction=0.2))
+            for i in range(n_events)
+        ]
+    )
+    return [
+        (str(v), f"{1e3 * a.median():.0f}", f"{1e3 * a.quantile(0.68):.0f}", str(len(a)))
+        for v, a in d.groupby("volume_id")["angle"]
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=5)
+    ap.add_argument("--rough_events", type=int, default=10)
+    ap.add_argument("--score_events", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if min(args.events, args.rough_events, args.score_events) < 1:
+        raise SystemExit("--events, --rough_events and --score_events must be >= 1")
     rows = fidelity_table(args.events, args.seed)
     print(f"| quantity | simulated (μ = 200, {args.events} events) | real TrackML |")
     print("| --- | --- | --- |")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")
+
+    rough, scores = roughness_rows(args.rough_events, args.score_events, args.seed)
+    print(
+        f"\nTrack roughness, 5 %-track μ = 200 events (simulated: {args.rough_events} events "
+        "pooled; real: one event), median over particles with >= 5 hits of the median residual "
+        "(mm):\n"
+    )
+    print("| bin | x–y sim | x–y real | sim/real | r–z sim | r–z real | sim/real | sim particles |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rough:
+        print("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    print(f"\nBaselines (default eps) on the 5 %-track events ({args.score_events} simulated):\n")
+    print("| method | TrackML score sim | real |")
+    print("| --- | --- | --- |")
+    for r in scores:
+        print("| " + " | ".join(r) + " |")
+    print("\nCell-derived hit direction vs the true direction (simulated, angle in mrad):\n")
+    print("| volume | median | 68 % | hits |")
+    print("| --- | --- | --- | --- |")
+    for r in direction_rows(seed=args.seed):
+        print("| " + " | ".join(r) + " |")
 
 
 if __name__ == "__main__":

@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 from cgnn_jax.baselines import reconstruct_baseline
 from cgnn_jax.baselines.space import dbscan_space, edge_components, hdbscan_space
 from cgnn_jax.cluster.iterative import iterative_recluster
+from cgnn_jax.cluster.tracks import dense_track_ids
+from cgnn_jax.inference.pipeline import Pipeline
 from cgnn_jax.io.event import Event
 from cgnn_jax.metrics import score_event
 from cgnn_jax.metrics.efficiency import track_efficiency
-from cgnn_jax.pipeline import Pipeline, dense_track_ids
 
 METHODS = (
     "cgnn",

@@ -9,19 +9,17 @@ Sized for this project's 2-core CPU. The result is shipped as the pretrained mod
 import ml_collections
 
 from cgnn_jax.features.hits import FEATURE_NAMES
-from cgnn_jax.pipeline import cluster_defaults
-from configs import stage2
+from configs import stage3
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = stage2.get_config()
-    c.stages = ("stage1", "stage2", "stage3", "e2e")
+    c = stage3.get_config()
     # the residual GNN keeps the stage-1 space and learns a correction (better kNN recall)
     c.gnn.residual = True
     c.gnn.out_dim = 12
     c.gnn.degree_norm = True
 
-    c.cluster = cluster_defaults()  # Split/Stop (stage 3) and end-to-end training
+    # Split/Stop (stage 3) and end-to-end training: configs/stage3.py's cluster block, with:
     c.cluster.sectors = (3, 6)  # training sub-graphs of ~7k hits
     c.cluster.train_depth = 18
     # Split starts from each cluster's principal axis in the hits' angular position (cos φ, sin φ,

@@ -10,6 +10,11 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.stages = ("stage1",)
+    c.stage1_checkpoint = ml_collections.config_dict.placeholder(str)  # set: restore, not train
+
+    c.loop = ml_collections.ConfigDict()  # cgnn_jax.train.loop.fit, every stage
+    c.loop.log_every = 50  # steps between metric reads (metrics.csv, progress bar)
+    c.loop.checkpoint_every = 500  # steps between periodic checkpoints (also at every epoch end)
 
     c.data = ml_collections.ConfigDict()
     c.data.seed = 1  # simulation seed of the training events
@@ -40,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.filter.learning_rate = 3e-3
     c.filter.batch_edges = 16384
     c.filter.steps = 3000
-    c.filter.pos_weight = 1.0
-    c.filter.threshold = 0.5  # replaced at training time when target_purity > 0
-    c.filter.target_purity = 0.5
+    c.filter.pos_weight = 1.0  # 0: learned, (1 - f) / f for a fraction f of true training edges
+    c.filter.threshold = 0.5  # used when target_purity = 0; else the threshold is learned
+    c.filter.target_purity = 0.5  # > 0: learn the lowest threshold reaching this edge purity
     return c

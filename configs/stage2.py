@@ -16,7 +16,6 @@ from configs import stage1
 def get_config() -> ml_collections.ConfigDict:
     c = stage1.get_config()
     c.stages = ("stage1", "stage2")
-    c.stage1_checkpoint = ml_collections.config_dict.placeholder(str)  # None: train stage 1 first
 
     c.gnn = ml_collections.ConfigDict()
     c.gnn.num_layers = 3
@@ -43,5 +42,4 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.sectors = (2, 4)
     c.gnn.sector_margin_eta = 0.1
     c.gnn.sector_margin_phi = 0.1
-    c.gnn.log_every = 50
     return c

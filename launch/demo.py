@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
+import _cli
 import numpy as np
 import pandas as pd
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
 from cgnn_jax.baselines import reconstruct_baseline
@@ -132,4 +133,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -2,11 +2,13 @@
 
 Usage::
 
-    python launch/display.py --data=DIR --event=ID [--submission=FILE] \
+    python launch/display.py --data=DIR --event=ID [--submission=FILE | --checkpoint=PATH] \
         [--color_by=track|truth] [--eta=lo,hi] [--phi=lo,hi] --out=PNG
 
-``--color_by`` defaults to ``track`` with a submission and ``truth`` without (truth needs the
-event's truth file). ``--eta``/``--phi`` cut a region (η of the hit position; φ in radians,
+``--color_by=track`` colours the tracks of ``--submission``, or, without one, the tracks the
+model reconstructs (``--checkpoint``: any pipeline checkpoint or training workdir; default the
+shipped pretrained model). ``--color_by`` defaults to ``track`` with a submission or a checkpoint
+and ``truth`` otherwise (truth needs the event's truth file). ``--eta``/``--phi`` cut a region (η of the hit position; φ in radians,
 ``lo > hi`` wraps at ±π): a full μ = 200 event is readable only in a region. The PNG is
 written atomically. Exits non-zero with a clear message on an unknown event, a submission of
 another event or one that misses hits of the event.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import sys
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
+import _cli
 from absl import app, flags
 
 from cgnn_jax.io import read_event, read_submission
@@ -26,6 +29,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Dataset: directory, .zip or event prefix.")
 flags.DEFINE_integer("event", None, "Event id (may be omitted if the dataset holds one event).")
 flags.DEFINE_string("submission", None, "Submission CSV (event_id,hit_id,track_id), optional.")
+flags.DEFINE_string(
+    "checkpoint", None, "Reconstruct with this pipeline checkpoint (default: the shipped model)."
+)
 flags.DEFINE_enum(
     "color_by", None, ["track", "truth"], "Colour by reconstructed track or true particle."
 )
@@ -44,17 +50,22 @@ def main(argv: list[str]) -> int:
         phi = parse_range(FLAGS.phi, "phi")
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    color_by = FLAGS.color_by or ("track" if FLAGS.submission else "truth")
-    if color_by == "track" and not FLAGS.submission:
-        raise app.UsageError("--color_by=track needs --submission")
+    if FLAGS.submission and FLAGS.checkpoint:
+        raise app.UsageError("--submission and --checkpoint exclude each other")
+    color_by = FLAGS.color_by or ("track" if FLAGS.submission or FLAGS.checkpoint else "truth")
 
     try:
+        model = color_by == "track" and not FLAGS.submission
         parts = ("hits", "truth") if color_by == "truth" else ("hits",)
-        event = read_event(FLAGS.data, FLAGS.event, parts=parts)
+        event = read_event(FLAGS.data, FLAGS.event, parts=parts + (("cells",) if model else ()))
         track_id = None
         if FLAGS.submission:
             sub = read_submission(FLAGS.submission)
             track_id = submission_track_ids(sub, event.hits, event.event_id)
+        elif model:
+            from cgnn_jax import Pipeline
+
+            track_id = Pipeline.restore(FLAGS.checkpoint).reconstruct(event)
         plot_event(
             event.hits,
             track_id,
@@ -74,4 +85,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -28,6 +28,7 @@ import os
 import sys
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
+import _cli
 import pandas as pd
 from absl import app, flags, logging
 
@@ -201,4 +202,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from absl import app, flags, logging
+import _cli
+from absl import flags
 
-from cgnn_jax.pipeline import PRETRAINED_DIR, Pipeline
+from cgnn_jax.inference.pipeline import PRETRAINED_DIR
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir (or pipeline checkpoint).", required=True)
@@ -24,13 +25,18 @@ flags.DEFINE_string("out", str(PRETRAINED_DIR), "Destination folder.")
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.set_verbosity(logging.WARNING)
+    from cgnn_jax.inference import Pipeline
+
     pipe = Pipeline.restore(FLAGS.workdir)
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    pipe.save(tmp / "checkpoints", step=0)
-    Pipeline.restore(tmp)  # check it reads back before replacing anything
+    try:
+        pipe.save(tmp / "checkpoints", step=0)
+        Pipeline.restore(tmp)  # check it reads back before replacing anything
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = out.with_name(f".{out.name}.old")
     if out.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -42,4 +48,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -1,10 +1,11 @@
 r"""Stage-2 quality: the GNN space against the stage-1 embedding space.
 
-    python launch/gnn_quality.py --checkpoint=PATH [--data=DIR | --events=2 --seed=99] \
+    python launch/gnn_quality.py [--checkpoint=PATH] [--data=DIR | --events=2 --seed=99] \
         [--json_out=PATH]
 
-``PATH``: a stage-2 workdir (or its ``stage2`` / ``checkpoints`` folder); the stage 1 is bundled in
-the checkpoint. Per space: the hinge loss and the ROC AUC (same particle vs other, from the distance)
+``PATH``: a stage-2 workdir (or its ``stage2`` / ``checkpoints`` folder; the stage 1 is bundled in
+the checkpoint) or any pipeline checkpoint (default: the shipped model, its GNN run on its own
+input graph and end-to-end tuned input embedding). Per space: the hinge loss and the ROC AUC (same particle vs other, from the distance)
 on a balanced sample of evaluation edges, and the purity / recall of a ``knn_radius`` graph with the
 same ``k`` in both spaces. Without ``--data``, full μ = 200 events are simulated with ``--seed``.
 """
@@ -14,14 +15,17 @@ from __future__ import annotations
 import json
 
 import _bootstrap  # noqa: F401
+import _cli
 import pandas as pd
-from absl import app, flags, logging
+from absl import flags, logging
 
 from cgnn_jax.graph.gnn_quality import gnn_quality_table
 from cgnn_jax.io import atomic_write
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "Stage-2 workdir or checkpoint folder.", required=True)
+flags.DEFINE_string(
+    "checkpoint", None, "Stage-2 workdir or any pipeline checkpoint (default: the shipped model)."
+)
 flags.DEFINE_string("data", None, "TrackML dataset (directory or .zip); default: simulate.")
 flags.DEFINE_integer("events", 2, "Simulated events when --data is not given.")
 flags.DEFINE_integer("seed", 99, "Simulation seed when --data is not given.")
@@ -49,4 +53,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

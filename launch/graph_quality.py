@@ -1,6 +1,6 @@
 r"""Stage-1 graph quality in the form of the thesis's Table 3.1.
 
-    python launch/graph_quality.py --checkpoint=PATH [--data=DIR | --events=2 --seed=99] \
+    python launch/graph_quality.py [--checkpoint=PATH] [--data=DIR | --events=2 --seed=99] \
         [--json_out=PATH]
 
 For each event: the set of all pairs, the embedding graph and the refined (filtered) graph, with
@@ -13,14 +13,17 @@ from __future__ import annotations
 import json
 
 import _bootstrap  # noqa: F401
+import _cli
 import pandas as pd
-from absl import app, flags, logging
+from absl import flags, logging
 
 from cgnn_jax.graph.quality import graph_quality_table
 from cgnn_jax.io import atomic_write
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "Stage-1 workdir or checkpoint folder.", required=True)
+flags.DEFINE_string(
+    "checkpoint", None, "Stage-1 workdir or any pipeline checkpoint (default: the shipped model)."
+)
 flags.DEFINE_string("data", None, "TrackML dataset (directory or .zip); default: simulate.")
 flags.DEFINE_integer("events", 2, "Simulated events when --data is not given.")
 flags.DEFINE_integer("seed", 99, "Simulation seed when --data is not given.")
@@ -54,4 +57,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

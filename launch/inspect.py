@@ -12,8 +12,9 @@ import json
 import sys
 
 import _bootstrap  # noqa: F401
+import _cli
 import pandas as pd
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
 from cgnn_jax.io import atomic_write, iter_events, list_event_ids
@@ -70,4 +71,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, uses_jax=False)

@@ -10,7 +10,10 @@ Usage::
 ``--checkpoint`` (a training workdir or pipeline checkpoint folder); ``--tree_dir`` also writes
 each event's cluster tree (``event<ID>-tree.npz``, see :mod:`cgnn_jax.cluster.tree`). Each
 event's submission is first written to ``<out>.parts/`` (atomically): a killed run leaves no
-half-written ``--out``, and a re-run skips the events already done. ``--workers=N`` reconstructs
+half-written ``--out``, and a re-run skips the events already done — only those made with the
+same method, options and model from input files with the same contents (a part of another run
+is never reused; see :mod:`cgnn_jax.io.parts`). A dataset with no events is an error, never an
+empty submission. ``--workers=N`` reconstructs
 events in N processes.
 
 ``--out`` ending in ``.gz`` is gzip-compressed; the file is written atomically.
@@ -18,18 +21,18 @@ events in N processes.
 
 from __future__ import annotations
 
-import shutil
-import sys
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
-from absl import app, flags, logging
+import _cli
+from absl import app, flags
 
 from cgnn_jax.baselines import METHODS, MethodFn, get_method
-from cgnn_jax.baselines.reconstruct import reconstruct_dataset
-from cgnn_jax.io import write_submission
+from cgnn_jax.baselines.reconstruct import part_store, reconstruct_dataset
+from cgnn_jax.io import list_event_ids, write_submission
 
 FLAGS = flags.FLAGS
 
@@ -69,28 +72,29 @@ def method_and_kwargs(name: str) -> tuple[MethodFn, dict[str, Any]]:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
+    if FLAGS.workers < 1:
+        raise app.UsageError(f"--workers must be >= 1, got {FLAGS.workers}")
     start = time.perf_counter()
+    out = Path(FLAGS.out)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out is a folder, expected a submission file: {out}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--out: no such folder: {out.parent}")
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"--out: folder not writable: {out.parent}")
+    if not list_event_ids(FLAGS.data):  # before restoring a model: an empty dataset is an error
+        raise ValueError(
+            f"no events under {FLAGS.data} (expected eventNNNNNNNNN-hits.csv[.gz] files)"
+        )
     if FLAGS.method == "cgnn":
-        from cgnn_jax.pipeline import Pipeline
-        from cgnn_jax.pipeline import reconstruct_dataset as reconstruct_with_model
+        from cgnn_jax.pipeline import PipelineMethod
 
         if FLAGS.eps is not None or FLAGS.n_scan is not None:
             raise app.UsageError("--eps / --n_scan are DBSCAN options, not used by --method=cgnn")
-        parts = Path(f"{FLAGS.out}.parts")  # per-event parts: a killed run resumes from them
-        try:
-            pipe = Pipeline.restore(FLAGS.checkpoint) if FLAGS.workers <= 1 else None
-            sub = reconstruct_with_model(
-                pipe,
-                FLAGS.data,
-                FLAGS.tree_dir,
-                parts_dir=parts,
-                workers=FLAGS.workers,
-                checkpoint=FLAGS.checkpoint,
-            )
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
+        fn: MethodFn = PipelineMethod(FLAGS.checkpoint, FLAGS.tree_dir)
+        if FLAGS.workers <= 1:
+            _ = fn.pipe  # restore now: a damaged checkpoint fails before any event is read
+        kwargs: dict[str, Any] = {}
     else:
         if FLAGS.tree_dir is not None:
             raise app.UsageError("--tree_dir needs --method=cgnn (only it builds a tree)")
@@ -98,10 +102,12 @@ def main(argv: list[str]) -> None:
             fn, kwargs = method_and_kwargs(FLAGS.method)
         except ValueError as e:
             raise app.UsageError(str(e)) from e
-        sub = reconstruct_dataset(FLAGS.data, fn, workers=FLAGS.workers, **kwargs)
+    # per-event parts: a killed run resumes from them, and only a run with the same method,
+    # options, model and input file contents reuses them (cgnn_jax.io.parts)
+    parts = Path(f"{FLAGS.out}.parts")
+    sub = reconstruct_dataset(FLAGS.data, fn, workers=FLAGS.workers, parts_dir=parts, **kwargs)
     path = write_submission(sub, FLAGS.out)
-    if FLAGS.method == "cgnn":
-        shutil.rmtree(f"{FLAGS.out}.parts", ignore_errors=True)
+    part_store(parts, fn, kwargs).finish()
     print(
         f"{FLAGS.method}: {sub['event_id'].nunique()} events, {len(sub)} hits -> {path} "
         f"({time.perf_counter() - start:.1f} s)"
@@ -109,4 +115,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -9,7 +9,10 @@ changes earlier ones. Files are written atomically; an existing event is overwri
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import _bootstrap  # noqa: F401
+import _cli
 from absl import app, flags
 from tqdm import tqdm
 
@@ -24,10 +27,31 @@ flags.DEFINE_float("track_fraction", 1.0, "Keep this random fraction of particle
 flags.DEFINE_float("noise", None, "Noise-hit fraction in [0, 1) (default: as in real events).")
 flags.DEFINE_integer("first_event", 1000, "Event id of the first event.")
 flags.DEFINE_bool("compress", False, "Write .csv.gz files.")
+flags.register_validator("mu", lambda v: v > 0, message="--mu must be positive")
+flags.register_validator(
+    "track_fraction", lambda v: 0 < v <= 1, message="--track_fraction must be in (0, 1]"
+)
+flags.register_validator(
+    "noise", lambda v: v is None or 0 <= v < 1, message="--noise must be in [0, 1)"
+)
+flags.register_validator("first_event", lambda v: v >= 0, message="--first_event must be >= 0")
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    out = Path(FLAGS.out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)  # fails here, before any work, on a bad path
+    try:
+        _simulate()
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind
+        raise
+
+
+def _simulate() -> None:
     bar = tqdm(total=FLAGS.events, unit="event", desc="simulate")
     for _, ev in simulate_dataset(
         FLAGS.out,
@@ -46,4 +70,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, uses_jax=False)

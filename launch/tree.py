@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
+import _cli
 from absl import app, flags, logging
 
 from cgnn_jax.io import Event, event_prefix, read_event
@@ -60,8 +61,8 @@ def tree_path(tree_dir: str | Path, event_id: int) -> Path:
 def model_tree(event: Event, checkpoint: str | None) -> ClusterTree:
     """The event's cluster tree computed by the model of ``checkpoint`` (``None``: the
     pretrained default); a checkpoint that cannot be restored raises ``ValueError``."""
+    from cgnn_jax.inference.checkpoint import CheckpointError
     from cgnn_jax.pipeline import Pipeline  # imports orbax: only when the model is needed
-    from cgnn_jax.train.checkpoint import CheckpointError
 
     try:
         pipe = Pipeline.restore(checkpoint or None)
@@ -117,4 +118,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from cgnn_jax.graph.batch import (
@@ -24,6 +25,7 @@ from cgnn_jax.graph.batch import (
 )
 from cgnn_jax.models.gnn import EdgeWeightedConv, EdgeWeightedGNN
 from cgnn_jax.train.stage2 import batch_loss, graph_loss
+from tests.helpers import assert_reordered_close
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,14 +86,14 @@ def test_padding_never_changes_the_result():
         assert not np.asarray(out)[len(x) :].any()
         assert all(not np.asarray(w)[len(s) :].any() for w in ws)
         losses.append(float(graph_loss(model, params, g.arrays(), 1.0)))
-    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    assert_reordered_close(outs[1], outs[0], len(s), depth=2)  # 2 layers summing <= 1500 edges
+    assert_reordered_close(losses[1], losses[0], len(s), depth=3)
     # the stacked batch loss is the mean of the per-graph losses
     x2, s2, r2, ev2 = _random_event(seed=1)
     other = padded_graph(x2, s2, r2, ev2, budget=(1024, 2048), n_eval=256)
     both = stack_graphs([small, other])
     want = (losses[0] + float(graph_loss(model, params, other.arrays(), 1.0))) / 2
-    np.testing.assert_allclose(float(batch_loss(model, params, both, 1.0)), want, rtol=1e-5)
+    assert_reordered_close(float(batch_loss(model, params, both, 1.0)), want, len(s), depth=3)
 
 
 def test_sectors_cover_every_hit_once_in_core_and_keep_induced_edges():
@@ -138,8 +140,10 @@ SHARDING_CODE = textwrap.dedent(
     import numpy as np, jax, optax
     from cgnn_jax.graph.batch import balanced_sample, eval_edge_pool, padded_graph, stack_graphs
     from cgnn_jax.models.gnn import EdgeWeightedGNN
-    from cgnn_jax.train.stage2 import (graph_loss, make_mesh, make_train_step, replicate,
-                                       shard_batch)
+    from cgnn_jax.train.loop import (TrainState, make_mesh, make_train_step, replicate,
+                                     shard_batch)
+    from cgnn_jax.train.stage2 import gnn_loss, graph_loss
+    from tests.helpers import assert_reordered_close
     assert len(jax.devices()) == 2, jax.devices()
     graphs = []
     for seed in (0, 1):
@@ -155,23 +159,28 @@ SHARDING_CODE = textwrap.dedent(
     params = model.init(jax.random.PRNGKey(0), graphs[0].graph, graphs[0].edge_mask,
                         graphs[0].node_mask)
     params = jax.device_get(params)  # numpy: the step donates its (device) inputs
-    tx = optax.adam(1e-2)
+    # SGD: the update is lr x the gradient, so this compares the sharded gradient itself (Adam's
+    # first update is lr x sign(g), which flips for a g within float32 reordering error of 0)
+    tx = optax.sgd(1e-2)
+    state0 = TrainState.new(params, tx)
     key = jax.random.PRNGKey(1)
     res = {}
     for name, devs in (("two", jax.devices()), ("one", jax.devices()[:1])):
         mesh = make_mesh(devs)
-        step = make_train_step(model, tx, 1.0, mesh)
+        step = make_train_step(gnn_loss(model, 1.0), tx, mesh)
         b = shard_batch(mesh, batch)
         if name == "two":
             assert len({sh.device for sh in b["graph"].nodes.addressable_shards}) == 2
             assert b["graph"].nodes.addressable_shards[0].data.shape[0] == 1
-        p, o, m = step(replicate(mesh, params), replicate(mesh, tx.init(params)), b, key)
-        res[name] = (jax.device_get(p), float(m["loss"]))
+        state, m = step(replicate(mesh, state0), b, key)
+        assert int(state.step) == 1
+        res[name] = (jax.device_get(state.params), float(m["loss"]))
     want = np.mean([float(graph_loss(model, params, g.arrays(), 1.0)) for g in graphs])
-    np.testing.assert_allclose(res["two"][1], want, rtol=1e-5)
-    np.testing.assert_allclose(res["one"][1], want, rtol=1e-5)
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
-                           res["two"][0], res["one"][0])
+    assert_reordered_close(res["two"][1], want, 1500, depth=3)  # 2 layers + loss over 1500 edges
+    assert_reordered_close(res["one"][1], want, 1500, depth=3)
+    for two, one, p0 in zip(*(jax.tree_util.tree_leaves(t) for t in (res["two"][0], res["one"][0],
+                                                                   params)), strict=True):
+        assert_reordered_close(two - p0, one - p0, 1500, depth=3)  # the updates, i.e. gradients
     moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - b).max()), res["two"][0], params)
     assert max(jax.tree_util.tree_leaves(moved)) > 1e-4
     print("SHARDING_OK")
@@ -210,15 +219,15 @@ def test_maybe_initialize_distributed_is_a_noop_without_env(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from cgnn_jax.train.stage1 import train_stage1
+def trained(tmp_path_factory, two_runs):
+    from cgnn_jax.inference import Stage1
     from cgnn_jax.train.stage2 import train_stage2
     from configs.stage2 import get_config
     from tests.helpers import shrink_stage1
 
     tmp = tmp_path_factory.mktemp("stage2")
-    c = shrink_stage1(get_config(), filter_steps=100)
-    stage1 = train_stage1(c, tmp, log=lambda *_: None)
+    c = shrink_stage1(get_config())
+    stage1 = Stage1.restore(two_runs[0])  # the session's configs/test.py stage 1
     c.gnn.num_layers = 2
     c.gnn.hidden = 16
     c.gnn.kernel_hidden = 8
@@ -227,7 +236,7 @@ def trained(tmp_path_factory):
     c.gnn.learning_rate = 3e-3
     c.gnn.sectors = (1, 2)
     c.gnn.eval_edges_per_event = 2048
-    c.gnn.log_every = 10
+    c.loop.log_every = 10
     c.gnn.input_graph = "embedding"
     model = train_stage2(c, tmp, stage1, log=lambda *_: None)
     return tmp, model
@@ -235,16 +244,14 @@ def trained(tmp_path_factory):
 
 def test_tiny_training_lowers_the_loss_and_restores(trained):
     from cgnn_jax.graph.gnn_quality import gnn_quality_event
+    from cgnn_jax.inference import Stage2, prepare_event
     from cgnn_jax.sim import simulate_event
-    from cgnn_jax.train.checkpoint import read_meta
-    from cgnn_jax.train.data import prepare_event
-    from cgnn_jax.train.stage2 import Stage2
 
     tmp, model = trained
-    _, meta = read_meta(tmp / "stage2" / "checkpoints")
-    losses = [h["loss"] for h in meta["history"]]
-    # (step 0 is at the initial parameters, whose unnormalised sums give a large loss)
-    assert np.mean(losses[-5:]) < 0.95 * np.mean(losses[1:4]) and losses[-1] < losses[0], losses
+    log = pd.read_csv(tmp / "train" / "gnn" / "metrics.csv")
+    losses = log["loss"].to_numpy()  # each row: the mean over 10 steps
+    assert len(losses) == 30 and np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.95 * np.mean(losses[:3]) and losses[-1] < losses[0], losses
 
     restored = Stage2.restore(tmp)
     ev = prepare_event(simulate_event(12345, mu=10))

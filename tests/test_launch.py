@@ -91,3 +91,15 @@ def test_inspect_missing_data_is_a_clear_error(tmp_path):
     p = run("inspect.py", f"--data={tmp_path / 'nothing'}", ok=False)
     assert p.returncode != 0
     assert "nothing" in p.stderr + p.stdout
+
+
+def test_analysis_scripts_default_to_the_shipped_model(dataset, tmp_path):
+    """graph_quality.py and gnn_quality.py look inside the shipped model with no --checkpoint."""
+    js = tmp_path / "graph.json"
+    p = run("graph_quality.py", f"--data={dataset}", f"--json_out={js}")
+    assert "embedding" in p.stdout and "refined" in p.stdout
+    rows = json.loads(js.read_text())["per_event"]
+    assert {r["graph"] for r in rows} == {"all pairs", "embedding", "refined"}
+    assert all(0 <= r["purity"] <= 1 for r in rows)
+    p = run("gnn_quality.py", f"--data={dataset}")
+    assert "stage1" in p.stdout and "gnn" in p.stdout

@@ -408,11 +408,12 @@ def test_header_only_event_is_an_error(plain: dict[str, bytes], tmp_path: Path, 
 
 def test_single_hit_event_reads_and_scores(event: Event, tmp_path: Path) -> None:
     assert event.truth is not None and event.cells is not None and event.particles is not None
-    first = event.hits["hit_id"].iat[0]
+    # the first hit with a score weight (a noise hit weighs 0 and would score 0)
+    first = event.truth.loc[event.truth["weight"] > 0, "hit_id"].iat[0]
     truth = event.truth[event.truth["hit_id"] == first]
     one = Event(
         EID,
-        event.hits.head(1),
+        event.hits[event.hits["hit_id"] == first],
         event.cells[event.cells["hit_id"] == first],
         event.particles[event.particles["particle_id"].isin(truth["particle_id"])],
         truth,

@@ -20,7 +20,6 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from sklearn.cluster import DBSCAN
 
 Backend = Literal["auto", "sklearn", "ckdtree"]
 
@@ -132,6 +131,8 @@ def cluster_labels(
         return _relabel(labels)
     if backend != "sklearn":
         raise ValueError(f"unknown backend {backend!r}; valid: 'auto', 'sklearn', 'ckdtree'")
+    from sklearn.cluster import DBSCAN  # ~1 s of imports: only when used
+
     db = DBSCAN(eps=eps, min_samples=min_samples, algorithm=algorithm, n_jobs=n_jobs)
     return _relabel(db.fit(x).labels_)
 

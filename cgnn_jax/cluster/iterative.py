@@ -11,12 +11,21 @@ the cutoff.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import ml_collections
 import numpy as np
 
-if TYPE_CHECKING:
-    from cgnn_jax.pipeline import Pipeline
+from cgnn_jax.cluster.tracks import dense_track_ids
+
+
+class Clusterer(Protocol):
+    """What re-clustering needs of a model (e.g. :class:`cgnn_jax.inference.Pipeline`)."""
+
+    @property
+    def cluster_config(self) -> ml_collections.ConfigDict: ...
+
+    def cluster(self, h: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 def leaf_confidence(out: dict, n: int, min_size: int = 3) -> np.ndarray:
@@ -43,7 +52,7 @@ def leaf_confidence(out: dict, n: int, min_size: int = 3) -> np.ndarray:
 
 
 def iterative_recluster(
-    pipe: Pipeline,
+    pipe: Clusterer,
     h: np.ndarray,
     out: dict,
     track_id: np.ndarray,
@@ -53,17 +62,16 @@ def iterative_recluster(
     """Track ids ``[n]`` after re-clustering the low-confidence clusters.
 
     Args:
-      pipe: the pipeline whose Split/Stop re-cluster.
+      pipe: the model whose Split/Stop re-cluster (a :class:`cgnn_jax.inference.Pipeline`).
       h: ``[n, D]`` the points (:meth:`Pipeline.cluster_inputs`).
       out: the first pass (:meth:`Pipeline.cluster` of ``h``).
       track_id: ``[n]`` the first pass's track ids.
       rounds, cutoff: default ``config.cluster.iterative_rounds`` / ``iterative_cutoff``.
     """
     cc = pipe.cluster_config
-    rounds = int(cc.get("iterative_rounds", 1) if rounds is None else rounds)
-    cutoff = float(cc.get("iterative_cutoff", 0.5) if cutoff is None else cutoff)
+    rounds = int(cc.iterative_rounds if rounds is None else rounds)
+    cutoff = float(cc.iterative_cutoff if cutoff is None else cutoff)
     min_size = int(cc.min_size)
-    from cgnn_jax.pipeline import dense_track_ids
 
     n = len(h)
     tid = np.asarray(track_id, np.int64).copy()

@@ -83,14 +83,45 @@ def gnn_quality_event(stage2, ev, seed: int = 0) -> list[dict]:
     return rows
 
 
-def gnn_quality_table(
-    checkpoint: str | Path, data: str | None = None, n_events: int = 2, seed: int = 99
-) -> pd.DataFrame:
-    """One row per (event, space) for a stage-2 checkpoint on ``data`` or simulated μ = 200 events."""
-    from cgnn_jax.train.data import evaluation_events, prepare_event
-    from cgnn_jax.train.stage2 import Stage2
+class PipelineGNN:
+    """A pipeline seen as a stage 2 for :func:`gnn_quality_event`: its stage 1 and its GNN on its
+    own input graph and (end-to-end tuned) input embedding, as :meth:`Pipeline.reconstruct` runs it."""
 
-    model = Stage2.restore(checkpoint)
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self.config = pipe.config
+        self.stage1 = pipe.stage1
+
+    def embed(self, ev) -> np.ndarray:
+        g = self.pipe.graph(ev)
+        return self.pipe.gnn_output(ev, g["senders"], g["receivers"])
+
+
+def restore_stage2(checkpoint: str | Path | None):
+    """A stage-2 workdir or checkpoint, or any pipeline checkpoint (``None``: the shipped model)."""
+    from cgnn_jax.inference.checkpoint import CheckpointError
+    from cgnn_jax.inference.pipeline import Pipeline
+    from cgnn_jax.inference.stage2 import Stage2
+
+    if checkpoint is None:
+        return PipelineGNN(Pipeline.restore())
+    try:
+        return Stage2.restore(checkpoint)
+    except CheckpointError as as_stage2:
+        try:
+            return PipelineGNN(Pipeline.restore(checkpoint))
+        except CheckpointError:
+            raise as_stage2 from None
+
+
+def gnn_quality_table(
+    checkpoint: str | Path | None, data: str | None = None, n_events: int = 2, seed: int = 99
+) -> pd.DataFrame:
+    """One row per (event, space) for a stage-2 or pipeline checkpoint (``None``: the shipped
+    model) on ``data`` or simulated μ = 200 events."""
+    from cgnn_jax.inference.events import evaluation_events, prepare_event
+
+    model = restore_stage2(checkpoint)
     if model.stage1 is None:
         raise ValueError(f"{checkpoint}: stage-2 checkpoint without its stage 1")
     events, total = evaluation_events(data, n_events, seed)

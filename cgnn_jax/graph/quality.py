@@ -58,8 +58,26 @@ def _graph_row(ev, name: str, s: np.ndarray, r: np.ndarray, seconds: float) -> d
     }
 
 
+def restore_stage1(checkpoint: str | Path | None):
+    """The stage 1 of any checkpoint: a stage-1 (or stage-2) training workdir or checkpoint, or a
+    pipeline checkpoint (``None``: the shipped pretrained model), read by its ``kind``."""
+    from cgnn_jax.inference.checkpoint import CheckpointError
+    from cgnn_jax.inference.pipeline import Pipeline
+    from cgnn_jax.inference.stage1 import Stage1
+
+    if checkpoint is None:
+        return Pipeline.restore().stage1
+    try:
+        return Stage1.restore(checkpoint)
+    except CheckpointError as as_stage1:
+        try:
+            return Pipeline.restore(checkpoint).stage1
+        except CheckpointError:
+            raise as_stage1 from None
+
+
 def graph_quality_table(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     data: str | None = None,
     n_events: int = 2,
     seed: int = 99,
@@ -67,12 +85,12 @@ def graph_quality_table(
 ) -> pd.DataFrame:
     """One row per (event, graph) for ``graph`` in all pairs / embedding / refined.
 
-    ``graph_k`` overrides the checkpoint's neighbours per hit (``config.graph.k``).
+    ``checkpoint``: see :func:`restore_stage1` (``None``: the shipped model). ``graph_k``
+    overrides the checkpoint's neighbours per hit (``config.graph.k``).
     """
-    from cgnn_jax.train.data import evaluation_events, prepare_event
-    from cgnn_jax.train.stage1 import Stage1
+    from cgnn_jax.inference.events import evaluation_events, prepare_event
 
-    model = Stage1.restore(checkpoint)
+    model = restore_stage1(checkpoint)
     if graph_k is not None:
         model.config.graph.k = int(graph_k)
     events, total = evaluation_events(data, n_events, seed)

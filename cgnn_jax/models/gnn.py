@@ -136,16 +136,3 @@ class EdgeWeightedGNN(nn.Module):
             return ((base + corr) * keep, weights) if return_weights else (base + corr) * keep
         out = nn.Dense(self.out_dim, name="output")(v) * keep
         return (out, weights) if return_weights else out
-
-
-def create_gnn(gnn_config) -> EdgeWeightedGNN:
-    """The model of a ``config.gnn`` block."""
-    return EdgeWeightedGNN(
-        num_layers=gnn_config.num_layers,
-        hidden=gnn_config.hidden,
-        kernel_hidden=gnn_config.kernel_hidden,
-        out_dim=gnn_config.out_dim,
-        degree_norm=gnn_config.get("degree_norm", False),
-        skip_input=gnn_config.get("skip_input", False),
-        residual_dim=gnn_config.out_dim if gnn_config.get("residual", False) else 0,
-    )

@@ -1,6 +1,6 @@
-"""Helix propagation through the layer surfaces, with multiple scattering and energy loss.
+"""Propagation through the layers in the solenoid field, with multiple scattering and energy loss.
 
-A charged particle in the uniform solenoid field ``B ẑ`` moves on a helix of transverse radius
+A charged particle in a uniform field ``B ẑ`` moves on a helix of transverse radius
 ``R[mm] = p_T[GeV] / (0.3 B[T]) * 1000``. Its transverse direction angle ψ turns by ``h s_t / R``
 over a transverse path ``s_t``, with ``h = -sign(q)`` for ``B > 0``. The centre of the circle is
 ``c = x - h R (sin ψ, -cos ψ)`` and the position angle about the centre is ``α = ψ - h π/2``.
@@ -9,13 +9,22 @@ Each step finds, for all live particles at once, the first crossing of any layer
 exact helix (cylinders analytically from the circle-circle intersection, over the next turns; disks
 from the linear z(s_t)), moves there, records the crossing, and applies multiple scattering
 (Highland formula with the layer's material, scaled by the incidence angle) and a mean ionisation
-energy loss. Particles end when they leave the detector, when their p falls below ``p_min``, or
-after a number of crossings set by their range.
+energy loss. Passive cylinders (beam pipe, support tube) scatter and slow the particle without a
+hit. Particles end when they leave the detector, when their p falls below ``p_min``, or after a
+number of crossings set by their range.
+
+In a non-uniform field (:class:`cgnn_jax.sim.field.SolenoidField`) each step is a kick-drift-kick:
+the step is predicted on the helix of the local axial field, the field is read at its midpoint, the
+direction is turned by half the Lorentz force of the midpoint's transverse field (``B_r``) over the
+step, the particle moves on the helix of the midpoint's ``B_z`` to the crossing, and the second
+half kick follows. Tracks then bend off a helix where ``B_z`` falls and ``B_r`` grows: towards the
+ends of the solenoid, i.e. at large |η|.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -46,6 +55,135 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+def _surfaces(
+    geometry: Geometry, passive: Sequence[tuple[float, float, float]]
+) -> dict[str, np.ndarray]:
+    """Cylinders and disks to intersect: the layers, then passive cylinders ``(r, half z, x/X0)``
+    (index ``n_layers + i``); with each surface's material and barrel flag."""
+    cyl = np.flatnonzero(geometry.layer_is_barrel)
+    dsk = np.flatnonzero(~geometry.layer_is_barrel)
+    pas = np.asarray(passive, dtype=np.float64).reshape(-1, 3)
+    ids_p = geometry.n_layers + np.arange(len(pas))
+    return {
+        "cyl": np.concatenate([cyl, ids_p]),
+        "rho": np.concatenate([geometry.layer_pos[cyl], pas[:, 0]]),
+        "zlo": np.concatenate([geometry.layer_lo[cyl], -pas[:, 1]]),
+        "zhi": np.concatenate([geometry.layer_hi[cyl], pas[:, 1]]),
+        "dsk": dsk,
+        "zd": geometry.layer_pos[dsk],
+        "rlo": geometry.layer_lo[dsk],
+        "rhi": geometry.layer_hi[dsk],
+        "x0": np.concatenate([geometry.layer_x0, pas[:, 2]]),
+        "is_barrel": np.concatenate([geometry.layer_is_barrel, np.ones(len(pas), dtype=bool)]),
+    }
+
+
+def _next_crossing(
+    surf: dict[str, np.ndarray],
+    pos: np.ndarray,
+    direction: np.ndarray,
+    p: np.ndarray,
+    h: np.ndarray,
+    bz: np.ndarray,
+    last: np.ndarray,
+    turns: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """First layer crossing along the helix of each particle ``[A]`` in the axial field ``bz`` ``[A]``.
+
+    Returns ``(s, layer, helix)``: the transverse arc length to it (``inf``: none), its layer index
+    (a passive surface's index is ``n_layers`` or more) and the helix parameters (``R, cot, psi, xc, yc, a0``, arrays ``[A]``).
+    """
+    cyl, rho, zlo, zhi = surf["cyl"], surf["rho"], surf["zlo"], surf["zhi"]
+    dsk, zd, rlo, rhi = surf["dsk"], surf["zd"], surf["rlo"], surf["rhi"]
+    dt = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)
+    R = p * dt / (0.3 * np.abs(bz) / 1000.0)
+    cot = direction[:, 2] / dt
+    psi = np.arctan2(direction[:, 1], direction[:, 0])
+    xc = pos[:, 0] - h * R * np.sin(psi)
+    yc = pos[:, 1] + h * R * np.cos(psi)
+    a0 = psi - h * np.pi / 2
+    d = np.maximum(np.hypot(xc, yc), 1e-9)
+    beta = np.arctan2(yc, xc)
+    s_min = np.where(last[:, None] >= 0, 1e-3, 0.0)
+
+    def cylinders(m: np.ndarray | slice, n_turns: int) -> np.ndarray:
+        """``[A', C]`` arc length to each cylinder over ``n_turns`` turns for particles ``m``."""
+        k_turn = 2.0 * np.pi * np.arange(n_turns)[None, None, None, :]
+        Rm, dm, hm = R[m], d[m], h[m]
+        cosv = (rho[None, :] ** 2 - dm[:, None] ** 2 - Rm[:, None] ** 2) / (
+            2 * Rm[:, None] * dm[:, None]
+        )
+        ok = np.abs(cosv) <= 1.0
+        g = np.arccos(np.clip(cosv, -1.0, 1.0))
+        sols = beta[m][:, None, None] + np.stack([g, -g], axis=-1)  # [A', C, 2]
+        dal = np.mod(hm[:, None, None] * (sols - a0[m][:, None, None]), 2 * np.pi)[..., None]
+        st = Rm[:, None, None, None] * (dal + k_turn)
+        zz = pos[m, 2, None, None, None] + st * cot[m][:, None, None, None]
+        same = (cyl[None, :] == last[m][:, None])[:, :, None, None]
+        valid = (
+            ok[:, :, None, None]
+            & (zz >= zlo[None, :, None, None])
+            & (zz <= zhi[None, :, None, None])
+            & (st > np.where(same, 1.0, s_min[m][:, :, None, None]))
+        )
+        return np.where(valid, st, np.inf).min(axis=(2, 3))
+
+    # Cylinders on the current turn first: [A, C].
+    st_c = cylinders(slice(None), 1)
+
+    # Disks: [A, D].
+    with np.errstate(divide="ignore", invalid="ignore"):
+        st_d = (zd[None, :] - pos[:, 2, None]) / cot[:, None]
+    st_d = np.where(np.isfinite(st_d), st_d, -1.0)
+    # |c + R (cos al, sin al)|^2 = d^2 + R^2 + 2 d R cos(al - beta), c = d (cos beta, sin beta).
+    al = (a0 - beta)[:, None] + h[:, None] * st_d / R[:, None]
+    rr2 = (d * d + R * R)[:, None] + (2.0 * d * R)[:, None] * np.cos(al)
+    same_d = dsk[None, :] == last[:, None]
+    valid_d = (
+        (rr2 >= rlo[None, :] ** 2)
+        & (rr2 <= rhi[None, :] ** 2)
+        & (st_d > np.where(same_d, 1.0, s_min))
+    )
+    st_d = np.where(valid_d, st_d, np.inf)
+
+    st_all = np.concatenate([st_c, st_d], axis=1)
+    j = np.argmin(st_all, axis=1)
+    s = st_all[np.arange(len(j)), j]
+    if turns > 1:
+        # A later turn's crossing lies beyond 2πR: only loopers with nothing closer need them.
+        more = np.flatnonzero(s > 2.0 * np.pi * R)
+        if len(more):
+            st_all[more, : len(cyl)] = cylinders(more, turns)
+            j[more] = np.argmin(st_all[more], axis=1)
+            s[more] = st_all[more, j[more]]
+    layer = np.concatenate([cyl, dsk])[j]
+    return s, layer, {"R": R, "cot": cot, "psi": psi, "xc": xc, "yc": yc, "a0": a0}
+
+
+def _helix_point(pos: np.ndarray, hx: dict[str, np.ndarray], h: np.ndarray, s: np.ndarray):
+    """Position ``[A, 3]`` and direction ``[A, 3]`` after a transverse arc length ``s`` ``[A]``."""
+    al = hx["a0"] + h * s / hx["R"]
+    new = np.stack(
+        [
+            hx["xc"] + hx["R"] * np.cos(al),
+            hx["yc"] + hx["R"] * np.sin(al),
+            pos[:, 2] + s * hx["cot"],
+        ],
+        axis=1,
+    )
+    psi = hx["psi"] + h * s / hx["R"]
+    return new, _unit(np.stack([np.cos(psi), np.sin(psi), hx["cot"]], axis=1))
+
+
+def _kick(
+    direction: np.ndarray, q_over_p: np.ndarray, path: np.ndarray, b_perp: np.ndarray
+) -> np.ndarray:
+    """Turn ``direction`` ``[A, 3]`` by the Lorentz force of the field ``b_perp`` ``[A, 3]`` (T)
+    over ``path`` ``[A]`` mm: ``dd/ds = 0.3e-3 q/p (d × B)``."""
+    turn = (3.0e-4 * q_over_p * path)[:, None] * np.cross(direction, b_perp)
+    return _unit(direction + turn)
+
+
 def propagate(
     geometry: Geometry,
     vertex: np.ndarray,
@@ -55,11 +193,13 @@ def propagate(
     rng: np.random.Generator,
     *,
     b_field: float = 2.0,
+    field: Callable[[np.ndarray], np.ndarray] | None = None,
     multiple_scattering: bool = True,
     energy_loss: bool = True,
     p_min: float = 0.03,
     max_steps: int = 64,
     turns: int = 3,
+    passive: Sequence[tuple[float, float, float]] = (),
 ) -> Crossings:
     """Propagate particles ``[P]`` from their vertices; see the module docstring.
 
@@ -68,101 +208,75 @@ def propagate(
       vertex: ``[P, 3]`` mm. momentum: ``[P, 3]`` GeV. charge: ``[P]`` ±1.
       max_crossings: ``[P]`` a particle stops after this many layer crossings.
       rng: numpy generator for the scattering angles.
+      b_field: the uniform axial field (T), used when ``field`` is None.
+      field: a non-uniform field, ``field(pos [N, 3] mm) -> B [N, 3]`` tesla (e.g.
+        :class:`cgnn_jax.sim.field.SolenoidField`); each step then follows the helix of the axial
+        field at the step's midpoint, between two half kicks of the transverse field there.
+      passive: passive material cylinders ``(radius mm, half length mm, x/X0)`` (beam pipe,
+        support tubes): crossing one scatters and slows the particle but records no crossing.
     Returns:
       All crossings as :class:`Crossings`.
     """
-    cyl = np.flatnonzero(geometry.layer_is_barrel)
-    dsk = np.flatnonzero(~geometry.layer_is_barrel)
-    rho, zlo, zhi = geometry.layer_pos[cyl], geometry.layer_lo[cyl], geometry.layer_hi[cyl]
-    zd, rlo, rhi = geometry.layer_pos[dsk], geometry.layer_lo[dsk], geometry.layer_hi[dsk]
-    layer_x0 = geometry.layer_x0
-    k_turn = 2.0 * np.pi * np.arange(turns)[None, None, None, :]
-
+    surf = _surfaces(geometry, passive)
+    layer_x0, surf_barrel = surf["x0"], surf["is_barrel"]
+    n_layers = geometry.n_layers
     idx = np.flatnonzero(max_crossings > 0)
     pos = vertex[idx].astype(np.float64).copy()
     mom = momentum[idx].astype(np.float64)
     p = np.linalg.norm(mom, axis=1)
     direction = mom / p[:, None]
-    h = -np.sign(charge[idx]).astype(np.float64) * np.sign(b_field)
+    q = np.sign(charge[idx]).astype(np.float64)
     left = max_crossings[idx].astype(np.int64)
     last = np.full(len(idx), -1)
     out = {k: [] for k in ("particle", "layer", "step", "pos", "direction", "p")}
-    bconst = 0.3 * abs(b_field) / 1000.0  # 1/R[mm] per 1/p_T[GeV]
 
     for step in range(max_steps):
         if len(idx) == 0:
             break
-        dt = np.hypot(direction[:, 0], direction[:, 1])
-        dt = np.maximum(dt, 1e-12)
-        pt = p * dt
-        R = pt / bconst
-        cot = direction[:, 2] / dt
-        psi = np.arctan2(direction[:, 1], direction[:, 0])
-        xc = pos[:, 0] - h * R * np.sin(psi)
-        yc = pos[:, 1] + h * R * np.cos(psi)
-        a0 = psi - h * np.pi / 2
-        d = np.maximum(np.hypot(xc, yc), 1e-9)
-        beta = np.arctan2(yc, xc)
-        s_min = np.where(last[:, None] >= 0, 1e-3, 0.0)
-
-        # Cylinders: [A, C, 2 solutions, turns].
-        cosv = (rho[None, :] ** 2 - d[:, None] ** 2 - R[:, None] ** 2) / (
-            2 * R[:, None] * d[:, None]
-        )
-        ok = np.abs(cosv) <= 1.0
-        g = np.arccos(np.clip(cosv, -1.0, 1.0))
-        sols = beta[:, None, None] + np.stack([g, -g], axis=-1)  # [A, C, 2]
-        dal = np.mod(h[:, None, None] * (sols - a0[:, None, None]), 2 * np.pi)[..., None] + k_turn
-        st = R[:, None, None, None] * dal
-        zz = pos[:, 2, None, None, None] + st * cot[:, None, None, None]
-        same = (cyl[None, :] == last[:, None])[:, :, None, None]
-        valid = (
-            ok[:, :, None, None]
-            & (zz >= zlo[None, :, None, None])
-            & (zz <= zhi[None, :, None, None])
-            & (st > np.where(same, 1.0, s_min[:, :, None, None]))
-        )
-        st_c = np.where(valid, st, np.inf).min(axis=(2, 3))  # [A, C]
-
-        # Disks: [A, D].
-        with np.errstate(divide="ignore", invalid="ignore"):
-            st_d = (zd[None, :] - pos[:, 2, None]) / cot[:, None]
-        st_d = np.where(np.isfinite(st_d), st_d, -1.0)
-        al = a0[:, None] + h[:, None] * st_d / R[:, None]
-        rr = np.hypot(xc[:, None] + R[:, None] * np.cos(al), yc[:, None] + R[:, None] * np.sin(al))
-        same_d = dsk[None, :] == last[:, None]
-        valid_d = (
-            (rr >= rlo[None, :]) & (rr <= rhi[None, :]) & (st_d > np.where(same_d, 1.0, s_min))
-        )
-        st_d = np.where(valid_d, st_d, np.inf)
-
-        st_all = np.concatenate([st_c, st_d], axis=1)
-        j = np.argmin(st_all, axis=1)
-        s = st_all[np.arange(len(j)), j]
+        if field is None:
+            bz = np.full(len(idx), float(b_field))
+            h = -q * np.sign(bz)
+            s, layer, hx = _next_crossing(surf, pos, direction, p, h, bz, last, turns)
+        else:
+            # Predict the step in the local axial field, then redo it in the field at its midpoint.
+            b0 = field(pos)
+            h = -q * np.sign(b0[:, 2])
+            s, _, hx = _next_crossing(surf, pos, direction, p, h, b0[:, 2], last, 1)
+            s_half = np.where(np.isfinite(s), 0.5 * s, 0.0)
+            mid, _ = _helix_point(pos, hx, h, s_half)
+            bm = field(mid)
+            b_perp = bm * np.array([1.0, 1.0, 0.0])
+            dt = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)
+            path = np.where(np.isfinite(s), s / dt, 0.0)
+            direction = _kick(direction, q / p, 0.5 * path, b_perp)
+            bz = bm[:, 2]
+            h = -q * np.sign(bz)
+            s, layer, hx = _next_crossing(surf, pos, direction, p, h, bz, last, turns)
         alive = np.isfinite(s)
         if not alive.all():
             keep = np.flatnonzero(alive)
-            idx, pos, p, direction, h, left, last, j, s = (
-                a[keep] for a in (idx, pos, p, direction, h, left, last, j, s)
+            idx, pos, p, direction, q, h, left, last, layer, s = (
+                a[keep] for a in (idx, pos, p, direction, q, h, left, last, layer, s)
             )
-            R, cot, psi, xc, yc, a0 = (a[keep] for a in (R, cot, psi, xc, yc, a0))
+            hx = {k: v[keep] for k, v in hx.items()}
+            if field is not None:
+                b_perp = b_perp[keep]
             if len(idx) == 0:
                 break
-        layer = np.concatenate([cyl, dsk])[j]
-        dalpha = s / R
-        al = a0 + h * dalpha
-        pos = np.stack([xc + R * np.cos(al), yc + R * np.sin(al), pos[:, 2] + s * cot], axis=1)
-        psi = psi + h * dalpha
-        direction = _unit(np.stack([np.cos(psi), np.sin(psi), cot], axis=1))
-        out["particle"].append(idx)
-        out["layer"].append(layer)
-        out["step"].append(np.full(len(idx), step, dtype=np.int32))
-        out["pos"].append(pos)
-        out["direction"].append(direction)
-        out["p"].append(p)
+        pos, direction = _helix_point(pos, hx, h, s)
+        if field is not None:
+            dt = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)
+            direction = _kick(direction, q / p, 0.5 * s / dt, b_perp)
+        rec = layer < n_layers
+        out["particle"].append(idx[rec])
+        out["layer"].append(layer[rec])
+        out["step"].append(np.full(int(rec.sum()), step, dtype=np.int32))
+        out["pos"].append(pos[rec])
+        out["direction"].append(direction[rec])
+        out["p"].append(p[rec])
 
         # Material: scattering and energy loss, path scaled by the incidence angle.
-        is_barrel = geometry.layer_is_barrel[layer]
+        is_barrel = surf_barrel[layer]
         r_xy = np.maximum(np.hypot(pos[:, 0], pos[:, 1]), 1e-9)
         cos_inc = np.where(
             is_barrel,
@@ -183,13 +297,13 @@ def propagate(
         if energy_loss:
             energy = energy - DEDX_PER_X0 * x0
             p = np.sqrt(np.maximum(energy**2 - PION_MASS**2, 0.0))
-        left = left - 1
+        left = left - rec
         last = layer
         live = (left > 0) & (p > p_min)
         if not live.all():
             keep = np.flatnonzero(live)
-            idx, pos, p, direction, h, left, last = (
-                a[keep] for a in (idx, pos, p, direction, h, left, last)
+            idx, pos, p, direction, q, left, last = (
+                a[keep] for a in (idx, pos, p, direction, q, left, last)
             )
 
     if not out["particle"]:

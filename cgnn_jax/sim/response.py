@@ -1,15 +1,18 @@
-"""Detector response: module hits, hit efficiency, local smearing, cell clusters, noise.
+"""Detector response: module hits, cell clusters, the measured position, noise.
 
 * **Module hits.** Each layer crossing is matched against the nearest modules of its layer; the
   track (a straight line over the few mm between the nominal surface and a module) is intersected
   with each module's plane and kept if it falls inside the module's bounds (rectangle or trapezoid
   in local ``u, v``). Overlapping modules give two hits on a layer, gaps none.
-* **Measurement.** The local position is smeared by ``pitch / sqrt(12)`` in u and v, clipped to the
-  module, and mapped back to global coordinates on the module plane.
-* **Cells.** The track crosses the sensor's charge-collecting depth ``f 2 t``; its extent in the module
-  plane, ``f 2 t |d_u / d_w|`` and ``f 2 t |d_v / d_w|``, plus a charge-sharing width, gives the
-  number of channels along u and v; the cluster is the staircase of ``n_u + n_v - 1`` cells between
-  them. Pixel cells carry a deposited charge summing to ~0.3 per hit; strip cells carry 1.
+* **Measurement.** The hit position is the centre of its cell cluster (binary digitisation), mapped
+  back to global coordinates on the module plane: along the strips' long ``v`` channels the error
+  is uniform over the strip length.
+* **Cells.** The track crosses the sensor's charge-collecting depth ``f 2 t`` around its true
+  crossing point; the projection of that segment on the module plane, ``f 2 t |d_u / d_w|`` along u
+  (plus a charge-sharing width) and ``f 2 t |d_v / d_w|`` along v, fires the channels it overlaps,
+  so the cluster sits where the track crossed and its length follows the crossing angle. The
+  cluster is the staircase of ``n_u + n_v - 1`` cells between its first and last channels. Pixel
+  cells carry a deposited charge summing to ~0.3 per hit; strip cells carry 1.
 * **Noise.** Random hits on random modules (by volume, with the real events' shares), uniform over
   the module's surface, one or two cells each.
 """
@@ -21,9 +24,11 @@ import numpy as np
 from cgnn_jax.sim.geometry import PIXEL_VOLUMES, Geometry
 from cgnn_jax.sim.propagate import Crossings
 
-# Charge-collecting depth as a fraction of the full sensor thickness 2t, by volume: calibrated so
-# that cells per hit match real events (pixel barrel 7.0 mean / 5 median, pixel endcaps 1.7,
-# short strips 1.7-2.6, long strips 2.7-3.0); thresholds cut the cluster tails.
+# Charge-collecting depth as a fraction of 2t (t = the detector file's module_t), by volume:
+# calibrated so that cells per hit match real events (pixel barrel 7.0 mean / 5 median, pixel
+# endcaps 1.7, short strips 1.7-2.6, long strips 2.7-3.0); readout thresholds are folded in. The
+# pixels' 0.46-0.5 is a depth of ~module_t, the thickness the ACTS TrackML detector gives its
+# pixel modules (0.15 mm): module_t seems to be the full thickness, not half of it.
 DEPTH_FRACTION: dict[int, float] = {
     7: 0.5,
     8: 0.46,
@@ -121,23 +126,6 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
     }
 
 
-def measure(
-    geometry: Geometry, module: np.ndarray, u: np.ndarray, v: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Smear local ``u, v`` ``[H]`` by ``pitch/sqrt(12)``; return (global ``[H, 3]``, u', v')."""
-    su = geometry.pitch_u[module] / np.sqrt(12.0)
-    sv = geometry.pitch_v[module] / np.sqrt(12.0)
-    hv = geometry.hv[module]
-    vm = np.clip(v + rng.normal(size=len(v)) * sv, -hv, hv)
-    hu = geometry.minhu[module] + (geometry.maxhu[module] - geometry.minhu[module]) * (vm + hv) / (
-        2 * hv
-    )
-    um = np.clip(u + rng.normal(size=len(u)) * su, -hu, hu)
-    rot = geometry.rot[module]
-    xyz = geometry.center[module] + rot[:, :, 0] * um[:, None] + rot[:, :, 1] * vm[:, None]
-    return xyz, um, vm
-
-
 def cell_clusters(
     geometry: Geometry,
     module: np.ndarray,
@@ -145,21 +133,29 @@ def cell_clusters(
     v: np.ndarray,
     direction: np.ndarray | None,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cells of hits ``[H]``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cells of hits ``[H]`` and the measured position: the centre of the fired channels.
+
+    The track crosses the charge-collecting depth around its true crossing point ``(u, v)``; the
+    fired channels along each axis are those its projection ``[u - l_u / 2, u + l_u / 2]`` (and
+    likewise along v) overlaps, so the cluster sits where the track crossed. The measurement is the
+    cluster's centre (the midpoint of its first and last channel along each axis): binary
+    digitisation, so a one-channel cluster measures the channel's centre (a uniform error over the
+    pitch; on the strips' long ``v`` channels, over the strip length).
 
     Args:
-      module, u, v: ``[H]`` module rows and measured local positions.
+      module, u, v: ``[H]`` module rows and true local positions.
       direction: ``[H, 3]`` track direction, or ``None`` for noise (random small clusters).
     Returns:
-      ``(hit_index, ch0, ch1, value)``, arrays ``[n_cells]`` grouped by hit.
+      ``(hit_index, ch0, ch1, value, u_meas, v_meas)``: cell arrays ``[n_cells]`` grouped by hit,
+      then the measured local positions ``[H]``.
     """
     n = len(module)
     vol = geometry.volume_id[module]
     pu, pv = geometry.pitch_u[module], geometry.pitch_v[module]
     if direction is None:
-        nu = 1 + (rng.random(n) < 0.3)
-        nv = np.ones(n, dtype=np.int64)
+        lu = (rng.random(n) < 0.3) * pu
+        lv = np.zeros(n)
     else:
         rot = geometry.rot[module]
         du = np.abs(np.einsum("nj,nj->n", direction, rot[:, :, 0]))
@@ -168,16 +164,25 @@ def cell_clusters(
         thick = 2.0 * geometry.half_t[module] * _vol_table(geometry, DEPTH_FRACTION)[vol]
         lu = thick * du / dw + _vol_table(geometry, SHARING_U)[vol]
         lv = thick * dv / dw
-        nu = 1 + np.floor(lu / pu + rng.random(n)).astype(np.int64)
-        nv = 1 + np.floor(lv / pv + rng.random(n)).astype(np.int64)
-    nu = np.minimum(nu, _MAX_CELLS_PER_AXIS)
-    nv = np.minimum(nv, _MAX_CELLS_PER_AXIS)
-    n_u_cells = np.floor(2 * geometry.maxhu[module] / pu).astype(np.int64)
-    n_v_cells = np.floor(2 * geometry.hv[module] / pv).astype(np.int64)
-    u0 = np.floor((u + geometry.maxhu[module]) / pu).astype(np.int64) - (nu - 1) // 2
-    v0 = np.floor((v + geometry.hv[module]) / pv).astype(np.int64) - (nv - 1) // 2
-    u0 = np.clip(u0, 0, np.maximum(n_u_cells - nu, 0))
-    v0 = np.clip(v0, 0, np.maximum(n_v_cells - nv, 0))
+    maxhu, hv = geometry.maxhu[module], geometry.hv[module]
+    n_u_cells = np.maximum(np.floor(2 * maxhu / pu).astype(np.int64), 1)
+    n_v_cells = np.maximum(np.floor(2 * hv / pv).astype(np.int64), 1)
+
+    def channels(x, half_len, pitch, half_width, n_cells):
+        lo = np.floor((x - half_len + half_width) / pitch).astype(np.int64)
+        hi = np.floor((x + half_len + half_width) / pitch).astype(np.int64)
+        lo = np.clip(lo, 0, n_cells - 1)
+        hi = np.clip(hi, lo, np.minimum(lo + _MAX_CELLS_PER_AXIS - 1, n_cells - 1))
+        return lo, hi
+
+    u0, u1 = channels(u, 0.5 * lu, pu, maxhu, n_u_cells)
+    v0, v1 = channels(v, 0.5 * lv, pv, hv, n_v_cells)
+    nu, nv = u1 - u0 + 1, v1 - v0 + 1
+    u_meas = (0.5 * (u0 + u1) + 0.5) * pu - maxhu
+    v_meas = np.clip((0.5 * (v0 + v1) + 0.5) * pv - hv, -hv, hv)
+    hu = geometry.minhu[module] + (maxhu - geometry.minhu[module]) * (v_meas + hv) / (2 * hv)
+    u_meas = np.clip(u_meas, -hu, hu)
+
     ncell = nu + nv - 1
     hit = np.repeat(np.arange(n), ncell)
     start = np.cumsum(ncell) - ncell
@@ -192,7 +197,22 @@ def cell_clusters(
     share_sum = np.bincount(hit, weights=share, minlength=n)
     total = PIXEL_CHARGE * np.exp(rng.normal(0.0, 0.25, size=n))
     value = np.where(pixel[hit], total[hit] * share / share_sum[hit], 1.0)
-    return hit, ch0.astype(np.int32), ch1.astype(np.int32), value.astype(np.float32)
+    return (
+        hit,
+        ch0.astype(np.int32),
+        ch1.astype(np.int32),
+        value.astype(np.float32),
+        u_meas,
+        v_meas,
+    )
+
+
+def local_to_global(
+    geometry: Geometry, module: np.ndarray, u: np.ndarray, v: np.ndarray
+) -> np.ndarray:
+    """``[H, 3]`` global points of local positions ``u, v`` ``[H]`` on modules ``[H]``."""
+    rot = geometry.rot[module]
+    return geometry.center[module] + rot[:, :, 0] * u[:, None] + rot[:, :, 1] * v[:, None]
 
 
 def noise_hits(

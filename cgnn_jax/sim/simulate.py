@@ -20,19 +20,37 @@ import pandas as pd
 
 from cgnn_jax.io.event import Event
 from cgnn_jax.io.schema import DTYPES
+from cgnn_jax.sim.field import SOLENOID_HALF_LENGTH_MM, SOLENOID_RADIUS_MM, SolenoidField
 from cgnn_jax.sim.geometry import load_geometry
 from cgnn_jax.sim.particles import Particles, sample_particles
 from cgnn_jax.sim.propagate import propagate
-from cgnn_jax.sim.response import cell_clusters, measure, module_hits, noise_hits
+from cgnn_jax.sim.response import cell_clusters, local_to_global, module_hits, noise_hits
 
 DEFAULT_NOISE = 0.12
+# Passive cylinders of the TrackML detector as built in ACTS (``GenericDetectorML``): the beryllium
+# beam pipe (r = 19 mm, 0.8 mm thick) and pixel support tube (r = 200 mm, 1.8 mm thick);
+# ``(radius mm, half length mm, x/X0)`` with X0(Be) = 352.8 mm.
+PASSIVE_MATERIAL: tuple[tuple[float, float, float], ...] = (
+    (19.0, 3000.0, 0.8 / 352.8),
+    (200.0, 2800.0, 1.8 / 352.8),
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class SimConfig:
-    """Simulation settings (defaults reproduce a real μ = 200 TrackML event)."""
+    """Simulation settings (defaults reproduce a real μ = 200 TrackML event).
+
+    ``solenoid``: the finite solenoid's field (:class:`cgnn_jax.sim.field.SolenoidField`, ``b_field``
+    at the centre, coil ``solenoid_radius`` / ``solenoid_half_length`` in mm); ``False`` gives the
+    uniform ``b_field`` along z (perfect helices). ``passive_material``: passive cylinders
+    ``(radius mm, half length mm, x/X0)`` crossed without a hit.
+    """
 
     b_field: float = 2.0
+    solenoid: bool = True
+    solenoid_radius: float = SOLENOID_RADIUS_MM
+    solenoid_half_length: float = SOLENOID_HALF_LENGTH_MM
+    passive_material: tuple[tuple[float, float, float], ...] = PASSIVE_MATERIAL
     hit_efficiency: float = 0.98
     multiple_scattering: bool = True
     energy_loss: bool = True
@@ -87,9 +105,15 @@ def simulate_event(
         np.where(budget > 0, 2 * budget + 4, 0),
         rng,
         b_field=config.b_field,
+        field=(
+            SolenoidField(config.b_field, config.solenoid_radius, config.solenoid_half_length)
+            if config.solenoid
+            else None
+        ),
         multiple_scattering=config.multiple_scattering,
         energy_loss=config.energy_loss,
         max_steps=config.max_steps,
+        passive=config.passive_material,
     )
     mh = module_hits(geo, crossings)
     pidx = crossings.particle[mh["crossing"]]
@@ -107,14 +131,16 @@ def simulate_event(
     true_pos = mh["pos"][keep]
     direction = crossings.direction[cross]
     mom = direction * crossings.p[cross][:, None]
-    xyz, um, vm = measure(geo, module, mh["u"][keep], mh["v"][keep], rng)
-    s_hit, s_ch0, s_ch1, s_val = cell_clusters(geo, module, um, vm, direction, rng)
+    s_hit, s_ch0, s_ch1, s_val, um, vm = cell_clusters(
+        geo, module, mh["u"][keep], mh["v"][keep], direction, rng
+    )
+    xyz = local_to_global(geo, module, um, vm)
 
     n_sig = len(module)
     n_noise = rng.poisson(noise / (1.0 - noise) * n_sig) if noise > 0 else 0
     n_module, n_u, n_v = noise_hits(geo, n_noise, rng)
-    n_xyz, n_um, n_vm = measure(geo, n_module, n_u, n_v, rng)
-    n_hit, n_ch0, n_ch1, n_val = cell_clusters(geo, n_module, n_um, n_vm, None, rng)
+    n_hit, n_ch0, n_ch1, n_val, n_um, n_vm = cell_clusters(geo, n_module, n_u, n_v, None, rng)
+    n_xyz = local_to_global(geo, n_module, n_um, n_vm)
 
     # All hits, sorted by module as in real files (random order within a module).
     all_module = np.concatenate([module, n_module])

@@ -1,4 +1,14 @@
-"""Training: losses, checkpoints, and the per-stage training loops."""
+"""Training: one loop (:mod:`cgnn_jax.train.loop`), and each stage as a loss plus a batch source.
+
+Stages (``config.stages``): ``stage1`` (embedding, graph, edge filter), ``stage2`` (GNN),
+``stage3`` (Split/Stop on the frozen GNN) and ``e2e`` (all of them jointly). Layout of a workdir:
+
+    <workdir>/train/<run>/{checkpoints,metrics.csv}   resumable runs: embedding, embedding_hard,
+                                                      filter, gnn, stage3, e2e
+    <workdir>/stage1/checkpoints                      the trained stage 1 (Stage1)
+    <workdir>/stage2/checkpoints                      the trained stage 2 (Stage2, with stage 1)
+    <workdir>/pipeline/checkpoints                    the whole model (Pipeline)
+"""
 
 from __future__ import annotations
 
@@ -9,50 +19,63 @@ import ml_collections
 STAGES = ("stage1", "stage2", "stage3", "e2e")
 
 
+def _has_checkpoint(directory: Path) -> bool:
+    from cgnn_jax.inference.checkpoint import latest_step
+
+    return latest_step(directory) is not None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, log=print) -> dict:
     """Train every stage named in ``config.stages``; returns the trained objects by stage.
 
-    Stages: ``stage1`` (embedding, graph, edge filter), ``stage2`` (GNN), ``stage3`` (Split/Stop
-    on the frozen GNN) and ``e2e`` (all of them jointly); the last two produce a
-    :class:`cgnn_jax.pipeline.Pipeline` in ``<workdir>/pipeline/checkpoints`` (``out["pipeline"]``),
-    and resume from their last finished epoch when re-run.
+    The config is frozen for the run (nothing may change it; what training learns goes to the
+    checkpoints' metadata). The training events are simulated once and shared by the stages.
+    ``stage3`` and ``e2e`` produce a :class:`cgnn_jax.inference.Pipeline` in
+    ``<workdir>/pipeline/checkpoints`` (``out["pipeline"]``).
 
-    With ``config.stage1_checkpoint`` set, stage 1 is restored from it instead of trained. A stage
-    whose checkpoint is already complete in ``workdir`` (``checkpoints/`` for stage 1,
-    ``stage2/checkpoints/`` for stage 2) is restored, not retrained: re-running a finished command
-    is cheap and never overwrites a trained model; remove the folder to retrain.
+    Every run resumes from its last checkpoint when re-run (``<workdir>/train/<run>``). A stage
+    whose model is already saved (``<workdir>/stage1``, ``<workdir>/stage2``) is restored, not
+    retrained: re-running a finished command is cheap and never overwrites a trained model;
+    remove the folder to retrain. With ``config.stage1_checkpoint`` set, stage 1 is restored
+    from it instead of trained.
     """
-    from cgnn_jax.train.checkpoint import latest_step
-    from cgnn_jax.train.stage1 import Stage1, train_stage1
-    from cgnn_jax.train.stage2 import Stage2, train_stage2
+    from cgnn_jax.inference.stage1 import STAGE1_DIR, Stage1
+    from cgnn_jax.inference.stage2 import STAGE2_DIR, Stage2
+    from cgnn_jax.train.data import TrainingEvents
+    from cgnn_jax.train.loop import make_mesh
+    from cgnn_jax.train.stage1 import train_stage1
+    from cgnn_jax.train.stage2 import train_stage2
 
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
         raise ValueError(f"config.stages has unknown stages {unknown}; valid: {', '.join(STAGES)}")
+    config = ml_collections.FrozenConfigDict(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    events = TrainingEvents(config, log)
+    mesh = make_mesh()
     out = {}
-    if "stage1" in config.stages and not config.get("stage1_checkpoint"):
-        if latest_step(workdir / "checkpoints") is not None:
-            log(
-                f"stage 1 already trained in {workdir / 'checkpoints'}: restoring it "
-                "(remove that folder to retrain)"
-            )
+    stages = set(config.stages)
+    if config.stage1_checkpoint:
+        log(f"stage 1 from {config.stage1_checkpoint}")
+        out["stage1"] = Stage1.restore(config.stage1_checkpoint)
+    else:
+        s1_dir = workdir / STAGE1_DIR / "checkpoints"
+        if _has_checkpoint(s1_dir):
+            log(f"stage 1 already trained in {s1_dir.parent}: restoring it (remove it to retrain)")
             out["stage1"] = Stage1.restore(workdir)
         else:
-            out["stage1"] = train_stage1(config, workdir, log=log)
-    if "stage2" in config.stages or {"stage3", "e2e"} & set(config.stages):
-        if latest_step(workdir / "stage2" / "checkpoints") is not None:
-            log(
-                f"stage 2 already trained in {workdir / 'stage2'}: restoring it "
-                "(remove that folder to retrain)"
-            )
+            out["stage1"] = train_stage1(config, workdir, log, events, mesh)
+    if stages - {"stage1"}:
+        s2_dir = workdir / STAGE2_DIR / "checkpoints"
+        if _has_checkpoint(s2_dir):
+            log(f"stage 2 already trained in {s2_dir.parent}: restoring it (remove it to retrain)")
             out["stage2"] = Stage2.restore(workdir)
         else:
-            out["stage2"] = train_stage2(config, workdir, stage1=out.get("stage1"))
-    phases = tuple(p for p in ("stage3", "e2e") if p in config.stages)
+            out["stage2"] = train_stage2(config, workdir, out["stage1"], log, mesh, events)
+    phases = tuple(p for p in ("stage3", "e2e") if p in stages)
     if phases:
         from cgnn_jax.train.stage3 import train_stage3
 
-        out["pipeline"] = train_stage3(config, workdir, out["stage2"], phases, log=log)
+        out["pipeline"] = train_stage3(config, workdir, out["stage2"], phases, log, mesh, events)
     return out

@@ -1,48 +1,40 @@
-"""Training data for the learned stages: events -> features and truth, concatenated on device."""
+"""Training data of the learned stages: the shared training events, stacked hits for pair
+sampling (stage 1), and padded sector sub-graphs with their one batch sampler (stages 2, 3, e2e)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import math
+from collections.abc import Callable
 
+import jax
 import numpy as np
 
-from cgnn_jax.features import HitFeatures, hit_features
-from cgnn_jax.io.event import Event
+from cgnn_jax.cluster.targets import dense_particle_labels
+from cgnn_jax.graph.batch import (
+    balanced_sample,
+    eval_edge_pool,
+    graph_budget,
+    padded_graph,
+    sector_subgraphs,
+    stack_graphs,
+)
+from cgnn_jax.inference.events import PreparedEvent, evaluation_events, prepare_event
 from cgnn_jax.sim.dataset import simulated_events
+from cgnn_jax.utils.padding import pad_rows
 
 __all__ = [
     "PairData",
     "PreparedEvent",
+    "SubgraphSet",
+    "TrainingEvents",
+    "epoch_batch_at",
     "evaluation_events",
     "pair_data",
     "prepare_event",
+    "sample_batch",
     "simulated_events",
 ]
-
-
-@dataclasses.dataclass
-class PreparedEvent:
-    """One event's hit features ``hf`` and per-hit particle ids ``pid [n]`` (0: noise)."""
-
-    event_id: int
-    hf: HitFeatures
-    pid: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return len(self.pid)
-
-
-def prepare_event(event: Event) -> PreparedEvent:
-    """Hit features and truth particle ids (zeros if the event has no truth)."""
-    hf = hit_features(event)
-    if event.truth is not None:
-        tr = event.truth.set_index("hit_id")["particle_id"]
-        pid = tr.reindex(event.hits["hit_id"].to_numpy()).to_numpy(np.int64)
-    else:
-        pid = np.zeros(event.n_hits, np.int64)
-    return PreparedEvent(int(event.event_id), hf, pid)
 
 
 @dataclasses.dataclass
@@ -93,13 +85,169 @@ def pair_data(events: list[PreparedEvent]) -> PairData:
     return PairData(x, pid, ev_start, ev_count, signal, order, group_start, group_count, rank)
 
 
-def evaluation_events(
-    data: str | None, n_events: int = 2, seed: int = 99
-) -> tuple[Iterator[Event], int]:
-    """``(events, count)`` for the quality reports: the events of a dataset (hits, cells, truth),
-    or, when ``data`` is None, ``n_events`` simulated full μ = 200 events with ``seed``."""
-    if data is None:
-        return iter(simulated_events(n_events, seed, first_event=1)), n_events
-    from cgnn_jax.io import iter_events, list_event_ids
+# --------------------------------------------------------------------------- shared events
 
-    return iter_events(data, parts=("hits", "cells", "truth")), len(list_event_ids(data))
+
+class TrainingEvents:
+    """The events every stage trains on, simulated once per run and shared by the stages.
+
+    ``train``: ``data.train_events`` events (seed ``data.seed``); ``validation``: the held-out
+    events of stages 3 and e2e (``cluster.val_events``, seed ``data.seed + 7919``, ids from 1000;
+    simulated on first use). :meth:`graphs` caches each event's stage-1 graphs.
+    """
+
+    def __init__(self, config, log=print):
+        self.config = config
+        self._log = log
+        self._train: list[PreparedEvent] | None = None
+        self._val: list | None = None
+        self._graphs: dict = {}
+
+    @property
+    def train(self) -> list[PreparedEvent]:
+        if self._train is None:
+            d = self.config.data
+            self._log(
+                f"simulating {d.train_events} training events (mu={d.mu}, "
+                f"track_fraction={d.track_fraction})"
+            )
+            raw = simulated_events(d.train_events, d.seed, d.mu, d.track_fraction)
+            self._train = [prepare_event(e) for e in raw]
+        return self._train
+
+    @property
+    def validation(self) -> list:
+        """Whole events with truth (:class:`cgnn_jax.io.Event`: scored by TrackML)."""
+        if self._val is None:
+            d, n = self.config.data, int(self.config.cluster.val_events)
+            self._log(f"simulating {n} validation events (mu={d.mu})")
+            self._val = simulated_events(n, d.seed + 7919, d.mu, d.track_fraction, first_event=1000)
+        return self._val
+
+    def graphs(self, stage1, events: list[PreparedEvent], kind: str) -> list[dict]:
+        """Per event: its stage-1 embedding graph ``emb`` and the GNN input graph ``input``
+        (``kind``: ``"refined"`` or ``"embedding"``), each ``(senders, receivers)``."""
+        from cgnn_jax.inference.stage2 import input_graph
+
+        out = []
+        for ev in events:
+            key = (id(stage1), kind, ev.event_id, ev.n)
+            if key not in self._graphs:
+                emb = stage1.embedding_graph(ev)
+                self._graphs[key] = {"emb": emb, "input": input_graph(ev, stage1, kind, emb)}
+            out.append(self._graphs[key])
+        return out
+
+
+# --------------------------------------------------------------------------- sub-graphs
+
+
+@dataclasses.dataclass
+class SubgraphSet:
+    """Padded η–φ sector sub-graphs of events (one node / edge ``budget``), each with its dense
+    particle labels ``[N]`` and its evaluation-edge pool ``(s, r, y)`` for the hinge loss."""
+
+    graphs: list
+    labels: list[np.ndarray]
+    pools: list[tuple]
+    budget: tuple[int, int]
+    n_eval: int
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+
+def eval_per_graph(config) -> int:
+    """Evaluation edges per sub-graph (static): ``gnn.eval_edges_per_event / n_sectors``, even."""
+    n_eta, n_phi = config.gnn.sectors
+    return max(2 * math.ceil(config.gnn.eval_edges_per_event / (n_eta * n_phi) / 2), 2)
+
+
+def event_subgraphs(
+    config, ev: PreparedEvent, x: np.ndarray, graph: dict, sectors, seed: int
+) -> list[dict]:
+    """The η–φ sector sub-graphs of one event, unpadded: node inputs ``x [n, F]`` cut with the
+    input graph, the evaluation-edge pool (the embedding graph, ``gnn.true_pairs_per_hit x n``
+    same-particle and ``gnn.random_pairs_per_hit x n`` random pairs) and ``label`` (dense)."""
+    c = config.gnn
+    rng = np.random.default_rng([seed, ev.event_id])
+    es, er = graph["emb"]
+    pool = eval_edge_pool(
+        es, er, ev.pid, int(c.true_pairs_per_hit * ev.n), rng, int(c.random_pairs_per_hit * ev.n)
+    )
+    s, r = graph["input"]
+    n_eta, n_phi = sectors
+    subs = sector_subgraphs(
+        np.asarray(x, np.float32), ev.hf.pos, s, r, pool,
+        n_eta, n_phi, c.sector_margin_eta, c.sector_margin_phi,
+    )  # fmt: skip
+    for sub in subs:
+        pid = ev.pid[sub["nodes_index"]]
+        sub["label"] = dense_particle_labels(pid, np.ones(len(pid), bool))
+    return subs
+
+
+def trainable_subgraphs(subs: list[dict]) -> list[dict]:
+    """The sub-graphs whose evaluation edges hold both true and false pairs (a hinge loss)."""
+    out = [s for s in subs if s["eval"][2].any() and (~s["eval"][2]).any()]
+    if not out:
+        raise ValueError("no training sub-graph holds both true and false evaluation edges")
+    return out
+
+
+def subgraph_budget(subs: list[dict]) -> tuple[int, int]:
+    """One ``(node, edge)`` budget that fits every sub-graph."""
+    return graph_budget(max(len(s["x"]) for s in subs), max(len(s["senders"]) for s in subs))
+
+
+def pad_subgraphs(subs: list[dict], budget: tuple[int, int], m: int) -> SubgraphSet:
+    graphs = [
+        padded_graph(s["x"], s["senders"], s["receivers"], None, budget, m, s["nodes_index"])
+        for s in subs
+    ]
+    labels = [pad_rows(s["label"].astype(np.int32), budget[0]) for s in subs]
+    return SubgraphSet(graphs, labels, [s["eval"] for s in subs], budget, m)
+
+
+def sample_batch(data: SubgraphSet, idx: np.ndarray, rng: np.random.Generator) -> dict:
+    """Stack the sub-graphs ``idx`` ``[B]`` with their labels and a fresh balanced sample of
+    ``data.n_eval`` evaluation edges each (half true where the pool allows)."""
+    m = data.n_eval
+    out = []
+    for i in idx:
+        s, r, y = balanced_sample(*data.pools[i], m, rng)
+        out.append(
+            dataclasses.replace(
+                data.graphs[i],
+                eval_senders=pad_rows(s.astype(np.int32), m),
+                eval_receivers=pad_rows(r.astype(np.int32), m),
+                eval_y=pad_rows(y.astype(bool), m),
+                eval_mask=np.arange(m) < len(s),
+            )
+        )
+    batch = stack_graphs(out)
+    batch["label"] = np.stack([data.labels[i] for i in idx])
+    return batch
+
+
+def epoch_batch_at(
+    data: SubgraphSet, batch_size: int, steps_per_epoch: int, seed: int, shuffle: bool
+) -> Callable[[int], dict]:
+    """``step -> batch``: with ``shuffle``, epoch ``step // steps_per_epoch`` is a permutation
+    of the sub-graphs (seeded by the epoch); else each step draws ``batch_size`` at random.
+    Every draw is seeded by ``(seed, process, step)``: a resumed run redraws the same batches."""
+    proc = jax.process_index()
+
+    def batch_at(step: int) -> dict:
+        rng = np.random.default_rng([seed, proc, step])
+        if shuffle:
+            epoch, it = divmod(step, steps_per_epoch)
+            order = np.random.default_rng([seed, proc, epoch, 1]).permutation(len(data))
+            idx = order[it * batch_size : (it + 1) * batch_size]
+            if len(idx) < batch_size:
+                idx = np.concatenate([idx, rng.choice(len(data), batch_size - len(idx))])
+        else:
+            idx = rng.choice(len(data), size=batch_size, replace=len(data) < batch_size)
+        return sample_batch(data, idx, rng)
+
+    return batch_at

@@ -25,8 +25,9 @@ Static shapes: each cloud is padded to a node budget from
 :func:`~cgnn_jax.utils.padding.bucket_size` (powers of two, at least 64: few compilations) and to
 ``k x`` that many edges, with node and edge masks; clouds of one budget are stacked into
 batches, so a fit compiles the train step once per budget present. Padding changes no result.
-The train step ``(params, opt_state, batch, rng) -> (params, opt_state, metrics)`` is one
-``jax.jit``, cached per configuration (a second estimator with the same settings reuses it).
+Training runs on the library's one loop (:mod:`cgnn_jax.train.loop`): a ``TrainState``, the
+jitted step ``(state, batch, rng) -> (state, metrics)`` of :func:`batch_loss`, cached per
+configuration (a second estimator with the same settings reuses it), and ``fit``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,6 @@ import optax
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
-from tqdm.auto import tqdm
 
 from cgnn_jax.cluster.objective import clustering_loss
 from cgnn_jax.cluster.recursion import unrolled_clustering
@@ -56,6 +56,7 @@ from cgnn_jax.graph.neighbors import neighbor_graph
 from cgnn_jax.models.embedding import HitEmbedding
 from cgnn_jax.models.gnn import EdgeWeightedGNN
 from cgnn_jax.models.split_stop import Split, Stop
+from cgnn_jax.train import loop
 from cgnn_jax.train.losses import hinge_embedding_loss
 from cgnn_jax.utils.padding import bucket_size
 
@@ -233,73 +234,31 @@ def cloud_loss(
     return l_clu + tr.hinge_weight * l_hinge, metrics
 
 
-class CosineState(NamedTuple):
-    """State of :func:`scale_by_cosine`: step count, peak rate and decay length (arrays)."""
+def batch_loss(arch: _Arch, tr: _Train):
+    """``(params, batch, rng) -> (loss, metrics)``: the mean :func:`cloud_loss` of a stacked
+    batch ``[B, ...]`` of padded clouds, for :func:`cgnn_jax.train.loop.make_train_step`."""
 
-    count: jnp.ndarray
-    peak: jnp.ndarray
-    total: jnp.ndarray
+    def loss_fn(params, batch, rng):
+        rngs = jax.random.split(rng, batch["label"].shape[0])
+        losses, metrics = jax.vmap(lambda b, k: cloud_loss(arch, tr, params, b, k))(batch, rngs)
+        return jnp.mean(losses), jax.tree.map(jnp.mean, metrics)
 
-
-def scale_by_cosine(
-    peak: float = 1.0, total: int = 1, alpha: float = 0.05
-) -> optax.GradientTransformation:
-    """``u -> -lr_t u`` with ``lr_t = peak (alpha + (1 - alpha) (1 + cos(pi min(t / total, 1))) / 2)``.
-
-    Unlike ``optax.cosine_decay_schedule``, ``peak`` and ``total`` are arrays of the state, not
-    constants of the update function: one compiled step serves every learning rate and length.
-    """
-
-    def init_fn(params: Any) -> CosineState:
-        del params
-        return CosineState(
-            jnp.zeros([], jnp.int32),
-            jnp.asarray(peak, jnp.float32),
-            jnp.asarray(max(int(total), 1), jnp.float32),
-        )
-
-    def update_fn(updates: Any, state: CosineState, params: Any = None) -> tuple[Any, CosineState]:
-        del params
-        frac = jnp.minimum(state.count.astype(jnp.float32) / state.total, 1.0)
-        lr = state.peak * (alpha + (1.0 - alpha) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
-        updates = jax.tree.map(lambda u: -lr * u, updates)
-        return updates, state._replace(count=state.count + 1)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return loss_fn
 
 
 def make_optimizer(learning_rate: float = 1.0, steps: int = 1) -> optax.GradientTransformation:
-    """Adam on a cosine-decayed learning rate (:func:`scale_by_cosine`), gradients clipped to
-    global norm 1."""
-    return optax.chain(
-        optax.clip_by_global_norm(1.0),
-        optax.scale_by_adam(),
-        scale_by_cosine(learning_rate, steps),
-    )
+    """Adam on a learning rate cosine-decayed to 5 % over ``steps``, gradients clipped to global
+    norm 1 (:func:`cgnn_jax.train.loop.make_optimizer`: the rate and length are optimiser state)."""
+    return loop.make_optimizer(learning_rate, steps, clip_norm=1.0, final_fraction=0.05)
 
 
 @functools.lru_cache(maxsize=32)
 def make_train_step(arch: _Arch, tr: _Train):
-    """The jitted step ``(params, opt_state, batch, rng) -> (params, opt_state, metrics)``.
-
-    ``batch``: the arrays of :func:`cloud_loss` stacked along a leading axis ``[B, ...]``; the
-    loss is the mean over the ``B`` clouds.
-    """
-    tx = make_optimizer()  # the update rule only: rate and length come with opt_state
-
-    def step(params, opt_state, batch, rng):
-        rngs = jax.random.split(rng, batch["label"].shape[0])
-
-        def total(p):
-            losses, metrics = jax.vmap(lambda b, k: cloud_loss(arch, tr, p, b, k))(batch, rngs)
-            return jnp.mean(losses), jax.tree.map(jnp.mean, metrics)
-
-        (loss, metrics), grads = jax.value_and_grad(total, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, {"loss": loss, **metrics}
-
-    return jax.jit(step)
+    """``(tx, step)``: the update rule and the jitted step ``(state, batch, rng) -> (state,
+    metrics)``, cached per configuration (a second estimator with the same settings reuses the
+    compiled step: the learning rate and step count live in the optimiser state)."""
+    tx = make_optimizer()
+    return tx, loop.make_train_step(batch_loss(arch, tr), tx)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "max_depth", "min_size"))
@@ -320,7 +279,7 @@ class ClusteringGNN(BaseEstimator):
 
     Learns, from point clouds with known clusters, to cluster new clouds: embedding MLP -> kNN
     graph in the input space -> edge-weighted GNN -> Split/Stop divisive recursion, trained end
-    to end (see :mod:`cgnn_jax.estimator`). The number of clusters is not given: the Stop module
+    to end (see :mod:`cgnn_jax.train.estimator`). The number of clusters is not given: the Stop module
     decides where to stop splitting.
 
     Features are standardised with the training clouds' per-feature mean and one isotropic scale
@@ -586,32 +545,39 @@ class ClusteringGNN(BaseEstimator):
         prob /= prob.sum()
 
         arch = self._arch()
-        tr = self._train_config()
         key = jax.random.PRNGKey(int(self.seed))
         key, init_key = jax.random.split(key)
         params = init_params(arch, data[0]["nodes"].shape[1], init_key)
-        opt_state = make_optimizer(float(self.learning_rate), int(self.steps)).init(params)
-        step_fn = make_train_step(arch, tr)
-        rng = np.random.default_rng(int(self.seed))
-        bs = int(self.batch_size)
-        losses = []
-        bar = tqdm(range(int(self.steps)), desc="ClusteringGNN.fit", disable=not self.verbose)
-        for step in bar:
+        rule, step_fn = make_train_step(arch, self._train_config())
+        state = loop.TrainState.new(params, rule).replace(
+            opt_state=make_optimizer(float(self.learning_rate), int(self.steps)).init(params)
+        )
+        seed, bs = int(self.seed), int(self.batch_size)
+
+        def batch_at(step: int) -> Batch:
+            rng = np.random.default_rng([seed, step])
             members = buckets[keys[rng.choice(len(keys), p=prob)]]
             pick = rng.choice(members, size=bs, replace=len(members) < bs)
-            batch = jax.tree.map(lambda *a: np.stack(a), *[data[i] for i in pick])
-            key, sub = jax.random.split(key)
-            params, opt_state, metrics = step_fn(params, opt_state, batch, sub)
-            losses.append(metrics["loss"])
-            if self.verbose and (step % 10 == 0 or step == self.steps - 1):
-                bar.set_postfix(
-                    loss=f"{float(metrics['loss']):.4f}",
-                    split=f"{float(metrics['split_loss']):.3f}",
-                    stop=f"{float(metrics['stop_loss']):.3f}",
-                    hinge=f"{float(metrics['hinge_loss']):.3f}",
-                )
+            return jax.tree.map(lambda *a: np.stack(a), *[data[i] for i in pick])
+
+        metrics: list = []
+        state = loop.fit(
+            state,
+            step_fn,
+            batch_at,
+            num_steps=int(self.steps),
+            workdir=None,
+            rng=key,
+            config={},
+            log_every=10 if self.verbose else max(int(self.steps), 1),  # reading metrics syncs
+            desc="ClusteringGNN.fit",
+            log=lambda *_: None,
+            progress=bool(self.verbose),
+            step_metrics=metrics,
+        )
+        losses = [m["loss"] for m in metrics]
         self.loss_curve_ = np.asarray(jax.device_get(losses), np.float64).reshape(-1)
-        self.params_ = jax.device_get(params)
+        self.params_ = jax.device_get(state.params)
         return self
 
     def _cluster(

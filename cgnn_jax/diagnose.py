@@ -1,0 +1,473 @@
+"""The stage-ceiling diagnostic: where a trained pipeline loses its TrackML score.
+
+For every event, :func:`diagnose_event` runs the pipeline once
+(:meth:`cgnn_jax.Pipeline.stage_outputs`) and measures each stage against the truth with the
+ceilings of :mod:`cgnn_jax.metrics.ceilings`:
+
+==================  =========================================================================
+stage               figures
+==================  =========================================================================
+embedding graph     edges per hit, purity, recall over consecutive hits, oracle-completed
+                    connected-components ceiling (the best any later stage could do with it)
+refined graph       the same, on the filtered graph the GNN sees
+GNN                 ROC AUC of the learned edge weights ``a_ij`` on the refined graph (of their
+                    mean over layers, and of the last layer), efficiency / purity of the edges
+                    with ``a_ij > 0.5`` (last layer) and the score of their connected components;
+                    in the GNN output space: the ROC AUC of ``-distance`` over the refined
+                    graph's edges and the particles' compactness (median, 90 % quantile;
+                    :func:`cgnn_jax.metrics.ceilings.compactness`)
+clustering          the oracle-Stop ceiling (best pruning of the full Split tree), the same
+                    ceiling of two reference trees with no learned part (principal-direction
+                    divisive partitioning, :func:`principal_tree`, in the GNN output and in the
+                    stage-1 embedding), and the pipeline's actual score
+==================  =========================================================================
+
+Averages over events are plain means of the per-event figures (NaNs left out; for compactness, the
+mean of the per-event median and 90 % quantile).
+
+The *chain* ``perfect -> embedding ceiling -> refined ceiling -> oracle-Stop ceiling -> pipeline``
+falls stage by stage; its largest drop (:func:`largest_drop`) names the stage to work on:
+
+* perfect -> embedding: graph construction (the stage-1 embedding and its neighbour query);
+* embedding -> refined: the stage-1 edge filter;
+* refined -> oracle-Stop: the GNN's cluster space and Split (the full Split tree, pruned by an
+  oracle). The GNN figures and the reference trees tell which of the two: a compact GNN space whose
+  principal-axis tree allows more than the Split tree blames Split; a GNN space whose reference
+  tree allows no more than the stage-1 embedding's blames the GNN;
+* oracle-Stop -> pipeline: Stop.
+
+The full Split tree is the tree Split builds when Stop never stops (clusters are split until they
+are smaller than ``cluster.min_size`` or ``cluster.max_depth`` levels are done); Split decides per
+cluster, so the pipeline's own tree is one of its prunings and the oracle-Stop ceiling is never
+below the pipeline's Stop (without iterative re-clustering). Split is not confined to the graph's
+edges, so the oracle-Stop ceiling may exceed the refined-graph ceiling (a negative drop).
+
+Only the public :class:`cgnn_jax.Pipeline` API is used (``stage_outputs``, ``reconstruct``,
+``params``, ``emb_model``, ``gnn_model``, ``split_stop``, ``cluster_config``); the edge weights
+``a_ij`` are recomputed from the restored parameters and checked against ``stage_outputs["gnn"]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cgnn_jax.cluster.recursion import unrolled_clustering
+from cgnn_jax.graph.batch import padded_graph
+from cgnn_jax.graph.quality import consecutive_recall
+from cgnn_jax.io.event import Event
+from cgnn_jax.metrics.ceilings import (
+    compactness,
+    components,
+    edge_efficiency_purity,
+    edge_truth,
+    oracle_components_ceiling,
+    oracle_stop,
+    roc_auc,
+    score_labels,
+)
+from cgnn_jax.metrics.edges import edge_purity_recall
+from cgnn_jax.models.split_stop import principal_projection
+from cgnn_jax.utils.padding import bucket_size, pad_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cgnn_jax import Pipeline
+
+#: The chain of ceilings, in pipeline order: (key, label).
+CHAIN: tuple[tuple[str, str], ...] = (
+    ("perfect", "perfect"),
+    ("embedding_ceiling", "embedding-graph ceiling"),
+    ("refined_ceiling", "refined-graph ceiling"),
+    ("oracle_stop_ceiling", "oracle-Stop ceiling"),
+    ("pipeline", "pipeline"),
+)
+#: What loses the score between two consecutive columns of :data:`CHAIN`.
+DROPS: tuple[str, ...] = (
+    "graph construction (stage-1 embedding and neighbour query)",
+    "edge filter (stage 1)",
+    "GNN cluster space + Split (stages 2-3)",
+    "Stop (stage 3)",
+)
+A_CUT = 0.5
+
+
+def event_truth(event: Event) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(particle_id [n], weight [n], pos [n, 3])`` of an event's hits, in hit row order.
+
+    Raises:
+      ValueError: the event has no truth (particle ids and weights are needed).
+    """
+    if event.truth is None:
+        raise ValueError(
+            f"event {event.event_id} has no truth file: "
+            "the diagnostic needs particle ids and weights"
+        )
+    tr = event.truth.set_index("hit_id").reindex(event.hits["hit_id"].to_numpy())
+    if tr["particle_id"].isna().any():
+        raise ValueError(f"event {event.event_id}: the truth lacks some hits of the hits file")
+    pid = tr["particle_id"].to_numpy(np.int64)
+    weight = tr["weight"].to_numpy(np.float64)
+    pos = event.hits[["x", "y", "z"]].to_numpy(np.float64)
+    return pid, weight, pos
+
+
+def graph_figures(
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    pid: np.ndarray,
+    weight: np.ndarray,
+    pos: np.ndarray,
+) -> dict[str, float]:
+    """Edges per hit, purity, recall (all same-particle pairs and consecutive hits) and the
+    oracle-completed connected-components ceiling of one graph ``senders/receivers [E]``."""
+    n = len(pid)
+    q = edge_purity_recall(senders, receivers, pid)
+    return {
+        "edges_per_hit": len(senders) / n if n else float("nan"),
+        "purity": float(q["purity"]),
+        "recall": float(q["recall"]),
+        "recall_consecutive": consecutive_recall(senders, receivers, pos, pid),
+        "ceiling": oracle_components_ceiling(senders, receivers, pid, weight),
+    }
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _gnn_weights_jit(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask):
+    x = graph.nodes
+    e = emb_model.apply(p_emb, x) * node_mask[:, None]
+    g = graph._replace(nodes=jnp.concatenate([x, e], axis=-1))
+    out, weights = gnn_model.apply(p_gnn, g, edge_mask, node_mask, return_weights=True)
+    return out, jnp.stack(weights)
+
+
+def gnn_edge_weights(
+    pipe: Pipeline, features: np.ndarray, senders: np.ndarray, receivers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The GNN's output ``[n, out]`` and its learned edge weights ``a_ij [layers, E]`` on the
+    graph ``senders -> receivers [E]`` of hits with features ``[n, F]``.
+
+    Recomputed from ``pipe.params`` (``input_embedding``, ``gnn``) the way the pipeline's stage 2
+    feeds the GNN: nodes ``[hit features, input embedding]``.
+    """
+    n, e = len(features), len(senders)
+    g = padded_graph(np.asarray(features, np.float32), senders, receivers)
+    out, a = _gnn_weights_jit(
+        pipe.emb_model,
+        pipe.gnn_model,
+        pipe.params["input_embedding"],
+        pipe.params["gnn"],
+        g.graph,
+        g.edge_mask,
+        g.node_mask,
+    )
+    return np.asarray(out)[:n], np.asarray(a)[:, :e]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _split_tree_jit(split, max_depth, min_size, p_split, h, mask):
+    return unrolled_clustering(
+        lambda *a: split.apply(p_split, *a),
+        lambda h_, seg, mask_, n: jnp.zeros(n, h_.dtype),  # Stop never stops
+        h,
+        mask,
+        max_depth,
+        min_size,
+        0.5,
+    )
+
+
+def split_tree(pipe: Pipeline, h: np.ndarray) -> dict[str, np.ndarray]:
+    """The full Split tree on ``h [n, D]`` (Stop switched off), unpadded: ``segment [L+1, n]``,
+    ``active [L, n]`` (per segment id), ``cluster [n]``; ``L = cluster.max_depth``."""
+    cc = pipe.cluster_config
+    n = len(h)
+    size = bucket_size(n)
+    hp = pad_rows(np.asarray(h, np.float32), size)
+    mask = np.arange(size) < n
+    split, _ = pipe.split_stop
+    out = _split_tree_jit(
+        split, int(cc.max_depth), int(cc.min_size), pipe.params["split"], hp, mask
+    )
+    return {
+        "segment": np.asarray(out["segment"])[:, :n],
+        "active": np.asarray(out["active"])[:, :n],
+        "cluster": np.asarray(out["cluster"])[:n],
+    }
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _principal_tree_jit(max_depth, min_size, h, mask):
+    return unrolled_clustering(
+        lambda h_, seg, mask_, n: jax.nn.sigmoid(principal_projection(h_, seg, mask_, n)),
+        lambda h_, seg, mask_, n: jnp.zeros(n, h_.dtype),
+        h,
+        mask,
+        max_depth,
+        min_size,
+        0.5,
+    )
+
+
+def principal_tree(h: np.ndarray, max_depth: int = 40, min_size: int = 3) -> dict[str, np.ndarray]:
+    """A reference tree with no learned part: every cluster of ``h [n, D]`` is cut at its
+    centroid across its first principal axis (principal-direction divisive partitioning), until
+    it is smaller than ``min_size``; the same unpadded ``segment``/``active``/``cluster`` as
+    :func:`split_tree`. Its oracle-Stop ceiling measures a space without Split."""
+    n = len(h)
+    size = bucket_size(n)
+    hp = pad_rows(np.asarray(h, np.float32), size)
+    out = _principal_tree_jit(int(max_depth), int(min_size), hp, np.arange(size) < n)
+    return {
+        "segment": np.asarray(out["segment"])[:, :n],
+        "active": np.asarray(out["active"])[:, :n],
+        "cluster": np.asarray(out["cluster"])[:n],
+    }
+
+
+def _quantile(x: np.ndarray, q: float) -> float:
+    return float(np.quantile(x, q)) if len(x) else float("nan")
+
+
+def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
+    """Every figure of the diagnostic for one event with truth (see the module docstring).
+
+    Returns:
+      ``{"event_id", "n_hits", "seconds", "embedding": {...}, "refined": {...}, "gnn": {...},
+      "clustering": {...}, "chain": {...}}``; ``chain`` holds the ceilings in pipeline order
+      (keys of :data:`CHAIN`).
+    """
+    t0 = time.perf_counter()
+    pid, weight, pos = event_truth(event)
+    n = len(pid)
+    parts = pipe.stage_outputs(event)
+    if len(parts["pid"]) != n or not np.array_equal(np.asarray(parts["pid"]), pid):
+        raise RuntimeError("Pipeline.stage_outputs: its pid is not in the event's hit order")
+
+    emb = graph_figures(parts["emb_senders"], parts["emb_receivers"], pid, weight, pos)
+    ref = graph_figures(parts["senders"], parts["receivers"], pid, weight, pos)
+
+    # stage 2: the learned edge weights on the refined graph, and the GNN output space
+    s, r = np.asarray(parts["senders"]), np.asarray(parts["receivers"])
+    if "gnn_edge_weights" in parts:  # if the pipeline ever returns them itself
+        a = np.asarray(parts["gnn_edge_weights"])
+    else:
+        out, a = gnn_edge_weights(pipe, parts["features"], s, r)
+        ref_out = np.asarray(parts["gnn"])
+        tol = 1e-3 * max(1.0, float(np.abs(ref_out).max(initial=0.0)))
+        if out.shape != ref_out.shape or not np.allclose(out, ref_out, atol=tol):
+            raise RuntimeError(
+                "the GNN recomputed from Pipeline.params differs from stage_outputs['gnn']: "
+                "the pipeline's stage 2 changed; stage_outputs should return 'gnn_edge_weights'"
+            )
+    y = edge_truth(s, r, pid)
+    a_mean = a.mean(axis=0) if len(a) else np.zeros(len(s))
+    a_last = a[-1] if len(a) else np.zeros(len(s))
+    keep = a_last > A_CUT
+    cc_labels = components(s[keep], r[keep], n)
+    g_out = np.asarray(parts["gnn"])
+    ratios = compactness(g_out, pid)
+    dist = np.linalg.norm(g_out[s] - g_out[r], axis=1)
+    eff_last = edge_efficiency_purity(a_last, y, A_CUT)
+    eff_mean = edge_efficiency_purity(a_mean, y, A_CUT)
+    gnn = {
+        "auc_mean_layers": roc_auc(a_mean, y),
+        "auc_last_layer": roc_auc(a_last, y),
+        "auc_per_layer": [roc_auc(ak, y) for ak in a],
+        "auc_distance": roc_auc(-dist, y),
+        "efficiency_last": eff_last["efficiency"],
+        "purity_last": eff_last["purity"],
+        "efficiency_mean": eff_mean["efficiency"],
+        "purity_mean": eff_mean["purity"],
+        "components_score": score_labels(pid, cc_labels, weight),
+        "compactness_median": _quantile(ratios, 0.5),
+        "compactness_q90": _quantile(ratios, 0.9),
+        "compactness_particles": len(ratios),
+    }
+
+    # stage 3: the full Split tree pruned by an oracle, and what the pipeline delivers
+    tree = split_tree(pipe, np.asarray(parts["h"]))
+    ceiling, _ = oracle_stop(tree["segment"], tree["active"], pid, weight)
+    cc = pipe.cluster_config
+    depth, min_size = int(cc.max_depth), int(cc.min_size)
+    ref_gnn = principal_tree(g_out, depth, min_size)
+    ref_emb = principal_tree(np.asarray(parts["embedding"]), depth, min_size)
+    stop_actual = score_labels(pid, parts["track_id"], weight)
+    if cc.get("iterative_rounds", 0) > 0:
+        final = score_labels(pid, pipe.reconstruct(event), weight)
+    else:
+        final = stop_actual
+    truth_labels = np.where(pid != 0, pid, -1 - np.arange(n))
+    clustering = {
+        "oracle_stop_ceiling": ceiling,
+        "split_leaves_score": score_labels(pid, tree["cluster"], weight),
+        "split_levels": int(tree["active"].any(axis=1).sum()),
+        "split_largest_leaf": int(np.bincount(tree["cluster"]).max(initial=0)),
+        "principal_tree_gnn_ceiling": oracle_stop(
+            ref_gnn["segment"], ref_gnn["active"], pid, weight
+        )[0],
+        "principal_tree_embedding_ceiling": oracle_stop(
+            ref_emb["segment"], ref_emb["active"], pid, weight
+        )[0],
+        "stop_actual": stop_actual,
+        "pipeline": final,
+        "tracks": len(np.unique(parts["track_id"])),
+    }
+    chain = {
+        "perfect": score_labels(pid, truth_labels, weight),
+        "embedding_ceiling": emb["ceiling"],
+        "refined_ceiling": ref["ceiling"],
+        "oracle_stop_ceiling": ceiling,
+        "pipeline": final,
+    }
+    return {
+        "event_id": int(event.event_id),
+        "n_hits": n,
+        "seconds": time.perf_counter() - t0,
+        "embedding": emb,
+        "refined": ref,
+        "gnn": gnn,
+        "clustering": clustering,
+        "chain": chain,
+    }
+
+
+def mean_figures(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of :func:`diagnose_event` averaged over events (NaNs left out; per-layer AUC
+    lists averaged element-wise)."""
+
+    def avg(values: list) -> Any:
+        if isinstance(values[0], dict):
+            return {k: avg([v[k] for v in values]) for k in values[0]}
+        if isinstance(values[0], list):
+            return [avg(list(col)) for col in zip(*values, strict=True)]
+        x = np.asarray(values, np.float64)
+        x = x[~np.isnan(x)]
+        return float(x.mean()) if len(x) else float("nan")
+
+    keys = ("n_hits", "seconds", "embedding", "refined", "gnn", "clustering", "chain")
+    return {k: avg([row[k] for row in rows]) for k in keys}
+
+
+def largest_drop(chain: dict[str, float]) -> dict[str, Any]:
+    """The largest fall between consecutive ceilings of :data:`CHAIN`:
+    ``{"stage", "from", "to", "from_value", "to_value", "drop"}`` (NaN steps skipped)."""
+    best: dict[str, Any] | None = None
+    for i, stage in enumerate(DROPS):
+        (ka, la), (kb, lb) = CHAIN[i], CHAIN[i + 1]
+        va, vb = chain[ka], chain[kb]
+        if math.isnan(va) or math.isnan(vb):
+            continue
+        if best is None or va - vb > best["drop"]:
+            best = {"stage": stage, "from": la, "to": lb, "from_value": va, "to_value": vb}
+            best["drop"] = va - vb
+    return best or {"stage": None, "drop": float("nan")}
+
+
+def summary_line(chain: dict[str, float]) -> str:
+    """One line naming the largest drop of the chain."""
+    d = largest_drop(chain)
+    if d["stage"] is None:
+        return "largest drop: none (no finite figures)"
+    return (
+        f"largest drop: {d['stage']}: {d['from']} {d['from_value']:.3f} -> "
+        f"{d['to']} {d['to_value']:.3f} (-{d['drop']:.3f})"
+    )
+
+
+def _f(x: float, width: int, digits: int = 3) -> str:
+    return f"{'nan':>{width}}" if x is None or math.isnan(x) else f"{x:>{width}.{digits}f}"
+
+
+def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
+    """The per-event tables and their mean lines, and the one-line summary, as text."""
+    labelled = [(str(r["event_id"]), r) for r in rows] + [("mean", mean)]
+    out = ["graphs (ceiling: oracle-completed connected components)"]
+    head = (
+        f"{'event':>8} {'hits':>7} | {'graph':<9} {'edges/hit':>9} {'purity':>7} "
+        f"{'rec.cons':>8} {'ceiling':>7}"
+    )
+    out += [head, "-" * len(head)]
+    for name, r in labelled:
+        for g in ("embedding", "refined"):
+            q = r[g]
+            out.append(
+                f"{name:>8} {r['n_hits']:>7.0f} | {g:<9} {_f(q['edges_per_hit'], 9, 1)} "
+                f"{_f(q['purity'], 7)} {_f(q['recall_consecutive'], 8)} {_f(q['ceiling'], 7)}"
+            )
+    out.append("")
+    out.append(
+        f"GNN (a_ij: learned edge weights on the refined graph, cut {A_CUT}; "
+        "AUC dist, compactness: GNN output space)"
+    )
+    head = (
+        f"{'event':>8} | {'AUC mean':>8} {'AUC last':>8} {'eff':>6} {'pur':>6} "
+        f"{'cc score':>8} | {'AUC dist':>8} {'compact med':>11} {'q90':>7}"
+    )
+    out += [head, "-" * len(head)]
+    for name, r in labelled:
+        q = r["gnn"]
+        out.append(
+            f"{name:>8} | {_f(q['auc_mean_layers'], 8)} {_f(q['auc_last_layer'], 8)} "
+            f"{_f(q['efficiency_last'], 6)} {_f(q['purity_last'], 6)} "
+            f"{_f(q['components_score'], 8)} | {_f(q['auc_distance'], 8)} "
+            f"{_f(q['compactness_median'], 11)} "
+            f"{_f(q['compactness_q90'], 7)}"
+        )
+    out.append("")
+    out.append(
+        "trees (oracle-Stop ceiling = best pruning; PCA: principal-axis tree, nothing learned)"
+    )
+    head = (
+        f"{'event':>8} | {'Split tree':>10} {'levels':>6} | {'PCA GNN':>8} {'PCA emb.':>8} "
+        f"| {'pipeline':>8} {'tracks':>7}"
+    )
+    out += [head, "-" * len(head)]
+    for name, r in labelled:
+        q = r["clustering"]
+        out.append(
+            f"{name:>8} | {_f(q['oracle_stop_ceiling'], 10)} {q['split_levels']:>6.0f} | "
+            f"{_f(q['principal_tree_gnn_ceiling'], 8)} "
+            f"{_f(q['principal_tree_embedding_ceiling'], 8)} | {_f(q['pipeline'], 8)} "
+            f"{q['tracks']:>7.0f}"
+        )
+    out.append("")
+    out.append("score chain (TrackML score; each column the best the stages after it could do)")
+    head = (
+        f"{'event':>8} | {'perfect':>7} {'emb.graph':>9} {'ref.graph':>9} "
+        f"{'oracle-Stop':>11} {'pipeline':>8}"
+    )
+    out += [head, "-" * len(head)]
+    for name, r in labelled:
+        c = r["chain"]
+        out.append(
+            f"{name:>8} | {_f(c['perfect'], 7)} {_f(c['embedding_ceiling'], 9)} "
+            f"{_f(c['refined_ceiling'], 9)} {_f(c['oracle_stop_ceiling'], 11)} "
+            f"{_f(c['pipeline'], 8)}"
+        )
+    out.append("")
+    out.append(summary_line(mean["chain"]))
+    return "\n".join(out)
+
+
+def diagnose(
+    pipe: Pipeline, events: Iterable[Event], progress: bool = True, total: int | None = None
+) -> dict[str, Any]:
+    """:func:`diagnose_event` on every event: ``{"events": [...], "mean": {...},
+    "largest_drop": {...}}``."""
+    from tqdm.auto import tqdm
+
+    rows = [
+        diagnose_event(pipe, ev)
+        for ev in tqdm(events, total=total, desc="diagnose", unit="event", disable=not progress)
+    ]
+    if not rows:
+        raise ValueError("no events to diagnose")
+    mean = mean_figures(rows)
+    return {"events": rows, "mean": mean, "largest_drop": largest_drop(mean["chain"])}

@@ -1,0 +1,216 @@
+"""Orbax checkpoints that carry their config and a format version.
+
+Layout: ``<workdir>/checkpoints/<step>/{state, meta}``. ``meta`` is JSON:
+``{"format": "cgnn_jax", "version": FORMAT_VERSION, "kind": ..., "config": {...}, ...}``;
+``state`` is the parameter pytree (or a whole train state when training). Restoring checks
+``meta`` first, so an old or foreign checkpoint fails with a clear :class:`CheckpointError` before
+any array is read.
+
+Versions: 2 keeps what training learned (the edge-filter threshold, the positive-edge weight) in
+``meta["learned"]`` and leaves the config as it was given; 1 wrote them into the config. Version 1
+checkpoints are still read (:func:`upgrade_meta` moves their learned values where version 2 keeps
+them); any other version is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+FORMAT_NAME = "cgnn_jax"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, of another version or not a cgnn_jax one."""
+
+
+def _manager(directory: Path, max_to_keep: int | None = 3) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        directory.resolve(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+    )
+
+
+def save_checkpoint(
+    directory: str | Path,
+    step: int,
+    state: Any,
+    *,
+    kind: str,
+    config: dict,
+    extra: dict | None = None,
+    max_to_keep: int | None = 3,
+) -> Path:
+    """Save ``state`` (a pytree of arrays) with its metadata as step ``step`` under ``directory``.
+
+    Orbax writes into a temporary folder and renames it when complete, so an interrupted save
+    leaves the previous checkpoint intact.
+    """
+    directory = Path(directory)
+    meta = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "config": config,
+        "step": int(step),
+        **(extra or {}),
+    }
+    with _manager(directory, max_to_keep) as mgr:
+        mgr.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+            force=True,
+        )
+        mgr.wait_until_finished()
+    return directory / str(int(step))
+
+
+def latest_step(directory: str | Path) -> int | None:
+    """The newest complete step under ``directory``, or ``None``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    with _manager(directory, None) as mgr:
+        return mgr.latest_step()
+
+
+def read_meta(directory: str | Path, step: int | None = None) -> tuple[int, dict]:
+    """``(step, meta)`` of a checkpoint, validated; raises :class:`CheckpointError`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such checkpoint directory")
+    step = latest_step(directory) if step is None else step
+    if step is None:
+        raise CheckpointError(f"{directory}: holds no complete checkpoint")
+    meta_dir = directory / str(step) / "meta"
+    try:
+        with _manager(directory, None) as mgr:
+            meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # orbax raises many types on damaged files
+        raise CheckpointError(f"{meta_dir}: unreadable checkpoint metadata ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            f"{meta_dir}: not a cgnn_jax checkpoint (format={meta.get('format')!r})"
+            if isinstance(meta, dict)
+            else f"{meta_dir}: not a cgnn_jax checkpoint"
+        )
+    version = meta.get("version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"{meta_dir}: checkpoint format version {version!r}, this cgnn_jax reads "
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}; retrain or use the matching "
+            "cgnn_jax release"
+        )
+    return int(step), upgrade_meta(meta)
+
+
+# Keys that version-1 code read with a default (``config.get(key, default)``), by block: a
+# version-1 config that lacks one meant that default.
+_V1_DEFAULTS = {
+    "graph": {"approx": 0.0},
+    "gnn": {
+        "degree_norm": False,
+        "skip_input": False,
+        "residual": False,
+        "input_graph": "refined",
+        "true_pairs_per_hit": 1.0,
+        "random_pairs_per_hit": 0.0,
+        "clip_norm": 1.0,
+        "graphs_per_device": 1,
+    },
+    "cluster": {  # version 1 merged the whole block onto these
+        "split_hidden": [32, 32],
+        "stop_hidden": [32, 32],
+        "split_init_scale": 1.0,
+        "prior_dims": 0,
+        "prior_gain": 4.0,
+        "prior_columns": [],
+        "stop_aggregate": "mean",
+        "inputs": "gnn+features",
+        "max_depth": 40,
+        "train_depth": 20,
+        "sectors": [3, 6],
+        "min_size": 3,
+        "stop_threshold": 0.5,
+        "stop_weight": 1.0,
+        "hinge_weight": 1.0,
+        "learning_rate": 3e-3,
+        "e2e_learning_rate": 3e-4,
+        "clip_norm": 1.0,
+        "graphs_per_device": 1,
+        "epochs": 20,
+        "e2e_epochs": 10,
+        "patience": 10,
+        "val_events": 1,
+        "val_loss": True,
+        "iterative_rounds": 0,
+        "iterative_cutoff": 0.5,
+    },
+}
+
+
+def _fill_v1_defaults(config: object) -> object:
+    if not isinstance(config, dict):
+        return config
+    config = dict(config)
+    for block, defaults in _V1_DEFAULTS.items():
+        if isinstance(config.get(block), dict):
+            config[block] = {**defaults, **config[block]}
+    return config
+
+
+def upgrade_meta(meta: dict) -> dict:
+    """``meta`` in the current version's layout: a version-1 meta gets ``learned`` from its
+    stage-1 config (where version 1 wrote the learned edge-filter threshold), and its configs
+    the values version-1 code assumed for keys they lack."""
+    if meta["version"] == FORMAT_VERSION:
+        return meta
+    meta = dict(meta)
+    for key in ("config", "stage1_config"):
+        if key in meta:
+            meta[key] = _fill_v1_defaults(meta[key])
+    s1 = meta.get("stage1_config") or meta.get("config") or {}
+    filt = s1.get("filter") if isinstance(s1, dict) else None
+    if isinstance(filt, dict) and "threshold" in filt:
+        meta["learned"] = {"filter_threshold": float(filt["threshold"])}
+    meta["version"] = FORMAT_VERSION
+    return meta
+
+
+def restore_checkpoint(
+    directory: str | Path,
+    step: int | None = None,
+    *,
+    kind: str | None = None,
+    target: Any = None,
+) -> tuple[Any, dict]:
+    """``(state, meta)`` of the checkpoint at ``step`` (default: latest) under ``directory``.
+
+    Args:
+      kind: if given, the checkpoint's ``meta["kind"]`` must match.
+      target: an abstract or concrete pytree with the expected structure (optional); a mismatch
+        raises :class:`CheckpointError`.
+    """
+    directory = Path(directory)
+    step, meta = read_meta(directory, step)
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(
+            f"{directory / str(step)}: a {meta.get('kind')!r} checkpoint, expected {kind!r}"
+        )
+    try:
+        with _manager(directory, None) as mgr:
+            arg = (
+                ocp.args.StandardRestore(target)
+                if target is not None
+                else ocp.args.StandardRestore()
+            )
+            state = mgr.restore(step, args=ocp.args.Composite(state=arg))["state"]
+    except Exception as e:
+        raise CheckpointError(f"{directory / str(step) / 'state'}: cannot restore ({e})") from e
+    return state, meta

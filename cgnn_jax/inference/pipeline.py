@@ -1,0 +1,263 @@
+"""The whole clustering GNN as one object: restore a checkpoint, reconstruct events, look inside.
+
+    from cgnn_jax import Pipeline
+    pipe = Pipeline.restore()                  # the pretrained default model shipped in the package
+    track_id = pipe.reconstruct(event)         # [n_hits] int64, one track id per hit
+    track_id, tree = pipe.reconstruct(event, return_tree=True)   # + the cluster tree
+    parts = pipe.stage_outputs(event)          # every stage's output, for analysis in a notebook
+
+Stages, on a whole event:
+
+1. hit features -> embedding MLP -> kd-tree kNN graph in the embedding -> edge filter (stage 1);
+2. the edge-weighted GNN on the refined graph, its input ``[hit features, input embedding]``
+   (stage 2; the input embedding starts as the stage-1 embedding and is tuned end to end);
+3. Split/Stop on ``h = [GNN output, hit features]`` (or the GNN output alone), the recursion
+   unrolled level by level in one jit (stage 3); the leaves are the tracks.
+
+Parameters (``Pipeline.params``): ``embedding`` and ``filter`` (stage 1, build the graph),
+``input_embedding`` and ``gnn`` (stage 2), ``split`` and ``stop`` (stage 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cgnn_jax.cluster.recursion import unrolled_clustering
+from cgnn_jax.cluster.tracks import dense_track_ids
+from cgnn_jax.graph.batch import padded_graph
+from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
+from cgnn_jax.inference.events import PreparedEvent, prepare_event
+from cgnn_jax.inference.stage1 import Stage1
+from cgnn_jax.io.event import Event
+from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, Split, Stop, create_model
+from cgnn_jax.utils.padding import bucket_size, pad_rows
+
+PIPELINE_KIND = "pipeline"
+PIPELINE_DIR = "pipeline"  # <workdir>/pipeline/checkpoints
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained" / "default"
+PARAM_GROUPS = ("embedding", "filter", "input_embedding", "gnn", "split", "stop")
+
+
+def cluster_features(gnn_out: jnp.ndarray, x: jnp.ndarray, inputs: str) -> jnp.ndarray:
+    """``h [N, D]`` seen by Split/Stop: the GNN output, with the hit features if ``inputs`` says."""
+    if inputs == "gnn":
+        return gnn_out
+    if inputs == "gnn+features":
+        return jnp.concatenate([gnn_out, x], axis=-1)
+    raise ValueError(f"config.cluster.inputs={inputs!r}; valid: 'gnn', 'gnn+features'")
+
+
+def gnn_forward(
+    emb_model, gnn_model: EdgeWeightedGNN, p_emb: Any, p_gnn: Any, graph, edge_mask, node_mask
+) -> jnp.ndarray:
+    """GNN output ``[N, out]`` of a padded graph whose nodes are the hit features ``[N, F]``."""
+    x = graph.nodes
+    e = emb_model.apply(p_emb, x) * node_mask[:, None]
+    g = graph._replace(nodes=jnp.concatenate([x, e], axis=-1))
+    return gnn_model.apply(p_gnn, g, edge_mask, node_mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _gnn_jit(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask):
+    return gnn_forward(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _cluster_jit(split, stop, max_depth, min_size, stop_threshold, p_split, p_stop, h, mask):
+    return unrolled_clustering(
+        lambda *a: split.apply(p_split, *a),
+        lambda *a: stop.apply(p_stop, *a),
+        h,
+        mask,
+        max_depth,
+        min_size,
+        stop_threshold,
+    )
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """A trained clustering GNN: every stage's parameters and configs.
+
+    Attributes:
+      config: the full config (``data``, ``gnn``, ``cluster``, ...).
+      stage1_config: the config stage 1 (embedding, graph, filter) was trained with.
+      params: ``{"embedding", "filter", "input_embedding", "gnn", "split", "stop"}``.
+      meta: what the checkpoint carried besides (training history, times, ...).
+    """
+
+    config: ml_collections.ConfigDict
+    stage1_config: ml_collections.ConfigDict
+    params: dict[str, Any]
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    # ------------------------------------------------------------------ models
+    @property
+    def cluster_config(self) -> ml_collections.ConfigDict:
+        """The ``config.cluster`` block (Split / Stop, recursion, stage-3 training)."""
+        return self.config.cluster
+
+    @property
+    def learned(self) -> dict:
+        """What training chose (``filter_threshold``), kept in the checkpoint's metadata."""
+        return dict(self.meta.get("learned", {}))
+
+    @property
+    def stage1(self) -> Stage1:
+        return Stage1(
+            self.stage1_config, self.params["embedding"], self.params["filter"], self.learned
+        )
+
+    @property
+    def emb_model(self) -> HitEmbedding:
+        return create_model(self.stage1_config, "embedding")
+
+    @property
+    def gnn_model(self) -> EdgeWeightedGNN:
+        return create_model(self.config, "gnn")
+
+    @property
+    def split_stop(self) -> tuple[Split, Stop]:
+        return create_model(self.config, "split"), create_model(self.config, "stop")
+
+    # ------------------------------------------------------------------ stages
+    def prepare(self, event: Event | PreparedEvent) -> PreparedEvent:
+        return event if isinstance(event, PreparedEvent) else prepare_event(event)
+
+    def graph(self, ev: PreparedEvent) -> dict[str, np.ndarray]:
+        """Stage 1: ``embedding [n, d]``, the embedding graph and the refined (GNN input) graph."""
+        s1 = self.stage1
+        es, er = s1.embedding_graph(ev)
+        out = {"embedding": s1.embed(ev), "emb_senders": es, "emb_receivers": er}
+        if self.config.gnn.input_graph == "refined":
+            s, r, p = s1.refined_graph(ev, es, er)
+        else:
+            s, r, p = es, er, np.ones(len(es), np.float32)
+        out.update(senders=s, receivers=r, edge_prob=p)
+        return out
+
+    def gnn_output(
+        self, ev: PreparedEvent, senders: np.ndarray, receivers: np.ndarray
+    ) -> np.ndarray:
+        """Stage 2: ``[n, out_dim]``, every hit in the learned cluster space."""
+        g = padded_graph(ev.hf.x.astype(np.float32), senders, receivers)
+        out = _gnn_jit(
+            self.emb_model,
+            self.gnn_model,
+            self.params["input_embedding"],
+            self.params["gnn"],
+            g.graph,
+            g.edge_mask,
+            g.node_mask,
+        )
+        return np.asarray(out)[: ev.n]
+
+    def cluster_inputs(self, ev: PreparedEvent, gnn_out: np.ndarray) -> np.ndarray:
+        """``h [n, D]`` seen by Split/Stop."""
+        return np.asarray(
+            cluster_features(gnn_out, ev.hf.x, self.cluster_config.inputs), np.float32
+        )
+
+    def cluster(self, h: np.ndarray, max_depth: int | None = None) -> dict[str, np.ndarray]:
+        """Stage 3 on points ``h [n, D]``: the :func:`unrolled_clustering` output, unpadded
+        to the first ``n`` points where per point (``cluster [n]``, ``segment [L+1, n]``...)."""
+        cc = self.cluster_config
+        n = len(h)
+        size = bucket_size(n)
+        hp = pad_rows(np.asarray(h, np.float32), size)
+        mask = np.arange(size) < n
+        split, stop = self.split_stop
+        out = _cluster_jit(
+            split,
+            stop,
+            int(max_depth or cc.max_depth),
+            int(cc.min_size),
+            float(cc.stop_threshold),
+            self.params["split"],
+            self.params["stop"],
+            hp,
+            mask,
+        )
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def stage_outputs(self, event: Event | PreparedEvent) -> dict[str, Any]:
+        """Every stage's output on one event (numpy), for analysis.
+
+        Keys: ``features [n, F]``, ``pid [n]``, ``embedding [n, d]``, ``emb_senders/receivers``,
+        ``senders/receivers/edge_prob`` (refined graph), ``gnn [n, out]``, ``h [n, D]``,
+        ``clustering`` (the padded :func:`unrolled_clustering` output), ``track_id [n]``.
+        """
+        ev = self.prepare(event)
+        out: dict[str, Any] = {"features": ev.hf.x, "pid": ev.pid}
+        out.update(self.graph(ev))
+        out["gnn"] = self.gnn_output(ev, out["senders"], out["receivers"])
+        out["h"] = self.cluster_inputs(ev, out["gnn"])
+        out["clustering"] = self.cluster(out["h"])
+        out["track_id"] = dense_track_ids(out["clustering"]["cluster"][: ev.n])
+        return out
+
+    def reconstruct(self, event: Event | PreparedEvent, return_tree: bool = False):
+        """Track id ``[n_hits]`` (int64, ``1..K``) of every hit of ``event``, in hit row order;
+        with ``return_tree``, also the :class:`cgnn_jax.cluster.tree.ClusterTree`."""
+        out = self.stage_outputs(event)
+        tid = out["track_id"]
+        if self.cluster_config.iterative_rounds > 0:
+            from cgnn_jax.cluster.iterative import iterative_recluster
+
+            tid = iterative_recluster(self, out["h"], out["clustering"], tid)
+        if not return_tree:
+            return tid
+        from cgnn_jax.cluster.tree import build_tree
+
+        hit_id = (
+            event.hits["hit_id"].to_numpy() if isinstance(event, Event) else np.arange(len(tid))
+        )
+        ev_id = int(event.event_id) if isinstance(event, Event) else -1
+        return tid, build_tree(out["clustering"], hit_id, ev_id)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, directory: str | Path, step: int = 0, extra: dict | None = None) -> Path:
+        """Save as an orbax checkpoint (kind ``"pipeline"``) under ``directory`` (a
+        ``checkpoints`` folder; :meth:`restore` also accepts its parents)."""
+        own = ("format", "version", "kind", "config", "step")  # written by save_checkpoint
+        meta = {k: v for k, v in {**self.meta, **(extra or {})}.items() if k not in own}
+        meta["stage1_config"] = self.stage1_config.to_dict()
+        return save_checkpoint(
+            Path(directory),
+            step,
+            self.params,
+            kind=PIPELINE_KIND,
+            config=self.config.to_dict(),
+            extra=meta,
+        )
+
+    @classmethod
+    def restore(cls, path: str | Path | None = None, step: int | None = None) -> Pipeline:
+        """From a checkpoint folder, a training workdir or ``None`` (the pretrained default)."""
+        path = Path(path) if path is not None else PRETRAINED_DIR
+        for cand in (path / PIPELINE_DIR / "checkpoints", path / "checkpoints", path):
+            if cand.is_dir():
+                path = cand
+                break
+        else:
+            hint = (
+                " (the pretrained model is made by `make train-default`)"
+                if path == PRETRAINED_DIR
+                else ""
+            )
+            raise CheckpointError(f"{path}: no such checkpoint{hint}")
+        state, meta = restore_checkpoint(path, step, kind=PIPELINE_KIND)
+        config = ml_collections.ConfigDict(meta.pop("config"))
+        s1c = ml_collections.ConfigDict(meta.pop("stage1_config"))
+        missing = set(PARAM_GROUPS) - set(state)
+        if missing:
+            raise CheckpointError(f"{path}: pipeline checkpoint lacks parameters {sorted(missing)}")
+        return cls(config, s1c, dict(state), meta)

@@ -1,0 +1,154 @@
+"""Stage 1 at inference: hit embedding -> kd-tree graph in the embedding -> edge filter.
+
+:class:`Stage1` holds the parameters of both networks, the config they were built with and what
+training learned (``learned["filter_threshold"]``: the edge-filter cut chosen for a target purity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cgnn_jax.features import pair_features
+from cgnn_jax.graph.neighbors import neighbor_graph
+from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
+from cgnn_jax.inference.events import PreparedEvent
+from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
+from cgnn_jax.utils.padding import bucket_size, pad_rows
+
+STAGE1_KIND = "stage1"
+STAGE1_DIR = "stage1"  # <workdir>/stage1/checkpoints
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_embedding(model: HitEmbedding, params: Any, x: jnp.ndarray) -> jnp.ndarray:
+    return model.apply(params, x)
+
+
+def embed(model: HitEmbedding, params: Any, x: np.ndarray) -> np.ndarray:
+    """Embed hits ``x [n, F] -> [n, d]`` (padded to a size bucket: few compilations)."""
+    n = len(x)
+    xp = pad_rows(np.asarray(x, np.float32), bucket_size(n))
+    return np.asarray(_apply_embedding(model, params, xp))[:n]
+
+
+def embedding_graph(
+    config: ml_collections.ConfigDict, emb_model: HitEmbedding, emb_params: Any, ev: PreparedEvent
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stage-1 embedding graph of one event: directed edges ``(senders, receivers)``."""
+    g = config.graph
+    e = embed(emb_model, emb_params, ev.hf.x)
+    return neighbor_graph(e, g.mode, k=g.k, radius=g.radius, approx=g.approx)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_filter(model, params, x, z, s, r):
+    return jax.nn.sigmoid(model.apply(params, x, z, s, r))
+
+
+def edge_probabilities(
+    model: EdgeFilter,
+    params: Any,
+    x: np.ndarray,
+    z: np.ndarray,
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    chunk: int = 1 << 20,
+) -> np.ndarray:
+    """``p_ij [E]`` in fixed-size chunks of edges (bounded memory, one compilation per node bucket)."""
+    n = len(x)
+    xp = jnp.asarray(pad_rows(np.asarray(x, np.float32), bucket_size(n)))
+    out = np.empty(len(senders), np.float32)
+    for a in range(0, len(senders), chunk):
+        b = min(a + chunk, len(senders))
+        size = chunk if b - a == chunk else min(bucket_size(b - a), chunk)
+        zz = pad_rows(z[a:b], size)
+        ss = pad_rows(senders[a:b].astype(np.int32), size)
+        rr = pad_rows(receivers[a:b].astype(np.int32), size)
+        out[a:b] = np.asarray(_apply_filter(model, params, xp, zz, ss, rr))[: b - a]
+    return out
+
+
+def checkpoint_dir(path: str | Path, name: str) -> Path:
+    """The checkpoint folder of model ``name`` for a path that is a training workdir (its
+    ``<name>/checkpoints``), a model folder (its ``checkpoints``) or the checkpoint folder itself."""
+    path = Path(path)
+    for cand in (path / name / "checkpoints", path / "checkpoints"):
+        if cand.is_dir():
+            return cand
+    return path
+
+
+@dataclasses.dataclass
+class Stage1:
+    """A trained stage 1: embedding + graph + edge filter, applied to whole events.
+
+    Attributes:
+      config: the config it was trained with (``embedding``, ``graph``, ``filter`` blocks).
+      emb_params, filter_params: the two networks' parameters.
+      learned: what training chose (``filter_threshold``); without it the configured
+        ``config.filter.threshold`` applies.
+    """
+
+    config: ml_collections.ConfigDict
+    emb_params: Any
+    filter_params: Any
+    learned: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def emb_model(self) -> HitEmbedding:
+        return create_model(self.config, "embedding")
+
+    @property
+    def filter_model(self) -> EdgeFilter:
+        return create_model(self.config, "filter")
+
+    @property
+    def threshold(self) -> float:
+        """The edge-filter cut: learned, or else the configured one."""
+        if "filter_threshold" in self.learned:
+            return float(self.learned["filter_threshold"])
+        return float(self.config.filter.threshold)
+
+    def embed(self, ev: PreparedEvent) -> np.ndarray:
+        return embed(self.emb_model, self.emb_params, ev.hf.x)
+
+    def embedding_graph(self, ev: PreparedEvent) -> tuple[np.ndarray, np.ndarray]:
+        return embedding_graph(self.config, self.emb_model, self.emb_params, ev)
+
+    def refined_graph(self, ev: PreparedEvent, s=None, r=None, threshold: float | None = None):
+        """``(senders, receivers, p)`` of the edges with ``p > threshold`` (default:
+        :attr:`threshold`)."""
+        if s is None:
+            s, r = self.embedding_graph(ev)
+        p = edge_probabilities(
+            self.filter_model, self.filter_params, ev.hf.x, pair_features(ev.hf, s, r), s, r
+        )
+        t = self.threshold if threshold is None else threshold
+        keep = p > t
+        return s[keep], r[keep], p[keep]
+
+    def save(self, workdir: str | Path, step: int = 0, extra: dict | None = None) -> Path:
+        """Save under ``<workdir>/stage1/checkpoints`` (kind ``"stage1"``)."""
+        return save_checkpoint(
+            Path(workdir) / STAGE1_DIR / "checkpoints",
+            step,
+            {"embedding": self.emb_params, "filter": self.filter_params},
+            kind=STAGE1_KIND,
+            config=self.config.to_dict(),
+            extra={**(extra or {}), "learned": dict(self.learned)},
+        )
+
+    @classmethod
+    def restore(cls, path: str | Path, step: int | None = None) -> Stage1:
+        """From a workdir, its ``stage1`` folder or the ``checkpoints`` folder itself."""
+        state, meta = restore_checkpoint(checkpoint_dir(path, STAGE1_DIR), step, kind=STAGE1_KIND)
+        config = ml_collections.ConfigDict(meta["config"])
+        return cls(config, state["embedding"], state["filter"], dict(meta.get("learned", {})))

@@ -1,0 +1,74 @@
+"""How every launch script starts and how it ends on a user error.
+
+``run(main)`` replaces ``absl.app.run(main)``:
+
+* A user error — bad data (:class:`~cgnn_jax.io.TrackMLFormatError`), a bad flag value
+  (``ValueError``; ``app.UsageError`` too, without absl's page of help), a missing, unreadable or
+  unwritable path (``OSError``),
+  a damaged or foreign checkpoint (``CheckpointError``) — ends the process with one line
+  ``error: <message>`` on stderr and exit status 1 (usage errors: absl's own message, status 1),
+  never a traceback. Set ``CGNN_DEBUG=1`` to get the traceback instead.
+* Ctrl-C ends with ``interrupted`` and status 130 (outputs are written atomically, so nothing
+  is left half-written).
+* Library log noise (orbax's INFO lines, absl warnings) is turned down to errors.
+* ``uses_jax=True`` turns on JAX's persistent compilation cache
+  (:func:`cgnn_jax.utils.jax_cache.enable_compilation_cache`), so the second run of a script
+  skips compilation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, logging
+
+
+def _is_user_error(e: BaseException) -> bool:
+    if isinstance(e, (ValueError, OSError)):
+        return True
+    return any(c.__name__ == "CheckpointError" for c in type(e).__mro__)
+
+
+def _message(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
+        msg = f"{msg}: {e.filename}"
+    return " ".join(msg.split("\n")[0:1]) if "\n" in msg and len(msg) > 2000 else msg
+
+
+def guarded(main: Callable[[list[str]], Any], uses_jax: bool = True) -> Callable[[list[str]], Any]:
+    """``main`` with the user-error handling described in the module docstring."""
+
+    def wrapped(argv: list[str]) -> Any:
+        logging.set_verbosity(logging.ERROR)
+        import logging as std_logging
+
+        for name in ("absl", "orbax", "jax", "jax._src.xla_bridge"):
+            std_logging.getLogger(name).setLevel(std_logging.ERROR)
+        if uses_jax:
+            from cgnn_jax.utils.jax_cache import enable_compilation_cache
+
+            enable_compilation_cache()
+        try:
+            return main(argv)
+        except app.UsageError as e:  # absl would print the whole help text above it
+            print(f"error: {e} (--helpshort lists the flags)", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        except Exception as e:  # user errors become one line, the rest keeps its traceback
+            if os.environ.get("CGNN_DEBUG") or not _is_user_error(e):
+                raise
+            print(f"error: {_message(e)}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapped
+
+
+def run(main: Callable[[list[str]], Any], uses_jax: bool = True) -> None:
+    """``absl.app.run(main)`` with one-line user errors (see the module docstring)."""
+    app.run(guarded(main, uses_jax))

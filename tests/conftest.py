@@ -1,0 +1,97 @@
+"""Shared fixtures: one training of every stage on ``configs/test.py`` for the whole session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERRUPT_AFTER = 6  # steps; configs/test.py checkpoints every 4
+
+
+RESUME_DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from cgnn_jax.utils.jax_cache import enable_compilation_cache
+    enable_compilation_cache(sys.argv[3])
+    from cgnn_jax.train import stage1, stage2, stage3, train_and_evaluate
+    from cgnn_jax.train import loop
+    from configs.test import get_config
+
+    workdir, after = sys.argv[1], int(sys.argv[2])
+    interrupted = set()
+
+    class Interrupted(Exception):
+        pass
+
+    def fit(state, step_fn, batch_at, **kw):  # interrupt each run once, after `after` steps
+        desc = kw.get("desc")
+        if desc in interrupted or batch_at is None:
+            return loop.fit(state, step_fn, batch_at, **kw)
+        s0 = int(state.step)
+
+        def dying(step):
+            if step - s0 >= after:
+                interrupted.add(desc)
+                raise Interrupted(desc)
+            return batch_at(step)
+
+        return loop.fit(state, step_fn, dying, **kw)
+
+    for module in (stage1, stage2, stage3):
+        module.fit = fit
+    logs = []
+    for attempt in range(10):
+        try:
+            train_and_evaluate(get_config(), workdir, log=logs.append)
+            break
+        except Interrupted as e:
+            logs.append(f"interrupted: {e}")
+    print("LOGS=" + json.dumps(logs))
+    """
+)
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory):
+    """``(whole, resumed, logs)``: the workdirs of an uninterrupted ``launch/train.py`` run on
+    ``configs/test.py`` and of one whose every run was interrupted and resumed, and its logs.
+    Read-only: a test that trains on copies them first."""
+    tmp = tmp_path_factory.mktemp("train_loop")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["CGNN_JAX_CACHE_DIR"] = str(tmp / "jax_cache")
+    whole, resumed = tmp / "whole", tmp / "resumed"
+    proc = subprocess.run(
+        [sys.executable, "launch/train.py", "--config=configs/test.py", f"--workdir={whole}"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RESUME_DRIVER,
+            str(resumed),
+            str(INTERRUPT_AFTER),
+            str(tmp / "jax_cache"),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    logs = json.loads(proc.stdout.split("LOGS=")[-1])
+    return whole, resumed, logs
