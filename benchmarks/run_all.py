@@ -51,7 +51,12 @@ def main() -> None:
         "--pipeline", default=None, help="Pipeline for bench_pipeline.py (default: pretrained)"
     )
     args = ap.parse_args()
-    runs = [["bench_simulate.py"], ["bench_score.py"], ["baselines_score.py", "--test_events=2"]]
+    runs = [
+        ["bench_simulate.py"],
+        ["bench_launch.py"],
+        ["bench_score.py"],
+        ["baselines_score.py", "--test_events=2"],
+    ]
     runs.append(["bench_cluster_scaling.py", "--repeats=3"])
     pipe_flag = [f"--checkpoint={args.pipeline}"] if args.pipeline else []
     runs.append(["bench_pipeline.py", "--mu=200", "--repeats=3", *pipe_flag])

@@ -9,6 +9,7 @@ changes earlier ones. Files are written atomically; an existing event is overwri
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -62,6 +63,7 @@ def _simulate() -> None:
         noise=FLAGS.noise,
         first_event=FLAGS.first_event,
         compress=FLAGS.compress,
+        write_workers=min(4, os.cpu_count() or 1),
     ):
         bar.set_postfix(hits=ev.n_hits)
         bar.update(1)

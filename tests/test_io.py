@@ -516,3 +516,30 @@ def test_submission_errors(tmp_path: Path) -> None:
         write_submission(make_submission().drop(columns="track_id"), tmp_path / "x.csv")
     with pytest.raises(FileNotFoundError):
         read_submission(tmp_path / "none.csv")
+
+
+def test_parallel_event_writing_writes_the_same_bytes(tmp_path):
+    """write_event(workers=2) forks writers (in a process without JAX): same files as serial."""
+    import subprocess
+    import sys
+
+    from cgnn_jax.sim import simulate_event
+
+    ev = simulate_event(5, mu=5.0, event_id=3)
+    serial = tmp_path / "serial"
+    write_event(ev, serial)
+    code = (
+        "import sys, pickle; from cgnn_jax.io import write_event; "
+        "ev = pickle.load(open(sys.argv[1], 'rb')); "
+        "assert 'jax' not in sys.modules; write_event(ev, sys.argv[2], workers=2)"
+    )
+    (tmp_path / "ev.pkl").write_bytes(pickle.dumps(ev))
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "ev.pkl"), str(tmp_path / "par")],
+        check=True,
+        timeout=120,
+    )
+    names = sorted(p.name for p in serial.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "par").iterdir()) and len(names) == 4
+    for n in names:
+        assert (serial / n).read_bytes() == (tmp_path / "par" / n).read_bytes(), n

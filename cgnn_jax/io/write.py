@@ -59,7 +59,30 @@ def _write_csv(df: pd.DataFrame, path: Path, compress: bool) -> None:
         df.to_csv(tmp, index=False, lineterminator="\n", compression=_GZIP if compress else None)
 
 
-def write_event(event: Event, out_dir: PathLike, compress: bool = False) -> list[Path]:
+def _write_part(part: str, df: pd.DataFrame, path: Path, compress: bool) -> None:
+    _write_csv(_cast(df, schema_columns(part, df.columns), path), path, compress)
+
+
+def _fork_pool(workers: int):
+    """A process pool for writing parts in parallel, or ``None`` where forking is unsafe (JAX,
+    multithreaded, is loaded) or not available."""
+    import multiprocessing
+    import sys
+
+    if workers <= 1 or "jax" in sys.modules:
+        return None
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform
+        return None
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=ctx)
+
+
+def write_event(
+    event: Event, out_dir: PathLike, compress: bool = False, workers: int = 1
+) -> list[Path]:
     """Write every present part of ``event`` as ``eventNNNNNNNNN-<part>.csv[.gz]``.
 
     Columns are written in schema order (header row, no index), cast to the schema
@@ -71,6 +94,9 @@ def write_event(event: Event, out_dir: PathLike, compress: bool = False) -> list
       event: the event; ``hits`` ``[n_hits]`` and any of cells/particles/truth.
       out_dir: target directory (created if needed).
       compress: write ``.csv.gz`` instead of ``.csv``.
+      workers: write the parts in this many forked processes (float formatting dominates: a
+        full μ = 200 event takes ~2.9 s in one process, ~1.6 s in two). Ignored (serial) when
+        JAX is loaded in this process, as forking a multithreaded JAX process is unsafe.
 
     Returns:
       the written paths, in part order (hits, cells, particles, truth).
@@ -78,12 +104,21 @@ def write_event(event: Event, out_dir: PathLike, compress: bool = False) -> list
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prefix = event_prefix(event.event_id)
+    ext = ".csv.gz" if compress else ".csv"
+    jobs = [(part, df, out / f"{prefix}-{part}{ext}") for part, df in event.parts().items()]
+    pool = _fork_pool(min(int(workers), len(jobs)))
+    if pool is None:
+        for part, df, path in jobs:
+            _write_part(part, df, path, compress)
+    else:
+        with pool:  # largest first; each part is still replaced atomically
+            order = sorted(jobs, key=lambda j: -j[1].size)
+            for f in [
+                pool.submit(_write_part, part, df, path, compress) for part, df, path in order
+            ]:
+                f.result()
     written = []
-    for part, df in event.parts().items():
-        ext = ".csv.gz" if compress else ".csv"
-        path = out / f"{prefix}-{part}{ext}"
-        table = _cast(df, schema_columns(part, df.columns), path)
-        _write_csv(table, path, compress)
+    for part, _, path in jobs:
         other = out / f"{prefix}-{part}{'.csv' if compress else '.csv.gz'}"
         with contextlib.suppress(FileNotFoundError):
             other.unlink()

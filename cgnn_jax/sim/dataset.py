@@ -26,8 +26,12 @@ def simulate_dataset(
     noise: float | None = None,
     first_event: int = 1000,
     compress: bool = False,
+    write_workers: int = 1,
 ) -> Iterator[tuple[Path, Event]]:
-    """Simulate ``n_events`` events into ``out_dir``, yielding ``(out_dir, event)`` as each is written."""
+    """Simulate ``n_events`` events into ``out_dir``, yielding ``(out_dir, event)`` as each is written.
+
+    ``write_workers``: processes writing each event's files (see :func:`cgnn_jax.io.write_event`).
+    """
     from cgnn_jax.io import write_event
 
     out = Path(out_dir)
@@ -40,7 +44,7 @@ def simulate_dataset(
             noise=DEFAULT_NOISE if noise is None else noise,
             event_id=first_event + i,
         )
-        write_event(ev, out, compress=compress)
+        write_event(ev, out, compress=compress, workers=write_workers)
         yield out, ev
 
 
