@@ -72,3 +72,24 @@ def guarded(main: Callable[[list[str]], Any], uses_jax: bool = True) -> Callable
 def run(main: Callable[[list[str]], Any], uses_jax: bool = True) -> None:
     """``absl.app.run(main)`` with one-line user errors (see the module docstring)."""
     app.run(guarded(main, uses_jax))
+
+
+def print_means(df: Any, by: str, cols: list[str], json_out: str | None) -> None:
+    """Print the per-``by`` means of ``cols`` of a per-event table; with ``json_out`` also write
+    ``{"per_event": [...], "mean": [...]}`` there atomically (the quality scripts' report)."""
+    import json
+
+    import pandas as pd
+
+    from cgnn_jax.io import atomic_write
+
+    mean = df.groupby(by, sort=False)[cols].mean()
+    with pd.option_context("display.float_format", "{:,.4g}".format):
+        print(mean.to_string())
+    if json_out:
+        report = {
+            "per_event": df.to_dict(orient="records"),
+            "mean": mean.reset_index().to_dict(orient="records"),
+        }
+        with atomic_write(json_out, "w") as f:
+            json.dump(report, f, indent=1)

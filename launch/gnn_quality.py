@@ -12,15 +12,11 @@ same ``k`` in both spaces. Without ``--data``, full μ = 200 events are simulate
 
 from __future__ import annotations
 
-import json
-
 import _bootstrap  # noqa: F401
 import _cli
-import pandas as pd
-from absl import flags, logging
+from absl import flags
 
 from cgnn_jax.graph.gnn_quality import gnn_quality_table
-from cgnn_jax.io import atomic_write
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -34,22 +30,9 @@ flags.DEFINE_string("json_out", None, "Write the table as JSON.")
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     df = gnn_quality_table(FLAGS.checkpoint, FLAGS.data, FLAGS.events, FLAGS.seed)
     cols = ["hinge_loss", "auc", "edges_per_hit", "purity", "recall", "seconds"]
-    mean = df.groupby("space", sort=False)[cols].mean()
-    with pd.option_context("display.float_format", "{:,.4g}".format):
-        print(mean.to_string())
-    if FLAGS.json_out:
-        with atomic_write(FLAGS.json_out, "w") as f:
-            json.dump(
-                {
-                    "per_event": df.to_dict(orient="records"),
-                    "mean": mean.reset_index().to_dict(orient="records"),
-                },
-                f,
-                indent=1,
-            )
+    _cli.print_means(df, "space", cols, FLAGS.json_out)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,11 @@ the same particle). Without ``--data``, full μ = 200 events are simulated with 
 
 from __future__ import annotations
 
-import json
-
 import _bootstrap  # noqa: F401
 import _cli
-import pandas as pd
-from absl import flags, logging
+from absl import flags
 
 from cgnn_jax.graph.quality import graph_quality_table
-from cgnn_jax.io import atomic_write
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -35,25 +31,11 @@ flags.DEFINE_integer(
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     df = graph_quality_table(
         FLAGS.checkpoint, FLAGS.data, FLAGS.events, FLAGS.seed, graph_k=FLAGS.graph_k
     )
-    mean = df.groupby("graph", sort=False)[
-        ["edges", "edges_per_hit", "purity", "recall", "recall_consecutive", "seconds"]
-    ].mean()
-    with pd.option_context("display.float_format", "{:,.4g}".format):
-        print(mean.to_string())
-    if FLAGS.json_out:
-        with atomic_write(FLAGS.json_out, "w") as f:
-            json.dump(
-                {
-                    "per_event": df.to_dict(orient="records"),
-                    "mean": mean.reset_index().to_dict(orient="records"),
-                },
-                f,
-                indent=1,
-            )
+    cols = ["edges", "edges_per_hit", "purity", "recall", "recall_consecutive", "seconds"]
+    _cli.print_means(df, "graph", cols, FLAGS.json_out)
 
 
 if __name__ == "__main__":
