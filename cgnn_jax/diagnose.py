@@ -75,7 +75,7 @@ from cgnn_jax.metrics.ceilings import (
 )
 from cgnn_jax.metrics.edges import edge_purity_recall
 from cgnn_jax.models.split_stop import principal_projection
-from cgnn_jax.utils.padding import bucket_size, pad_rows
+from cgnn_jax.utils.padding import padded_points
 
 if TYPE_CHECKING:  # pragma: no cover
     from cgnn_jax import Pipeline
@@ -188,9 +188,7 @@ def split_tree(pipe: Pipeline, h: np.ndarray) -> dict[str, np.ndarray]:
     ``active [L, n]`` (per segment id), ``cluster [n]``; ``L = cluster.max_depth``."""
     cc = pipe.cluster_config
     n = len(h)
-    size = bucket_size(n)
-    hp = pad_rows(np.asarray(h, np.float32), size)
-    mask = np.arange(size) < n
+    hp, mask = padded_points(h)
     split, _ = pipe.split_stop
     out = _split_tree_jit(
         split, int(cc.max_depth), int(cc.min_size), pipe.params["split"], hp, mask
@@ -221,9 +219,8 @@ def principal_tree(h: np.ndarray, max_depth: int = 40, min_size: int = 3) -> dic
     it is smaller than ``min_size``; the same unpadded ``segment``/``active``/``cluster`` as
     :func:`split_tree`. Its oracle-Stop ceiling measures a space without Split."""
     n = len(h)
-    size = bucket_size(n)
-    hp = pad_rows(np.asarray(h, np.float32), size)
-    out = _principal_tree_jit(int(max_depth), int(min_size), hp, np.arange(size) < n)
+    hp, mask = padded_points(h)
+    out = _principal_tree_jit(int(max_depth), int(min_size), hp, mask)
     return {
         "segment": np.asarray(out["segment"])[:, :n],
         "active": np.asarray(out["active"])[:, :n],

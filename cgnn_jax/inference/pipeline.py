@@ -38,7 +38,7 @@ from cgnn_jax.inference.events import PreparedEvent, prepare_event
 from cgnn_jax.inference.stage1 import Stage1
 from cgnn_jax.io.event import Event
 from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, Split, Stop, create_model
-from cgnn_jax.utils.padding import bucket_size, pad_rows
+from cgnn_jax.utils.padding import padded_points
 
 PIPELINE_KIND = "pipeline"
 PIPELINE_DIR = "pipeline"  # <workdir>/pipeline/checkpoints
@@ -167,13 +167,11 @@ class Pipeline:
         )
 
     def cluster(self, h: np.ndarray, max_depth: int | None = None) -> dict[str, np.ndarray]:
-        """Stage 3 on points ``h [n, D]``: the :func:`unrolled_clustering` output, unpadded
-        to the first ``n`` points where per point (``cluster [n]``, ``segment [L+1, n]``...)."""
+        """Stage 3 on points ``h [n, D]``: the :func:`unrolled_clustering` output on the points
+        padded to their bucket ``N`` (per-point arrays ``cluster [N]``, ``segment [L+1, N]``...:
+        the first ``n`` entries are the points, the rest padding)."""
         cc = self.cluster_config
-        n = len(h)
-        size = bucket_size(n)
-        hp = pad_rows(np.asarray(h, np.float32), size)
-        mask = np.arange(size) < n
+        hp, mask = padded_points(h)
         split, stop = self.split_stop
         out = _cluster_jit(
             split,

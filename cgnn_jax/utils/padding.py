@@ -24,3 +24,11 @@ def pad_rows(a: np.ndarray, size: int, value: float = 0) -> np.ndarray:
     out = np.full((size, *a.shape[1:]), value, dtype=a.dtype)
     out[: len(a)] = a
     return out
+
+
+def padded_points(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``h [n, D]`` padded to their bucket: ``(float32 [N, D], mask [N])``, ``N =
+    bucket_size(n)``, the mask true on the ``n`` real rows."""
+    n = len(h)
+    size = bucket_size(n)
+    return pad_rows(np.asarray(h, np.float32), size), np.arange(size) < n
