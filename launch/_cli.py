@@ -36,7 +36,7 @@ def _message(e: BaseException) -> str:
     msg = str(e).strip() or type(e).__name__
     if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
         msg = f"{msg}: {e.filename}"
-    return " ".join(msg.split("\n")[0:1]) if "\n" in msg and len(msg) > 2000 else msg
+    return " ".join(msg.split())  # always one line
 
 
 def guarded(main: Callable[[list[str]], Any], uses_jax: bool = True) -> Callable[[list[str]], Any]:

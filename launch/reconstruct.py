@@ -32,7 +32,7 @@ from absl import app, flags
 
 from cgnn_jax.baselines import METHODS, MethodFn, get_method
 from cgnn_jax.baselines.reconstruct import part_store, reconstruct_dataset
-from cgnn_jax.io import list_event_ids, write_submission
+from cgnn_jax.io import write_submission
 
 FLAGS = flags.FLAGS
 
@@ -82,18 +82,12 @@ def main(argv: list[str]) -> None:
         raise FileNotFoundError(f"--out: no such folder: {out.parent}")
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"--out: folder not writable: {out.parent}")
-    if not list_event_ids(FLAGS.data):  # before restoring a model: an empty dataset is an error
-        raise ValueError(
-            f"no events under {FLAGS.data} (expected eventNNNNNNNNN-hits.csv[.gz] files)"
-        )
     if FLAGS.method == "cgnn":
         from cgnn_jax.pipeline import PipelineMethod
 
         if FLAGS.eps is not None or FLAGS.n_scan is not None:
             raise app.UsageError("--eps / --n_scan are DBSCAN options, not used by --method=cgnn")
         fn: MethodFn = PipelineMethod(FLAGS.checkpoint, FLAGS.tree_dir)
-        if FLAGS.workers <= 1:
-            _ = fn.pipe  # restore now: a damaged checkpoint fails before any event is read
         kwargs: dict[str, Any] = {}
     else:
         if FLAGS.tree_dir is not None:
