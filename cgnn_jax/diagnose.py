@@ -62,6 +62,7 @@ import numpy as np
 from cgnn_jax.cluster.recursion import unrolled_clustering
 from cgnn_jax.graph.batch import padded_graph
 from cgnn_jax.graph.quality import consecutive_recall
+from cgnn_jax.inference.pipeline import pad_groups
 from cgnn_jax.io.event import Event
 from cgnn_jax.metrics.ceilings import (
     compactness,
@@ -96,6 +97,7 @@ DROPS: tuple[str, ...] = (
     "Stop (stage 3)",
 )
 A_CUT = 0.5
+A_STRICT = 0.9  # a second, stricter cut: the components that stay pure
 
 
 def event_truth(event: Event) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,7 +173,7 @@ def gnn_edge_weights(
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _split_tree_jit(split, max_depth, min_size, p_split, h, mask):
+def _split_tree_jit(split, max_depth, min_size, p_split, h, mask, groups=None):
     return unrolled_clustering(
         lambda *a: split.apply(p_split, *a),
         lambda h_, seg, mask_, n: jnp.zeros(n, h_.dtype),  # Stop never stops
@@ -180,18 +182,26 @@ def _split_tree_jit(split, max_depth, min_size, p_split, h, mask):
         max_depth,
         min_size,
         0.5,
+        groups,
     )
 
 
-def split_tree(pipe: Pipeline, h: np.ndarray) -> dict[str, np.ndarray]:
+def split_tree(pipe: Pipeline, h: np.ndarray, groups: np.ndarray | None = None) -> dict:
     """The full Split tree on ``h [n, D]`` (Stop switched off), unpadded: ``segment [L+1, n]``,
-    ``active [L, n]`` (per segment id), ``cluster [n]``; ``L = cluster.max_depth``."""
+    ``active [L, n]`` (per segment id), ``cluster [n]``; ``L = cluster.max_depth``. ``groups``:
+    the graph-consistent Split's atoms, as the pipeline uses them."""
     cc = pipe.cluster_config
     n = len(h)
     hp, mask = padded_points(h)
     split, _ = pipe.split_stop
     out = _split_tree_jit(
-        split, int(cc.max_depth), int(cc.min_size), pipe.params["split"], hp, mask
+        split,
+        int(cc.max_depth),
+        int(cc.min_size),
+        pipe.params["split"],
+        hp,
+        mask,
+        pad_groups(groups, len(hp)),
     )
     return {
         "segment": np.asarray(out["segment"])[:, :n],
@@ -283,13 +293,21 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
         "efficiency_mean": eff_mean["efficiency"],
         "purity_mean": eff_mean["purity"],
         "components_score": score_labels(pid, cc_labels, weight),
+        "components_score_strict": score_labels(
+            pid, components(s[a_last > A_STRICT], r[a_last > A_STRICT], n), weight
+        ),
+        "atoms_score": (
+            score_labels(pid, np.asarray(parts["groups"]), weight)
+            if parts.get("groups") is not None
+            else float("nan")
+        ),
         "compactness_median": _quantile(ratios, 0.5),
         "compactness_q90": _quantile(ratios, 0.9),
         "compactness_particles": len(ratios),
     }
 
     # stage 3: the full Split tree pruned by an oracle, and what the pipeline delivers
-    tree = split_tree(pipe, np.asarray(parts["h"]))
+    tree = split_tree(pipe, np.asarray(parts["h"]), parts.get("groups"))
     ceiling, _ = oracle_stop(tree["segment"], tree["active"], pid, weight)
     cc = pipe.cluster_config
     depth, min_size = int(cc.max_depth), int(cc.min_size)
@@ -400,12 +418,14 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
             )
     out.append("")
     out.append(
-        f"GNN (a_ij: learned edge weights on the refined graph, cut {A_CUT}; "
+        f"GNN (a_ij: the last layer's edge weights on the GNN's input graph, cut {A_CUT}; cc: "
+        "connected components of the edges kept; atoms: the components Split never separates; "
         "AUC dist, compactness: GNN output space)"
     )
     head = (
         f"{'event':>8} | {'AUC mean':>8} {'AUC last':>8} {'eff':>6} {'pur':>6} "
-        f"{'cc score':>8} | {'AUC dist':>8} {'compact med':>11} {'q90':>7}"
+        f"{'cc score':>8} {f'cc@{A_STRICT}':>7} {'atoms':>6} | {'AUC dist':>8} "
+        f"{'compact med':>11} {'q90':>7}"
     )
     out += [head, "-" * len(head)]
     for name, r in labelled:
@@ -413,7 +433,8 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
         out.append(
             f"{name:>8} | {_f(q['auc_mean_layers'], 8)} {_f(q['auc_last_layer'], 8)} "
             f"{_f(q['efficiency_last'], 6)} {_f(q['purity_last'], 6)} "
-            f"{_f(q['components_score'], 8)} | {_f(q['auc_distance'], 8)} "
+            f"{_f(q['components_score'], 8)} {_f(q.get('components_score_strict'), 7)} "
+            f"{_f(q.get('atoms_score'), 6)} | {_f(q['auc_distance'], 8)} "
             f"{_f(q['compactness_median'], 11)} "
             f"{_f(q['compactness_q90'], 7)}"
         )

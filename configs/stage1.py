@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.train_events = 4
     c.data.mu = 200.0
     c.data.track_fraction = 1.0
+    # stages 2, 3 and e2e train on their own events when either is set (else on the above)
+    c.data.gnn_train_events = ml_collections.config_dict.placeholder(int)
+    c.data.gnn_track_fraction = ml_collections.config_dict.placeholder(float)
 
     c.embedding = ml_collections.ConfigDict()
     c.embedding.hidden = (128, 128, 128)

@@ -16,6 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.train_events = 2
     c.data.mu = 10.0
     c.data.track_fraction = 0.3
+    c.data.gnn_train_events = None  # stages 2-3 on the stage-1 events
+    c.data.gnn_track_fraction = None
 
     c.embedding.hidden = (32, 32)
     c.embedding.dim = 8

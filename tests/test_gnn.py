@@ -85,15 +85,15 @@ def test_padding_never_changes_the_result():
         outs.append(np.asarray(out)[: len(x)])
         assert not np.asarray(out)[len(x) :].any()
         assert all(not np.asarray(w)[len(s) :].any() for w in ws)
-        losses.append(float(graph_loss(model, params, g.arrays(), 1.0)))
+        losses.append(float(graph_loss(model, params, g.arrays(), 1.0)[0]))
     assert_reordered_close(outs[1], outs[0], len(s), depth=2)  # 2 layers summing <= 1500 edges
     assert_reordered_close(losses[1], losses[0], len(s), depth=3)
     # the stacked batch loss is the mean of the per-graph losses
     x2, s2, r2, ev2 = _random_event(seed=1)
     other = padded_graph(x2, s2, r2, ev2, budget=(1024, 2048), n_eval=256)
     both = stack_graphs([small, other])
-    want = (losses[0] + float(graph_loss(model, params, other.arrays(), 1.0))) / 2
-    assert_reordered_close(float(batch_loss(model, params, both, 1.0)), want, len(s), depth=3)
+    want = (losses[0] + float(graph_loss(model, params, other.arrays(), 1.0)[0])) / 2
+    assert_reordered_close(float(batch_loss(model, params, both, 1.0)[0]), want, len(s), depth=3)
 
 
 def test_sectors_cover_every_hit_once_in_core_and_keep_induced_edges():
@@ -175,7 +175,7 @@ SHARDING_CODE = textwrap.dedent(
         state, m = step(replicate(mesh, state0), b, key)
         assert int(state.step) == 1
         res[name] = (jax.device_get(state.params), float(m["loss"]))
-    want = np.mean([float(graph_loss(model, params, g.arrays(), 1.0)) for g in graphs])
+    want = np.mean([float(graph_loss(model, params, g.arrays(), 1.0)[0]) for g in graphs])
     assert_reordered_close(res["two"][1], want, 1500, depth=3)  # 2 layers + loss over 1500 edges
     assert_reordered_close(res["one"][1], want, 1500, depth=3)
     for two, one, p0 in zip(*(jax.tree_util.tree_leaves(t) for t in (res["two"][0], res["one"][0],

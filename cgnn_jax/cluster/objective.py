@@ -50,6 +50,7 @@ def clustering_loss(
     max_depth: int,
     min_size: int = 3,
     stop_weight: float = 1.0,
+    groups: jnp.ndarray | None = None,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """Split + stop loss of one point set (one event or sub-graph, padded).
 
@@ -62,13 +63,17 @@ def clustering_loss(
       max_depth: levels of the training tree (static).
       min_size: clusters smaller than this are not split and score 0.
       stop_weight: weight of the stop loss.
+      groups: ``[N]`` optional atoms the tree never separates (see
+        :func:`~cgnn_jax.cluster.recursion.unrolled_clustering`).
     Returns:
       ``(loss, metrics)``; metrics: ``split_loss``, ``stop_loss``, ``stop_acc`` (accuracy of
       ``stop > 0.5`` on the nodes), ``stop_pos`` (fraction of nodes labelled stop), ``best_score``
       (``R`` of the root: the best score any pruning of this tree could reach, as a fraction of
       the points).
     """
-    out = unrolled_clustering(split_fn, stop_fn, h, mask, max_depth, min_size, stop_threshold=2.0)
+    out = unrolled_clustering(
+        split_fn, stop_fn, h, mask, max_depth, min_size, stop_threshold=2.0, groups=groups
+    )
     valid = mask & (label > 0)
     groups = tree_groups(out["segment"], label, valid)  # [L + 1, N], no sort
 

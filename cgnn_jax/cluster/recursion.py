@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from cgnn_jax.cluster.components import group_mean
+
 SegmentFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, int], jnp.ndarray]
 
 
@@ -44,6 +46,7 @@ def unrolled_clustering(
     max_depth: int,
     min_size: int = 3,
     stop_threshold: float = 0.5,
+    groups: jnp.ndarray | None = None,
 ) -> dict[str, jnp.ndarray]:
     """Cluster the points ``h`` top-down for ``max_depth`` levels (jit with ``max_depth`` static).
 
@@ -57,6 +60,10 @@ def unrolled_clustering(
         cluster is frozen the remaining levels are skipped by a ``lax.cond``).
       min_size: clusters smaller than this are not split (sizes < 2 never are).
       stop_threshold: clusters with ``stop > stop_threshold`` are not split.
+      groups: ``[N]`` int32 optional atoms that are never separated (e.g. the connected
+        components of the GNN's confident edges, :mod:`cgnn_jax.cluster.components`; ids in
+        ``[0, N)``, padding points in their own): each point's ``p_right`` becomes its group's
+        mean, and the median rule moves whole groups.
     Returns:
       dict with
         ``cluster [N]`` int32: final cluster id per point (the smallest point index of its
@@ -96,14 +103,21 @@ def unrolled_clustering(
         active_pt = active[seg] & mask
 
         p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0).astype(h.dtype)
+        if groups is not None:
+            p = group_mean(p, groups, mask)
         right = p > 0.5
         n_right = jax.ops.segment_sum((right & mask).astype(jnp.int32), seg, num_segments=n)
         degenerate = (n_right == 0) | (n_right == size)
 
         def median_side(_: None) -> jnp.ndarray:
-            order = jnp.lexsort((p, seg))  # by segment, then p
+            if groups is None:
+                order = jnp.lexsort((p, seg))  # by segment, then p
+            else:  # a group's points are contiguous; it goes where its first point goes
+                order = jnp.lexsort((groups, p, seg))
             pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
             rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
+            if groups is not None:
+                rank = jax.ops.segment_min(rank, groups, num_segments=n)[groups]
             return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
 
         # the sort is only paid at levels where some active cluster's split is degenerate

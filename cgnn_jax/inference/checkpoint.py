@@ -14,9 +14,12 @@ them); any other version is refused.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 FORMAT_NAME = "cgnn_jax"
@@ -205,12 +208,37 @@ def restore_checkpoint(
         )
     try:
         with _manager(directory, None) as mgr:
-            arg = (
-                ocp.args.StandardRestore(target)
-                if target is not None
-                else ocp.args.StandardRestore()
-            )
+            if target is None:
+                # onto this process's first device, whatever the saving machine had (a model
+                # trained on a CPU restores on a GPU and back)
+                target = _local_target(directory, step)
+            arg = ocp.args.StandardRestore(target)
             state = mgr.restore(step, args=ocp.args.Composite(state=arg))["state"]
     except Exception as e:
         raise CheckpointError(f"{directory / str(step) / 'state'}: cannot restore ({e})") from e
     return state, meta
+
+
+def _local_target(directory: Path, step: int) -> Any:
+    """The checkpoint's tree (nested dicts / lists) as abstract arrays on this process's first
+    local device, read from the array metadata alone."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)  # orbax warns about a metadata file older checkpoints lack
+    try:
+        meta = ocp.StandardCheckpointer().metadata((directory / str(step) / "state").resolve())
+    finally:
+        log.setLevel(level)
+    dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def conv(m: Any) -> Any:
+        if hasattr(m, "shape") and hasattr(m, "dtype"):
+            return jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=dev)
+        if isinstance(m, Mapping):
+            return {k: conv(v) for k, v in m.items()}
+        if isinstance(m, (list, tuple)):
+            return type(m)(conv(v) for v in m)
+        return m
+
+    tree = getattr(meta, "item_metadata", meta)
+    return conv(getattr(tree, "tree", tree))

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from cgnn_jax.cluster.components import edge_components
 from cgnn_jax.cluster.recursion import unrolled_clustering
 from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.graph.batch import padded_graph
@@ -37,6 +38,7 @@ from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, s
 from cgnn_jax.inference.events import PreparedEvent, prepare_event
 from cgnn_jax.inference.stage1 import Stage1
 from cgnn_jax.io.event import Event
+from cgnn_jax.metrics.ceilings import components
 from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, Split, Stop, create_model
 from cgnn_jax.utils.padding import padded_points
 
@@ -56,22 +58,42 @@ def cluster_features(gnn_out: jnp.ndarray, x: jnp.ndarray, inputs: str) -> jnp.n
 
 
 def gnn_forward(
-    emb_model, gnn_model: EdgeWeightedGNN, p_emb: Any, p_gnn: Any, graph, edge_mask, node_mask
-) -> jnp.ndarray:
-    """GNN output ``[N, out]`` of a padded graph whose nodes are the hit features ``[N, F]``."""
+    emb_model,
+    gnn_model: EdgeWeightedGNN,
+    p_emb: Any,
+    p_gnn: Any,
+    graph,
+    edge_mask,
+    node_mask,
+    return_weights: bool = False,
+):
+    """GNN output ``[N, out]`` of a padded graph whose nodes are the hit features ``[N, F]``;
+    with ``return_weights``, also the last layer's edge weights ``a_ij [E]``."""
     x = graph.nodes
     e = emb_model.apply(p_emb, x) * node_mask[:, None]
     g = graph._replace(nodes=jnp.concatenate([x, e], axis=-1))
-    return gnn_model.apply(p_gnn, g, edge_mask, node_mask)
+    if not return_weights:
+        return gnn_model.apply(p_gnn, g, edge_mask, node_mask)
+    out, weights = gnn_model.apply(p_gnn, g, edge_mask, node_mask, return_weights=True)
+    return out, weights[-1]
+
+
+def confident_components(
+    senders: jnp.ndarray, receivers: jnp.ndarray, a: jnp.ndarray, edge_mask, cut: float, n: int
+) -> jnp.ndarray:
+    """``[n]`` components of the edges with ``a_ij > cut`` (the graph-consistent Split's atoms)."""
+    return jax.lax.stop_gradient(edge_components(senders, receivers, edge_mask & (a > cut), n))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _gnn_jit(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask):
-    return gnn_forward(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask)
+    return gnn_forward(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask, True)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _cluster_jit(split, stop, max_depth, min_size, stop_threshold, p_split, p_stop, h, mask):
+def _cluster_jit(
+    split, stop, max_depth, min_size, stop_threshold, p_split, p_stop, h, mask, groups=None
+):
     return unrolled_clustering(
         lambda *a: split.apply(p_split, *a),
         lambda *a: stop.apply(p_stop, *a),
@@ -80,7 +102,17 @@ def _cluster_jit(split, stop, max_depth, min_size, stop_threshold, p_split, p_st
         max_depth,
         min_size,
         stop_threshold,
+        groups,
     )
+
+
+def pad_groups(groups: np.ndarray | None, size: int) -> np.ndarray | None:
+    """Group ids ``[n]`` padded to ``[size]``; every padding point in a group of its own."""
+    if groups is None:
+        return None
+    out = np.arange(size, dtype=np.int32)
+    out[: len(groups)] = groups
+    return out
 
 
 @dataclasses.dataclass
@@ -148,8 +180,15 @@ class Pipeline:
         self, ev: PreparedEvent, senders: np.ndarray, receivers: np.ndarray
     ) -> np.ndarray:
         """Stage 2: ``[n, out_dim]``, every hit in the learned cluster space."""
+        return self.gnn_stage(ev, senders, receivers)[0]
+
+    def gnn_stage(
+        self, ev: PreparedEvent, senders: np.ndarray, receivers: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 2: ``(out [n, out_dim], a [E])``: every hit in the learned cluster space and the
+        last layer's weight ``a_ij`` of every input edge (the edge score)."""
         g = padded_graph(ev.hf.x.astype(np.float32), senders, receivers)
-        out = _gnn_jit(
+        out, a = _gnn_jit(
             self.emb_model,
             self.gnn_model,
             self.params["input_embedding"],
@@ -158,7 +197,18 @@ class Pipeline:
             g.edge_mask,
             g.node_mask,
         )
-        return np.asarray(out)[: ev.n]
+        return np.asarray(out)[: ev.n], np.asarray(a)[: len(senders)]
+
+    def groups(self, ev: PreparedEvent, senders, receivers, edge_score) -> np.ndarray | None:
+        """``[n]`` the graph-consistent Split's atoms: connected components of the input edges
+        with ``a_ij > cluster.component_cut`` (None when the cut is 0: the thesis's Split)."""
+        cut = float(self.cluster_config.get("component_cut", 0.0))
+        if cut <= 0:
+            return None
+        keep = np.asarray(edge_score) > cut
+        return components(np.asarray(senders)[keep], np.asarray(receivers)[keep], ev.n).astype(
+            np.int32
+        )
 
     def cluster_inputs(self, ev: PreparedEvent, gnn_out: np.ndarray) -> np.ndarray:
         """``h [n, D]`` seen by Split/Stop."""
@@ -166,10 +216,13 @@ class Pipeline:
             cluster_features(gnn_out, ev.hf.x, self.cluster_config.inputs), np.float32
         )
 
-    def cluster(self, h: np.ndarray, max_depth: int | None = None) -> dict[str, np.ndarray]:
+    def cluster(
+        self, h: np.ndarray, max_depth: int | None = None, groups: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Stage 3 on points ``h [n, D]``: the :func:`unrolled_clustering` output on the points
         padded to their bucket ``N`` (per-point arrays ``cluster [N]``, ``segment [L+1, N]``...:
-        the first ``n`` entries are the points, the rest padding)."""
+        the first ``n`` entries are the points, the rest padding). ``groups [n]``: atoms the tree
+        never separates (:meth:`groups`)."""
         cc = self.cluster_config
         hp, mask = padded_points(h)
         split, stop = self.split_stop
@@ -183,6 +236,7 @@ class Pipeline:
             self.params["stop"],
             hp,
             mask,
+            pad_groups(groups, len(hp)),
         )
         return {k: np.asarray(v) for k, v in out.items()}
 
@@ -190,15 +244,18 @@ class Pipeline:
         """Every stage's output on one event (numpy), for analysis.
 
         Keys: ``features [n, F]``, ``pid [n]``, ``embedding [n, d]``, ``emb_senders/receivers``,
-        ``senders/receivers/edge_prob`` (refined graph), ``gnn [n, out]``, ``h [n, D]``,
-        ``clustering`` (the padded :func:`unrolled_clustering` output), ``track_id [n]``.
+        ``senders/receivers/edge_prob`` (the GNN's input graph), ``gnn [n, out]``,
+        ``edge_score [E]`` (the GNN's last ``a_ij`` on the input graph), ``groups [n]`` (the
+        graph-consistent Split's atoms, or None), ``h [n, D]``, ``clustering`` (the padded
+        :func:`unrolled_clustering` output), ``track_id [n]``.
         """
         ev = self.prepare(event)
         out: dict[str, Any] = {"features": ev.hf.x, "pid": ev.pid}
         out.update(self.graph(ev))
-        out["gnn"] = self.gnn_output(ev, out["senders"], out["receivers"])
+        out["gnn"], out["edge_score"] = self.gnn_stage(ev, out["senders"], out["receivers"])
+        out["groups"] = self.groups(ev, out["senders"], out["receivers"], out["edge_score"])
         out["h"] = self.cluster_inputs(ev, out["gnn"])
-        out["clustering"] = self.cluster(out["h"])
+        out["clustering"] = self.cluster(out["h"], groups=out["groups"])
         out["track_id"] = dense_track_ids(out["clustering"]["cluster"][: ev.n])
         return out
 

@@ -4,7 +4,7 @@
 from cgnn_jax.models.edge_filter import EdgeFilter
 from cgnn_jax.models.embedding import HitEmbedding
 from cgnn_jax.models.factory import MODEL_NAMES, create_model
-from cgnn_jax.models.gnn import EdgeWeightedConv, EdgeWeightedGNN
+from cgnn_jax.models.gnn import EdgeWeightedConv, EdgeWeightedGNN, InteractionGNN
 from cgnn_jax.models.mlp import MLP
 from cgnn_jax.models.split_stop import ClusterStatsMLP, Split, Stop
 
@@ -16,6 +16,7 @@ __all__ = [
     "EdgeWeightedConv",
     "EdgeWeightedGNN",
     "HitEmbedding",
+    "InteractionGNN",
     "Split",
     "Stop",
     "create_model",

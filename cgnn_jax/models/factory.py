@@ -11,7 +11,7 @@ import ml_collections
 
 from cgnn_jax.models.edge_filter import EdgeFilter
 from cgnn_jax.models.embedding import HitEmbedding
-from cgnn_jax.models.gnn import EdgeWeightedGNN
+from cgnn_jax.models.gnn import EdgeWeightedGNN, InteractionGNN
 from cgnn_jax.models.split_stop import Split, Stop
 
 MODEL_NAMES = ("embedding", "filter", "gnn", "split", "stop")
@@ -32,6 +32,11 @@ def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
         return EdgeFilter(hidden=tuple(config.filter.hidden))
     if name == "gnn":
         c = config.gnn
+        arch = c.get("arch", "edge_weighted")
+        if arch == "interaction":
+            return InteractionGNN(int(c.num_layers), int(c.hidden), int(c.out_dim))
+        if arch != "edge_weighted":
+            raise ValueError(f"config.gnn.arch={arch!r}; valid: 'edge_weighted', 'interaction'")
         return EdgeWeightedGNN(
             num_layers=int(c.num_layers),
             hidden=int(c.hidden),

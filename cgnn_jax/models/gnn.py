@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import jraph
 
+from cgnn_jax.models.mlp import MLP
+
 
 class EdgeWeightedConv(nn.Module):
     """One edge-weighted graph convolution ``v [N, H_in] -> v' [N, features]``.
@@ -136,3 +138,83 @@ class EdgeWeightedGNN(nn.Module):
             return ((base + corr) * keep, weights) if return_weights else (base + corr) * keep
         out = nn.Dense(self.out_dim, name="output")(v) * keep
         return (out, weights) if return_weights else out
+
+
+class InteractionGNN(nn.Module):
+    """Hits of a graph -> cluster space ``R^{out_dim}`` and a truth score per edge.
+
+    The thesis's edge-weighted convolution with edge states (an interaction network): every edge
+    carries a state ``e_ij [H]``, and each of the ``num_layers`` layers updates edges, then nodes,
+    with residual connections and LayerNorm:
+
+        e_ij <- LN(e_ij + Φ_k([e_ij, v_i, v_j]))         a_ij = sigmoid(w_k · e_ij + b_k)
+        v_i  <- LN(v_i + Ψ_k([v_i, Σ_{j->i} a_ij e_ij, Σ_{i->j} a_ij e_ij]))
+
+    so each layer's adjacency ``A = (a_ij)`` comes from its own MLP kernel on node pairs, as in
+    :class:`EdgeWeightedConv`, and is *supervised*: training adds a binary cross-entropy between
+    every layer's ``a_ij`` and the edge's truth (same particle), which gives the thesis's adjacency
+    a meaning and makes the last layer's ``a_ij`` an edge classifier. Messages flow both ways
+    along every edge (the stage-1 graph is directed). Encoders: ``v = Φ_v(x)``,
+    ``e = Φ_e([v_i, v_j, x_i - x_j])``. The output is ``Dense(out_dim)([v_K, x])``.
+
+    Padding edges get ``a = 0`` and padding nodes are zeroed after every layer, so padding changes
+    no real output.
+
+    Attributes:
+      num_layers: message-passing steps ``K``.
+      hidden: width ``H`` of node and edge states.
+      out_dim: output dimension (the cluster space).
+    """
+
+    num_layers: int = 4
+    hidden: int = 48
+    out_dim: int = 12
+
+    @nn.compact
+    def __call__(
+        self,
+        graph: jraph.GraphsTuple,
+        edge_mask: jnp.ndarray,
+        node_mask: jnp.ndarray,
+        return_weights: bool = False,
+        return_logits: bool = False,
+    ):
+        """Embed the nodes of one (padded) graph.
+
+        Args:
+          graph: ``nodes [N, F]``, ``senders/receivers [E]``.
+          edge_mask: ``[E]`` bool, False for padding edges.
+          node_mask: ``[N]`` bool, False for padding nodes.
+          return_weights: also return the ``num_layers`` arrays ``a_ij [E]`` (0 on padding).
+          return_logits: also return the ``num_layers`` arrays of logits ``[E]`` (for the loss).
+        Returns:
+          ``out [N, out_dim]``; with ``return_weights`` or ``return_logits``, ``(out, list)``.
+        """
+        h = self.hidden
+        x = graph.nodes
+        s, r = graph.senders, graph.receivers
+        n = x.shape[0]
+        keep = node_mask[:, None].astype(x.dtype)
+        emask = edge_mask[:, None].astype(x.dtype)
+        v = MLP((h,), h, name="node_encoder")(x) * keep
+        e = MLP((h,), h, name="edge_encoder")(jnp.concatenate([v[s], v[r], x[s] - x[r]], -1))
+        e = e * emask
+        logits, weights = [], []
+        for k in range(self.num_layers):
+            de = MLP((h,), h, name=f"edge_{k}")(jnp.concatenate([e, v[s], v[r]], -1))
+            e = nn.LayerNorm(name=f"edge_norm_{k}")(e + de) * emask
+            lg = nn.Dense(1, name=f"kernel_{k}")(e)[:, 0]
+            a = jnp.where(edge_mask, jax.nn.sigmoid(lg), 0.0)
+            msg = a[:, None] * e
+            m_in = jax.ops.segment_sum(msg, r, num_segments=n)
+            m_out = jax.ops.segment_sum(msg, s, num_segments=n)
+            dv = MLP((h,), h, name=f"node_{k}")(jnp.concatenate([v, m_in, m_out], -1))
+            v = nn.LayerNorm(name=f"node_norm_{k}")(v + dv) * keep
+            logits.append(lg)
+            weights.append(a)
+        out = nn.Dense(self.out_dim, name="output")(jnp.concatenate([v, x], -1)) * keep
+        if return_logits:
+            return out, logits
+        if return_weights:
+            return out, weights
+        return out

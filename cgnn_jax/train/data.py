@@ -91,17 +91,43 @@ def pair_data(events: list[PreparedEvent]) -> PairData:
 class TrainingEvents:
     """The events every stage trains on, simulated once per run and shared by the stages.
 
-    ``train``: ``data.train_events`` events (seed ``data.seed``); ``validation``: the held-out
-    events of stages 3 and e2e (``cluster.val_events``, seed ``data.seed + 7919``, ids from 1000;
-    simulated on first use). :meth:`graphs` caches each event's stage-1 graphs.
+    ``train``: ``data.train_events`` events (seed ``data.seed``) at ``data.track_fraction``, for
+    stage 1; ``gnn_train``: the events of stages 2, 3 and e2e, ``data.gnn_train_events`` events
+    at ``data.gnn_track_fraction`` (seed ``data.seed + 104729``; the stage-1 events themselves
+    when both are unset); ``validation``: the held-out events of stages 3 and e2e
+    (``cluster.val_events``, seed ``data.seed + 7919``, ids from 1000, at the stage-2 fraction).
+    All are simulated on first use; :meth:`graphs` caches each event's stage-1 graphs.
     """
 
     def __init__(self, config, log=print):
         self.config = config
         self._log = log
         self._train: list[PreparedEvent] | None = None
+        self._gnn: list[PreparedEvent] | None = None
         self._val: list | None = None
         self._graphs: dict = {}
+
+    @property
+    def gnn_fraction(self) -> float:
+        d = self.config.data
+        f = d.get("gnn_track_fraction", None)
+        return float(d.track_fraction if f is None else f)
+
+    @property
+    def gnn_train(self) -> list[PreparedEvent]:
+        d = self.config.data
+        n, f = d.get("gnn_train_events", None), d.get("gnn_track_fraction", None)
+        if n is None and f is None:
+            return self.train
+        if self._gnn is None:
+            n = int(d.train_events if n is None else n)
+            self._log(
+                f"simulating {n} stage-2 training events (mu={d.mu}, "
+                f"track_fraction={self.gnn_fraction})"
+            )
+            raw = simulated_events(n, d.seed + 104729, d.mu, self.gnn_fraction, first_event=2000)
+            self._gnn = [prepare_event(e) for e in raw]
+        return self._gnn
 
     @property
     def train(self) -> list[PreparedEvent]:
@@ -121,7 +147,9 @@ class TrainingEvents:
         if self._val is None:
             d, n = self.config.data, int(self.config.cluster.val_events)
             self._log(f"simulating {n} validation events (mu={d.mu})")
-            self._val = simulated_events(n, d.seed + 7919, d.mu, d.track_fraction, first_event=1000)
+            self._val = simulated_events(
+                n, d.seed + 7919, d.mu, self.gnn_fraction, first_event=1000
+            )
         return self._val
 
     def graphs(self, stage1, events: list[PreparedEvent], kind: str) -> list[dict]:

@@ -52,7 +52,7 @@ from cgnn_jax.train.loop import (
     replicate,
     shard_batch,
 )
-from cgnn_jax.train.losses import hinge_embedding_loss
+from cgnn_jax.train.losses import balanced_bce, hinge_embedding_loss
 
 __all__ = [
     "STAGE2_DIR",
@@ -99,25 +99,72 @@ def maybe_initialize_distributed() -> bool:
 # --------------------------------------------------------------------------- loss
 
 
-def graph_loss(model: EdgeWeightedGNN, params: Any, b: dict, margin: float) -> jnp.ndarray:
-    """Hinge embedding loss of one padded graph ``b`` (:meth:`PaddedGraph.arrays`): scalar."""
-    out = model.apply(params, b["graph"], b["edge_mask"], b["node_mask"])
+def edge_labels(b: dict) -> jnp.ndarray:
+    """``[E]`` bool truth of the input edges of one padded graph: same particle (not noise)."""
+    lab = b["label"]
+    s, r = b["graph"].senders, b["graph"].receivers
+    return (lab[s] == lab[r]) & (lab[s] > 0) & b["edge_mask"]
+
+
+def graph_loss(
+    model: EdgeWeightedGNN, params: Any, b: dict, margin: float, edge: dict | None = None
+) -> tuple[jnp.ndarray, dict]:
+    """Loss of one padded graph ``b`` (:meth:`PaddedGraph.arrays` + ``label``): the hinge
+    embedding loss of the outputs and, with ``edge`` (``weight``, ``aux_weight``, ``pos_weight``,
+    ``hinge_weight``), the binary cross-entropy of the last layer's edge weights ``a_ij`` against
+    the edges' truth plus ``aux_weight`` x that of every earlier layer (:class:`InteractionGNN`).
+    Returns ``(loss, metrics)``."""
+    if edge is None:
+        out = model.apply(params, b["graph"], b["edge_mask"], b["node_mask"])
+        logits = []
+    else:
+        out, logits = model.apply(
+            params, b["graph"], b["edge_mask"], b["node_mask"], return_logits=True
+        )
     d2 = jnp.sum((out[b["eval_senders"]] - out[b["eval_receivers"]]) ** 2, axis=-1)
-    return hinge_embedding_loss(d2, b["eval_y"], b["eval_mask"], margin)
+    hinge = hinge_embedding_loss(d2, b["eval_y"], b["eval_mask"], margin)
+    if edge is None:
+        return hinge, {"hinge": hinge}
+    y = edge_labels(b)
+    pw = float(edge["pos_weight"])
+    bces = [balanced_bce(lg, y, b["edge_mask"], pw) for lg in logits]
+    aux = sum(bces[:-1]) / max(len(bces) - 1, 1)
+    loss = (
+        float(edge["hinge_weight"]) * hinge
+        + float(edge["weight"]) * bces[-1]
+        + float(edge["aux_weight"]) * aux
+    )
+    return loss, {"hinge": hinge, "edge_bce": bces[-1], "aux_bce": aux}
 
 
-def batch_loss(model: EdgeWeightedGNN, params: Any, batch: dict, margin: float) -> jnp.ndarray:
-    """Mean of the per-graph losses of a stacked batch ``[B, ...]``."""
-    return jnp.mean(jax.vmap(lambda b: graph_loss(model, params, b, margin))(batch))
+def edge_loss_config(c: ml_collections.ConfigDict) -> dict | None:
+    """The edge-loss weights of a ``config.gnn`` block (None for the thesis's GNN, which has
+    no edge loss)."""
+    if c.get("arch", "edge_weighted") != "interaction":
+        return None
+    return {
+        "weight": c.get("edge_weight", 1.0),
+        "aux_weight": c.get("aux_weight", 0.5),
+        "pos_weight": c.get("pos_weight", 1.0),
+        "hinge_weight": c.get("hinge_weight", 1.0),
+    }
 
 
-def gnn_loss(model: EdgeWeightedGNN, margin: float):
-    """``(params, batch, rng) -> (loss, {})`` for :func:`~cgnn_jax.train.loop.make_train_step`
+def batch_loss(
+    model: EdgeWeightedGNN, params: Any, batch: dict, margin: float, edge: dict | None = None
+) -> tuple[jnp.ndarray, dict]:
+    """Mean of the per-graph losses (and metrics) of a stacked batch ``[B, ...]``."""
+    losses, ms = jax.vmap(lambda b: graph_loss(model, params, b, margin, edge))(batch)
+    return jnp.mean(losses), jax.tree_util.tree_map(jnp.mean, ms)
+
+
+def gnn_loss(model: EdgeWeightedGNN, margin: float, edge: dict | None = None):
+    """``(params, batch, rng) -> (loss, metrics)`` for :func:`~cgnn_jax.train.loop.make_train_step`
     (deterministic: the step's randomness, the evaluation-edge sample, is drawn on the host)."""
 
     def loss_fn(params, batch, rng):
         del rng
-        return batch_loss(model, params, batch, margin), {}
+        return batch_loss(model, params, batch, margin, edge)
 
     return loss_fn
 
@@ -171,7 +218,7 @@ def train_stage2(
     mesh = mesh or make_mesh()
     batch_size = mesh.devices.size * c.graphs_per_device
     local_batch = batch_size // jax.process_count()
-    evs = events.train
+    evs = events.gnn_train
     graphs = events.graphs(stage1, evs, c.input_graph)
     subs = [
         s
@@ -193,7 +240,7 @@ def train_stage2(
     )
     state = fit(
         TrainState.new(params, tx),
-        make_train_step(gnn_loss(model, c.margin), tx, mesh),
+        make_train_step(gnn_loss(model, c.margin, edge_loss_config(c)), tx, mesh),
         epoch_batch_at(data, local_batch, c.steps, config.seed, shuffle=False),
         num_steps=c.steps,
         workdir=workdir / "train" / "gnn",

@@ -39,7 +39,13 @@ import pandas as pd
 from cgnn_jax.cluster.objective import clustering_loss
 from cgnn_jax.features.hits import n_features
 from cgnn_jax.inference.checkpoint import latest_step
-from cgnn_jax.inference.pipeline import PIPELINE_DIR, Pipeline, cluster_features, gnn_forward
+from cgnn_jax.inference.pipeline import (
+    PIPELINE_DIR,
+    Pipeline,
+    cluster_features,
+    confident_components,
+    gnn_forward,
+)
 from cgnn_jax.inference.stage2 import Stage2
 from cgnn_jax.metrics import score_event
 from cgnn_jax.models import create_model
@@ -111,7 +117,7 @@ def cluster_data(
             for s in event_subgraphs(config, ev, ev.hf.x, g, sectors, config.seed)
         ]
 
-    tsubs = trainable_subgraphs(subgraphs(events.train))
+    tsubs = trainable_subgraphs(subgraphs(events.gnn_train))
     vsubs = [
         s for s in subgraphs([prepare_event(e) for e in events.validation]) if len(s["x"]) >= 2
     ]
@@ -132,7 +138,7 @@ def graph_objective(pipe: Pipeline, params: dict, b: dict, hinge_weight: float):
     """``(loss, metrics)`` of one padded sub-graph ``b`` (unstacked)."""
     cc = pipe.cluster_config
     split, stop = pipe.split_stop
-    out = gnn_forward(
+    out, a = gnn_forward(
         pipe.emb_model,
         pipe.gnn_model,
         params["input_embedding"],
@@ -140,8 +146,16 @@ def graph_objective(pipe: Pipeline, params: dict, b: dict, hinge_weight: float):
         b["graph"],
         b["edge_mask"],
         b["node_mask"],
+        return_weights=True,
     )
     h = cluster_features(out, b["graph"].nodes, cc.inputs)
+    cut = float(cc.get("component_cut", 0.0))
+    g = b["graph"]
+    groups = (
+        confident_components(g.senders, g.receivers, a, b["edge_mask"], cut, g.nodes.shape[0])
+        if cut > 0
+        else None
+    )
     loss, m = clustering_loss(
         lambda *a: split.apply(params["split"], *a),
         lambda *a: stop.apply(params["stop"], *a),
@@ -151,6 +165,7 @@ def graph_objective(pipe: Pipeline, params: dict, b: dict, hinge_weight: float):
         int(cc.train_depth),
         int(cc.min_size),
         float(cc.stop_weight),
+        groups,
     )
     if hinge_weight > 0:
         d2 = jnp.sum((out[b["eval_senders"]] - out[b["eval_receivers"]]) ** 2, axis=-1)
