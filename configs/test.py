@@ -5,11 +5,11 @@ python launch/train.py --config=configs/test.py --workdir=/tmp/cgnn_test
 
 import ml_collections
 
-from configs import default
+from configs import interaction
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = default.get_config()
+    c = interaction.get_config()  # the interaction GNN + graph-consistent Split, toy-sized
     c.loop.log_every = 10
     c.loop.checkpoint_every = 4  # often: the resume test interrupts every run after 6 steps
 
