@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.aux_weight = 0.5  # ... and of the earlier layers' (mean)
     c.gnn.pos_weight = 2.0
     c.gnn.hinge_weight = 1.0
+    c.gnn.distance_dims = 0  # 12: the edge encoder also sees the stage-1 embedding distance
     c.gnn.eval_edges_per_event = 32768
 
     c.cluster.component_cut = 0.95

@@ -87,7 +87,7 @@ def _event(n=300, e=1500, f=7, seed=0):
 
 def test_interaction_gnn_padding_and_edge_loss():
     x, s, r, ev, pid = _event()
-    model = InteractionGNN(num_layers=2, hidden=16, out_dim=4)
+    model = InteractionGNN(num_layers=2, hidden=16, out_dim=4, distance_dims=3)
     small = padded_graph(x, s, r, ev, budget=(1024, 2048), n_eval=256)
     large = padded_graph(x, s, r, ev, budget=(2048, 4096), n_eval=384)
     params = model.init(jax.random.PRNGKey(0), small.graph, small.edge_mask, small.node_mask)

@@ -34,7 +34,9 @@ def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
         c = config.gnn
         arch = c.get("arch", "edge_weighted")
         if arch == "interaction":
-            return InteractionGNN(int(c.num_layers), int(c.hidden), int(c.out_dim))
+            return InteractionGNN(
+                int(c.num_layers), int(c.hidden), int(c.out_dim), int(c.get("distance_dims", 0))
+            )
         if arch != "edge_weighted":
             raise ValueError(f"config.gnn.arch={arch!r}; valid: 'edge_weighted', 'interaction'")
         return EdgeWeightedGNN(

@@ -164,11 +164,15 @@ class InteractionGNN(nn.Module):
       num_layers: message-passing steps ``K``.
       hidden: width ``H`` of node and edge states.
       out_dim: output dimension (the cluster space).
+      distance_dims: if > 0, the edge encoder also sees ``log(1 + |z_i - z_j|^2)`` of the last
+        ``distance_dims`` input columns (the stage-1 embedding: a distance that already tells
+        true edges from false).
     """
 
     num_layers: int = 4
     hidden: int = 48
     out_dim: int = 12
+    distance_dims: int = 0
 
     @nn.compact
     def __call__(
@@ -197,7 +201,11 @@ class InteractionGNN(nn.Module):
         keep = node_mask[:, None].astype(x.dtype)
         emask = edge_mask[:, None].astype(x.dtype)
         v = MLP((h,), h, name="node_encoder")(x) * keep
-        e = MLP((h,), h, name="edge_encoder")(jnp.concatenate([v[s], v[r], x[s] - x[r]], -1))
+        pair = [v[s], v[r], x[s] - x[r]]
+        if self.distance_dims:  # log(1 + |z_i - z_j|^2) in the last distance_dims input columns
+            dz = x[s, -self.distance_dims :] - x[r, -self.distance_dims :]
+            pair.append(jnp.log1p(jnp.sum(dz * dz, -1, keepdims=True)))
+        e = MLP((h,), h, name="edge_encoder")(jnp.concatenate(pair, -1))
         e = e * emask
         logits, weights = [], []
         for k in range(self.num_layers):
