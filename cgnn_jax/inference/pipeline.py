@@ -38,9 +38,8 @@ from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, s
 from cgnn_jax.inference.events import PreparedEvent, prepare_event
 from cgnn_jax.inference.stage1 import Stage1
 from cgnn_jax.io.event import Event
-from cgnn_jax.metrics.ceilings import components
 from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, Split, Stop, create_model
-from cgnn_jax.utils.padding import padded_points
+from cgnn_jax.utils.padding import bucket_size, pad_rows, padded_points
 
 PIPELINE_KIND = "pipeline"
 PIPELINE_DIR = "pipeline"  # <workdir>/pipeline/checkpoints
@@ -83,6 +82,11 @@ def confident_components(
 ) -> jnp.ndarray:
     """``[n]`` components of the edges with ``a_ij > cut`` (the graph-consistent Split's atoms)."""
     return jax.lax.stop_gradient(edge_components(senders, receivers, edge_mask & (a > cut), n))
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _components_jit(senders, receivers, a, edge_mask, cut, n):
+    return confident_components(senders, receivers, a, edge_mask, cut, n)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -205,10 +209,17 @@ class Pipeline:
         cut = float(self.cluster_config.get("component_cut", 0.0))
         if cut <= 0:
             return None
-        keep = np.asarray(edge_score) > cut
-        return components(np.asarray(senders)[keep], np.asarray(receivers)[keep], ev.n).astype(
-            np.int32
+        # the function training uses (confident_components), on arrays padded to size buckets
+        n, e = bucket_size(ev.n), bucket_size(len(senders))
+        out = _components_jit(
+            pad_rows(np.asarray(senders, np.int32), e),
+            pad_rows(np.asarray(receivers, np.int32), e),
+            pad_rows(np.asarray(edge_score, np.float32), e),
+            np.arange(e) < len(senders),
+            cut,
+            n,
         )
+        return np.asarray(out)[: ev.n]
 
     def cluster_inputs(self, ev: PreparedEvent, gnn_out: np.ndarray) -> np.ndarray:
         """``h [n, D]`` seen by Split/Stop."""
