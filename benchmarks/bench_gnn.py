@@ -29,7 +29,7 @@ def main() -> None:
 
     from cgnn_jax.graph.batch import padded_graph
     from cgnn_jax.inference.events import prepare_event
-    from cgnn_jax.inference.stage2 import Stage2, gnn_inputs, input_graph
+    from cgnn_jax.inference.stage2 import Stage2, gnn_inputs, input_graph, input_threshold
     from cgnn_jax.sim import simulate_event
 
     model = Stage2.restore(args.checkpoint)
@@ -39,7 +39,9 @@ def main() -> None:
     kind = model.config.gnn.input_graph
 
     def stage1_inputs():
-        return gnn_inputs(ev, s1), input_graph(ev, s1, kind)
+        return gnn_inputs(ev, s1), input_graph(
+            ev, s1, kind, threshold=input_threshold(model.config.gnn)
+        )
 
     x, (s, r) = stage1_inputs()
     g = padded_graph(x, s, r)

@@ -201,17 +201,20 @@ def random_pipeline(config: Any = None, seed: int = 0) -> Any:
     return Pipeline(config, config, params, {"note": "untrained (random init)"})
 
 
-def clustering_stage(pipe: Any, ev: Any, gnn_out: np.ndarray) -> np.ndarray:
-    """Stage 3 as :meth:`Pipeline.reconstruct` runs it: ``h``, Split/Stop, track ids ``[n]``."""
+def clustering_stage(pipe: Any, ev: Any, gnn: tuple, graph: dict) -> np.ndarray:
+    """Stage 3 as :meth:`Pipeline.reconstruct` runs it: the atoms (``gnn = (out, edge_score)``
+    from :meth:`Pipeline.gnn_stage`), ``h``, Split/Stop, track ids ``[n]``."""
     from cgnn_jax.pipeline import dense_track_ids
 
+    gnn_out, edge_score = gnn
+    groups = pipe.groups(ev, graph["senders"], graph["receivers"], edge_score)
     h = pipe.cluster_inputs(ev, gnn_out)
-    out = pipe.cluster(h)
+    out = pipe.cluster(h, groups=groups)
     tid = dense_track_ids(out["cluster"][: ev.n])
     if pipe.cluster_config.get("iterative_rounds", 0) > 0:
         from cgnn_jax.cluster.iterative import iterative_recluster
 
-        tid = iterative_recluster(pipe, h, out, tid)
+        tid = iterative_recluster(pipe, h, out, tid, groups=groups)
     return tid
 
 
@@ -276,13 +279,13 @@ def _measure_stages(
             "features": (lambda st=state: pipe.prepare(st["event"]), "ev"),
             "graph (stage 1)": (lambda st=state: pipe.graph(st["ev"]), "graph"),
             "GNN (stage 2)": (
-                lambda st=state: pipe.gnn_output(
+                lambda st=state: pipe.gnn_stage(
                     st["ev"], st["graph"]["senders"], st["graph"]["receivers"]
                 ),
                 "gnn",
             ),
             "clustering (stage 3)": (
-                lambda st=state: clustering_stage(pipe, st["ev"], st["gnn"]),
+                lambda st=state: clustering_stage(pipe, st["ev"], st["gnn"], st["graph"]),
                 "tid",
             ),
             "score": (

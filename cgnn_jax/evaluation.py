@@ -102,17 +102,20 @@ def compare_methods(
         ev = pipe.prepare(event)
         g = pipe.graph(ev)
         t1 = time.perf_counter()
-        gnn = pipe.gnn_output(ev, g["senders"], g["receivers"])
+        gnn, edge_score = pipe.gnn_stage(ev, g["senders"], g["receivers"])
+        groups = pipe.groups(ev, g["senders"], g["receivers"], edge_score)
         t2 = time.perf_counter()
         shared = {"features+graph": t1 - t0, "gnn": t2 - t1}
         for m in methods:
             t = time.perf_counter()
             if m in ("cgnn", "cgnn+iterative"):
                 h = pipe.cluster_inputs(ev, gnn)
-                out = pipe.cluster(h)
+                out = pipe.cluster(h, groups=groups)
                 tid = dense_track_ids(out["cluster"][: ev.n])
                 if m == "cgnn+iterative":
-                    tid = iterative_recluster(pipe, h, out, tid, rounds=iterative_rounds)
+                    tid = iterative_recluster(
+                        pipe, h, out, tid, rounds=iterative_rounds, groups=groups
+                    )
             elif m == "gnn+dbscan":
                 tid = dbscan_space(gnn, cuts[m]) + 1
             elif m == "gnn+hdbscan":

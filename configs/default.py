@@ -1,36 +1,36 @@
-"""The default cgnn_jax model: stage 1 + stage 2 + stage 3 (Split/Stop) + end-to-end fine-tuning.
+"""The default cgnn_jax model, shipped as ``cgnn_jax/pretrained/default``.
 
     make train-default   # = python launch/train.py --config=configs/default.py --workdir=workdirs/default
 
-Sized for this project's 2-core CPU. The result is shipped as the pretrained model in
-``cgnn_jax/pretrained/default`` (``make train-default`` copies it there).
+Sized for this project's 2-core CPU (~55 min, resumable):
+
+- stage 1 as ``configs/stage1.py``: 4 full mu = 200 events (~18 min);
+- stage 2: :class:`~cgnn_jax.models.gnn.InteractionGNN` (4 x 32) on stage 1's *refined* graph
+  at a low filter cut (``gnn.input_threshold = 0.02``: ~10 edges per hit at 10 % of tracks for
+  a ceiling of 0.86, against ~38 and 0.91 for the embedding graph at 4x the cost per step),
+  trained on 24 whole 10 %-track events for 1200 steps (~27 min). The message passing learns
+  from the edge truth alone (binary cross-entropy of the last layer's ``a_ij``); the cluster
+  space is an MLP head trained by the hinge loss without back-propagating into the layers
+  (``gnn.detach_output``): mixed, the two losses held the edge loss at the constant-prediction
+  plateau for ~250 steps (``docs/experiments.md``);
+- stage 3: Split/Stop with atoms of ``a_ij > 0.95`` (``cluster.component_cut``), 5 epochs, then
+  Stop's cut chosen on 2 validation events (``cluster.calibrate_stop``).
 """
 
 import ml_collections
 
-from cgnn_jax.features.hits import FEATURE_NAMES
-from configs import stage3
+from configs import interaction
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = stage3.get_config()
-    # the residual GNN keeps the stage-1 space and learns a correction (better kNN recall)
-    c.gnn.residual = True
-    c.gnn.out_dim = 12
-    c.gnn.degree_norm = True
-
-    # Split/Stop (stage 3) and end-to-end training: configs/stage3.py's cluster block, with:
-    c.cluster.sectors = (3, 6)  # training sub-graphs of ~7k hits
-    c.cluster.train_depth = 18
-    # Split starts from each cluster's principal axis in the hits' angular position (cos φ, sin φ,
-    # η columns of h = [GNN output, hit features]): the GNN space's largest spread is the hit's
-    # radius, and a prior on it (prior_dims = out_dim) cut every track in two at the root
-    # (validation TrackML score 0.03 after 12 epochs, against 0.07 after 4 with this prior)
-    c.cluster.prior_columns = tuple(
-        c.gnn.out_dim + FEATURE_NAMES.index(name) for name in ("cos_phi", "sin_phi", "eta")
-    )
-    c.cluster.learning_rate = 1e-2
-    c.cluster.epochs = 12  # one epoch = the 72 sub-graphs of the 4 training events
-    c.cluster.e2e_epochs = 4
-    c.cluster.e2e_learning_rate = 1e-4
+    c = interaction.get_config()
+    c.gnn.input_graph = "refined"
+    c.gnn.input_threshold = 0.02  # ~10 edges per hit at 10 % of tracks (stage 1's cut: ~5.5)
+    c.gnn.aux_weight = 0.0  # the earlier layers' a_ij unsupervised
+    c.gnn.detach_output = True  # the hinge trains the cluster-space head only
+    c.gnn.output_hidden = 64
+    c.gnn.steps = 1200  # ~1.3 s per step here
+    c.gnn.learning_rate = 3e-3
+    c.cluster.val_events = 2  # also the events Stop's cut is calibrated on
+    c.cluster.calibrate_stop = True
     return c

@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.pos_weight = 2.0
     c.gnn.hinge_weight = 1.0
     c.gnn.distance_dims = 0  # 12: the edge encoder also sees the stage-1 embedding distance
+    c.gnn.output_hidden = 0  # > 0: an MLP output head of this width
+    c.gnn.detach_output = False  # True: the hinge trains the output head only
+    c.gnn.input_threshold = -1.0  # refined input graph's filter cut (< 0: stage 1's)
     c.gnn.eval_edges_per_event = 32768
 
     c.cluster.component_cut = 0.95

@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.steps = 300
     c.gnn.graphs_per_device = 1  # batch = devices x graphs_per_device sub-graphs
     c.gnn.input_graph = "refined"  # or "embedding": the stage-1 graph the GNN passes messages on
+    c.gnn.input_threshold = -1.0  # refined graph's filter cut; < 0: stage 1's learned one
     c.gnn.margin = 1.0  # hinge margin on squared distances
     c.gnn.radius = 1.0  # radius of the knn_radius graph in the GNN space (quality report)
     # Evaluation edges: stage-1 embedding graph (hard negatives) + true_pairs_per_hit * n random

@@ -26,6 +26,9 @@ def cluster_config() -> ml_collections.ConfigDict:
     c.sectors = (3, 6)  # η–φ sectors of the training sub-graphs (~6k hits each at μ = 200)
     c.min_size = 3
     c.stop_threshold = 0.5
+    # after training, choose Stop's cut on the validation events (best TrackML score over
+    # train.stage3.STOP_GRID); kept in the checkpoint as learned["stop_threshold"]
+    c.calibrate_stop = True
     c.stop_weight = 1.0
     c.hinge_weight = 1.0  # GNN hinge loss beside the clustering losses (end to end)
     c.learning_rate = 3e-3

@@ -5,11 +5,11 @@ python launch/train.py --config=configs/test.py --workdir=/tmp/cgnn_test
 
 import ml_collections
 
-from configs import interaction
+from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = interaction.get_config()  # the interaction GNN + graph-consistent Split, toy-sized
+    c = default.get_config()  # the shipped recipe, toy-sized
     c.loop.log_every = 10
     c.loop.checkpoint_every = 4  # often: the resume test interrupts every run after 6 steps
 
@@ -36,4 +36,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.cluster.update(epochs=2, e2e_epochs=2, train_depth=4, max_depth=6, sectors=(1, 2))
     c.cluster.prior_columns = ()
     c.cluster.val_loss = False  # the TrackML score alone picks the best parameters
+    c.cluster.val_events = 1  # (the default recipe validates and calibrates Stop on 2)
     return c

@@ -124,3 +124,23 @@ def test_checkpoint_restores_onto_the_local_device(tmp_path):
     got, meta = restore_checkpoint(tmp_path / "ck", kind="test")
     np.testing.assert_array_equal(np.asarray(got["a"]["w"]), state["a"]["w"])
     assert meta["kind"] == "test"
+
+
+def test_detached_output_head_trains_no_layer():
+    """``detach_output``: a loss on the output reaches the head alone; without it, every layer."""
+    x, s, r, ev, _ = _event()
+    g = padded_graph(x, s, r, ev, budget=(1024, 2048), n_eval=256)
+
+    def grads(detach):
+        model = InteractionGNN(
+            num_layers=2, hidden=8, out_dim=4, output_hidden=6, detach_output=detach
+        )
+        params = model.init(jax.random.PRNGKey(0), g.graph, g.edge_mask, g.node_mask)
+        f = lambda p: jax.numpy.sum(model.apply(p, g.graph, g.edge_mask, g.node_mask) ** 2)  # noqa: E731
+        return jax.grad(f)(params)["params"]
+
+    for detach in (True, False):
+        gr = grads(detach)
+        assert "output" in gr and any(np.abs(a).max() > 0 for a in jax.tree.leaves(gr["output"]))
+        layers = [a for k, v in gr.items() if k != "output" for a in jax.tree.leaves(v)]
+        assert any(np.abs(a).max() > 0 for a in layers) != detach

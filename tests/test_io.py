@@ -404,11 +404,26 @@ def test_atomic_write_failure_keeps_old_file(tmp_path: Path, monkeypatch) -> Non
     write_event(ev, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    def broken_to_csv(self, path_or_buf=None, *args, **kwargs):
-        Path(path_or_buf).write_text("hit_id,x,y\n1,2,")  # partial content, then die
-        raise OSError("disk full")
+    import cgnn_jax.io.atomic as atomic_mod
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", broken_to_csv)
+    real_fdopen = os.fdopen
+
+    class DiesHalfway:  # writes the first half of what it is given, then the disk is full
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError("disk full")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(atomic_mod.os, "fdopen", lambda *a, **k: DiesHalfway(real_fdopen(*a, **k)))
     ev2 = make_event(seed=1)
     with pytest.raises(OSError, match="disk full"):
         write_event(ev2, tmp_path)
@@ -543,3 +558,26 @@ def test_parallel_event_writing_writes_the_same_bytes(tmp_path):
     assert names == sorted(p.name for p in (tmp_path / "par").iterdir()) and len(names) == 4
     for n in names:
         assert (serial / n).read_bytes() == (tmp_path / "par" / n).read_bytes(), n
+
+
+def test_csv_bytes_equals_pandas() -> None:
+    """The fast writer's bytes are pandas' bytes: shortest float32 repr, NaN empty, ints, bools."""
+    from cgnn_jax.io.write import csv_bytes
+
+    rng = np.random.default_rng(0)
+    f32 = np.concatenate(
+        [rng.normal(size=200) * 10.0 ** rng.integers(-9, 9, 200), [np.nan, np.inf, -0.0, 1e20]]
+    ).astype(np.float32)
+    n = len(f32)
+    df = pd.DataFrame(
+        {
+            "a": f32,
+            "b": rng.integers(-(2**62), 2**62, n, dtype=np.int64),
+            "c": rng.integers(0, 255, n).astype(np.uint8),
+            "d": rng.random(n) < 0.5,
+            "e": rng.normal(size=n),  # float64
+        }
+    )
+    assert csv_bytes(df) == df.to_csv(index=False, lineterminator="\n").encode()
+    empty = df.iloc[:0]
+    assert csv_bytes(empty) == empty.to_csv(index=False, lineterminator="\n").encode()

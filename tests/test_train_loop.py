@@ -170,3 +170,49 @@ def test_trained_pipeline_restores_and_reconstructs(two_runs):
     assert tid.shape == (len(ev.hits),) and tid.dtype == np.int64 and tid.min() >= 1
     assert len(np.unique(np.c_[tid, tree.leaves], axis=0)) == len(np.unique(tid))
     np.testing.assert_array_equal(tid, Pipeline.restore(whole).reconstruct(ev))
+
+
+def test_stop_threshold_is_calibrated_on_the_validation_events(two_runs):
+    """configs/test.py calibrates Stop's cut after stage 3 (``cluster.calibrate_stop``): the kept
+    value is the grid's best on the validation events, and the pipeline clusters with it."""
+    import dataclasses
+
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.train.data import TrainingEvents
+    from cgnn_jax.train.stage3 import STOP_GRID, calibrate_stop_threshold
+
+    whole, _, _ = two_runs
+    pipe = Pipeline.restore(whole)
+    kept = pipe.learned["stop_threshold"]
+    assert kept in STOP_GRID and pipe.stop_threshold == kept
+    plain = dataclasses.replace(pipe, meta={**pipe.meta, "learned": {}})
+    assert plain.stop_threshold == pipe.cluster_config.stop_threshold
+    lines = []
+    again = calibrate_stop_threshold(
+        plain, TrainingEvents(pipe.config, lambda *a: None).validation, log=lines.append
+    )
+    assert again.stop_threshold == kept  # deterministic: the same events, the same choice
+    scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", lines[0])]
+    assert len(scores) == len(STOP_GRID)
+    assert scores[STOP_GRID.index(kept)] == max(scores)
+
+
+def test_iterative_reclustering_keeps_the_atoms_together(two_runs):
+    """``cluster.iterative_rounds`` re-clusters low-confidence clusters with the same atoms (the
+    components of confident GNN edges) as the first pass: no atom is ever split."""
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.sim import simulate_event
+
+    whole, _, _ = two_runs
+    pipe = Pipeline.restore(whole)
+    with pipe.config.unlocked():
+        pipe.config.cluster.component_cut = 0.5  # many multi-hit atoms, even in a toy model
+        pipe.config.cluster.iterative_rounds = 2
+        pipe.config.cluster.iterative_cutoff = 1.01  # every cluster re-clustered
+    ev = simulate_event(32, 10.0, event_id=32, track_fraction=0.3)
+    out = pipe.stage_outputs(ev)
+    groups = out["groups"]
+    assert groups is not None and len(np.unique(groups)) < len(groups)
+    tid = pipe.reconstruct(ev)
+    per_atom = pd.DataFrame({"g": groups, "t": tid}).groupby("g")["t"].nunique()
+    assert (per_atom == 1).all()

@@ -58,6 +58,7 @@ def iterative_recluster(
     track_id: np.ndarray,
     rounds: int | None = None,
     cutoff: float | None = None,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Track ids ``[n]`` after re-clustering the low-confidence clusters.
 
@@ -67,6 +68,8 @@ def iterative_recluster(
       out: the first pass (:meth:`Pipeline.cluster` of ``h``).
       track_id: ``[n]`` the first pass's track ids.
       rounds, cutoff: default ``config.cluster.iterative_rounds`` / ``iterative_cutoff``.
+      groups: ``[n]`` the graph-consistent Split's atoms of the first pass
+        (:meth:`Pipeline.groups`), kept together when re-clustering; None: none.
     """
     cc = pipe.cluster_config
     rounds = int(cc.iterative_rounds if rounds is None else rounds)
@@ -80,7 +83,10 @@ def iterative_recluster(
         low = np.flatnonzero(conf < cutoff)
         if len(low) < min_size:
             break
-        sub = pipe.cluster(h[low])
+        sub_groups = None
+        if groups is not None:  # the atoms among the re-clustered points, numbered 0..k-1
+            sub_groups = np.unique(np.asarray(groups)[low], return_inverse=True)[1].astype(np.int32)
+        sub = pipe.cluster(h[low], groups=sub_groups)
         tid[low] = dense_track_ids(sub["cluster"][: len(low)]) + tid.max()
         conf[low] = leaf_confidence(sub, len(low), min_size)
     return dense_track_ids(tid)

@@ -37,6 +37,7 @@ from cgnn_jax.graph.batch import padded_graph
 from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent, prepare_event
 from cgnn_jax.inference.stage1 import Stage1
+from cgnn_jax.inference.stage2 import input_threshold
 from cgnn_jax.io.event import Event
 from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, Split, Stop, create_model
 from cgnn_jax.utils.padding import bucket_size, pad_rows, padded_points
@@ -94,7 +95,7 @@ def _gnn_jit(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask):
     return gnn_forward(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask, True)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))  # stop_threshold traced: no recompile
 def _cluster_jit(
     split, stop, max_depth, min_size, stop_threshold, p_split, p_stop, h, mask, groups=None
 ):
@@ -147,6 +148,14 @@ class Pipeline:
         return dict(self.meta.get("learned", {}))
 
     @property
+    def stop_threshold(self) -> float:
+        """Stop's cut: the one calibrated on validation events after training
+        (``learned["stop_threshold"]``) when there is one, else ``cluster.stop_threshold``."""
+        if "stop_threshold" in self.learned:
+            return float(self.learned["stop_threshold"])
+        return float(self.cluster_config.stop_threshold)
+
+    @property
     def stage1(self) -> Stage1:
         return Stage1(
             self.stage1_config, self.params["embedding"], self.params["filter"], self.learned
@@ -174,7 +183,7 @@ class Pipeline:
         es, er = s1.embedding_graph(ev)
         out = {"embedding": s1.embed(ev), "emb_senders": es, "emb_receivers": er}
         if self.config.gnn.input_graph == "refined":
-            s, r, p = s1.refined_graph(ev, es, er)
+            s, r, p = s1.refined_graph(ev, es, er, threshold=input_threshold(self.config.gnn))
         else:
             s, r, p = es, er, np.ones(len(es), np.float32)
         out.update(senders=s, receivers=r, edge_prob=p)
@@ -228,12 +237,17 @@ class Pipeline:
         )
 
     def cluster(
-        self, h: np.ndarray, max_depth: int | None = None, groups: np.ndarray | None = None
+        self,
+        h: np.ndarray,
+        max_depth: int | None = None,
+        groups: np.ndarray | None = None,
+        stop_threshold: float | None = None,
     ) -> dict[str, np.ndarray]:
         """Stage 3 on points ``h [n, D]``: the :func:`unrolled_clustering` output on the points
         padded to their bucket ``N`` (per-point arrays ``cluster [N]``, ``segment [L+1, N]``...:
         the first ``n`` entries are the points, the rest padding). ``groups [n]``: atoms the tree
-        never separates (:meth:`groups`)."""
+        never separates (:meth:`groups`); ``stop_threshold``: Stop's cut (default
+        :attr:`stop_threshold`)."""
         cc = self.cluster_config
         hp, mask = padded_points(h)
         split, stop = self.split_stop
@@ -242,7 +256,7 @@ class Pipeline:
             stop,
             int(max_depth or cc.max_depth),
             int(cc.min_size),
-            float(cc.stop_threshold),
+            self.stop_threshold if stop_threshold is None else float(stop_threshold),
             self.params["split"],
             self.params["stop"],
             hp,
@@ -278,7 +292,7 @@ class Pipeline:
         if self.cluster_config.iterative_rounds > 0:
             from cgnn_jax.cluster.iterative import iterative_recluster
 
-            tid = iterative_recluster(self, out["h"], out["clustering"], tid)
+            tid = iterative_recluster(self, out["h"], out["clustering"], tid, groups=out["groups"])
         if not return_tree:
             return tid
         from cgnn_jax.cluster.tree import build_tree

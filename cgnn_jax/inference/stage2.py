@@ -35,17 +35,25 @@ def gnn_inputs(ev: PreparedEvent, stage1: Stage1) -> np.ndarray:
     return np.concatenate([ev.hf.x, stage1.embed(ev)], axis=1).astype(np.float32)
 
 
+def input_threshold(gnn_config) -> float | None:
+    """The edge-filter cut of the GNN's ``"refined"`` input graph: ``gnn.input_threshold`` when
+    set (>= 0), else ``None`` (stage 1's own, learned cut)."""
+    t = float(gnn_config.get("input_threshold", -1.0))
+    return t if t >= 0 else None
+
+
 def input_graph(
-    ev: PreparedEvent, stage1: Stage1, kind: str, emb_graph=None
+    ev: PreparedEvent, stage1: Stage1, kind: str, emb_graph=None, threshold: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The GNN's input graph ``(senders, receivers)``: stage 1's ``"refined"`` or ``"embedding"``
-    graph (``emb_graph``: the embedding graph if already computed)."""
+    graph (``emb_graph``: the embedding graph if already computed; ``threshold``: the refined
+    graph's filter cut, ``None`` = stage 1's)."""
     if kind not in ("refined", "embedding"):
         raise ValueError(f"unknown input_graph {kind!r}; valid: 'refined', 'embedding'")
     s, r = emb_graph if emb_graph is not None else stage1.embedding_graph(ev)
     if kind == "embedding":
         return s, r
-    s2, r2, _ = stage1.refined_graph(ev, s, r)
+    s2, r2, _ = stage1.refined_graph(ev, s, r, threshold=threshold)
     return s2, r2
 
 

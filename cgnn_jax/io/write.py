@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,35 @@ def _cast(df: pd.DataFrame, dtypes: dict[str, str], target: Path) -> pd.DataFram
     return pd.DataFrame(out, copy=False)
 
 
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as csv bytes (header row, no index, ``\n`` line ends), the same bytes as
+    ``df.to_csv(index=False, lineterminator="\n")`` for numeric and bool columns at ~2x its
+    speed: each column is formatted by numpy's C cast (floats as their shortest round-tripping
+    repr, as pandas does; NaN as an empty field, as pandas does), then rows are joined."""
+    cols = []
+    for c in df.columns:
+        a = df[c].to_numpy()
+        if a.dtype.kind not in "iufb":
+            raise TypeError(f"csv_bytes: column {c!r} has dtype {a.dtype}, not numeric")
+        b = a.astype("S")
+        if a.dtype.kind == "f":
+            nan = np.isnan(a)
+            if nan.any():
+                b[nan] = b""
+        cols.append(b.tolist())
+    head = ",".join(map(str, df.columns)).encode() + b"\n"
+    if not len(df):
+        return head
+    return head + b"\n".join(map(b",".join, zip(*cols, strict=True))) + b"\n"
+
+
 def _write_csv(df: pd.DataFrame, path: Path, compress: bool) -> None:
-    with atomic_write(path) as tmp:
-        # float_format=None writes each float32 as its shortest round-tripping repr
-        # ('%.7g' would not round-trip all float32 values; '%.9g' would be longer).
-        df.to_csv(tmp, index=False, lineterminator="\n", compression=_GZIP if compress else None)
+    data = csv_bytes(df)
+    with atomic_write(path, "wb") as f:
+        if compress:
+            f.write(gzip.compress(data, compresslevel=_GZIP["compresslevel"], mtime=0))
+        else:
+            f.write(data)
 
 
 def _write_part(part: str, df: pd.DataFrame, path: Path, compress: bool) -> None:

@@ -35,7 +35,12 @@ def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
         arch = c.get("arch", "edge_weighted")
         if arch == "interaction":
             return InteractionGNN(
-                int(c.num_layers), int(c.hidden), int(c.out_dim), int(c.get("distance_dims", 0))
+                num_layers=int(c.num_layers),
+                hidden=int(c.hidden),
+                out_dim=int(c.out_dim),
+                distance_dims=int(c.get("distance_dims", 0)),
+                output_hidden=int(c.get("output_hidden", 0)),
+                detach_output=bool(c.get("detach_output", False)),
             )
         if arch != "edge_weighted":
             raise ValueError(f"config.gnn.arch={arch!r}; valid: 'edge_weighted', 'interaction'")

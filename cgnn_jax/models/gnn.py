@@ -155,7 +155,8 @@ class InteractionGNN(nn.Module):
     every layer's ``a_ij`` and the edge's truth (same particle), which gives the thesis's adjacency
     a meaning and makes the last layer's ``a_ij`` an edge classifier. Messages flow both ways
     along every edge (the stage-1 graph is directed). Encoders: ``v = Φ_v(x)``,
-    ``e = Φ_e([v_i, v_j, x_i - x_j])``. The output is ``Dense(out_dim)([v_K, x])``.
+    ``e = Φ_e([v_i, v_j, x_i - x_j])``. The output is ``Dense(out_dim)([v_K, x])`` (or a small
+    MLP, ``output_hidden``).
 
     Padding edges get ``a = 0`` and padding nodes are zeroed after every layer, so padding changes
     no real output.
@@ -167,12 +168,19 @@ class InteractionGNN(nn.Module):
       distance_dims: if > 0, the edge encoder also sees ``log(1 + |z_i - z_j|^2)`` of the last
         ``distance_dims`` input columns (the stage-1 embedding: a distance that already tells
         true edges from false).
+      output_hidden: if > 0, the output head is an MLP with one hidden layer of this width
+        instead of one ``Dense``.
+      detach_output: if True, no gradient flows from the output into the message passing: the
+        loss on the cluster space trains the head alone, and the layers learn from the edge
+        truth only (the two losses do not compete).
     """
 
     num_layers: int = 4
     hidden: int = 48
     out_dim: int = 12
     distance_dims: int = 0
+    output_hidden: int = 0
+    detach_output: bool = False
 
     @nn.compact
     def __call__(
@@ -220,7 +228,14 @@ class InteractionGNN(nn.Module):
             v = nn.LayerNorm(name=f"node_norm_{k}")(v + dv) * keep
             logits.append(lg)
             weights.append(a)
-        out = nn.Dense(self.out_dim, name="output")(jnp.concatenate([v, x], -1)) * keep
+        head_in = jnp.concatenate([v, x], -1)
+        if self.detach_output:
+            head_in = jax.lax.stop_gradient(head_in)
+        if self.output_hidden:
+            out = MLP((self.output_hidden,), self.out_dim, name="output")(head_in)
+        else:
+            out = nn.Dense(self.out_dim, name="output")(head_in)
+        out = out * keep
         if return_logits:
             return out, logits
         if return_weights:

@@ -152,17 +152,21 @@ class TrainingEvents:
             )
         return self._val
 
-    def graphs(self, stage1, events: list[PreparedEvent], kind: str) -> list[dict]:
+    def graphs(
+        self, stage1, events: list[PreparedEvent], kind: str, threshold: float | None = None
+    ) -> list[dict]:
         """Per event: its stage-1 embedding graph ``emb`` and the GNN input graph ``input``
-        (``kind``: ``"refined"`` or ``"embedding"``), each ``(senders, receivers)``."""
+        (``kind``: ``"refined"`` or ``"embedding"``; ``threshold``: the refined graph's cut,
+        ``None`` = stage 1's), each ``(senders, receivers)``."""
         from cgnn_jax.inference.stage2 import input_graph
 
         out = []
         for ev in events:
-            key = (id(stage1), kind, ev.event_id, ev.n)
+            key = (id(stage1), kind, threshold, ev.event_id, ev.n)
             if key not in self._graphs:
                 emb = stage1.embedding_graph(ev)
-                self._graphs[key] = {"emb": emb, "input": input_graph(ev, stage1, kind, emb)}
+                inp = input_graph(ev, stage1, kind, emb, threshold)
+                self._graphs[key] = {"emb": emb, "input": inp}
             out.append(self._graphs[key])
         return out
 

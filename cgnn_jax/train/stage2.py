@@ -32,7 +32,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from cgnn_jax.inference.stage1 import Stage1
-from cgnn_jax.inference.stage2 import STAGE2_DIR, STAGE2_KIND, Stage2, gnn_inputs, input_graph
+from cgnn_jax.inference.stage2 import (
+    STAGE2_DIR,
+    STAGE2_KIND,
+    Stage2,
+    gnn_inputs,
+    input_graph,
+    input_threshold,
+)
 from cgnn_jax.models import EdgeWeightedGNN, create_model
 from cgnn_jax.train.data import (
     TrainingEvents,
@@ -219,7 +226,7 @@ def train_stage2(
     batch_size = mesh.devices.size * c.graphs_per_device
     local_batch = batch_size // jax.process_count()
     evs = events.gnn_train
-    graphs = events.graphs(stage1, evs, c.input_graph)
+    graphs = events.graphs(stage1, evs, c.input_graph, input_threshold(c))
     subs = [
         s
         for ev, g in zip(evs, graphs, strict=True)

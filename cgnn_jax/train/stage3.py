@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from cgnn_jax.cluster.objective import clustering_loss
+from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.features.hits import n_features
 from cgnn_jax.inference.checkpoint import latest_step
 from cgnn_jax.inference.pipeline import (
@@ -46,7 +47,7 @@ from cgnn_jax.inference.pipeline import (
     confident_components,
     gnn_forward,
 )
-from cgnn_jax.inference.stage2 import Stage2
+from cgnn_jax.inference.stage2 import Stage2, input_threshold
 from cgnn_jax.metrics import score_event
 from cgnn_jax.models import create_model
 from cgnn_jax.train.data import (
@@ -110,7 +111,7 @@ def cluster_data(
     s1, kind, sectors = pipe.stage1, pipe.config.gnn.input_graph, pipe.cluster_config.sectors
 
     def subgraphs(evs):
-        graphs = events.graphs(s1, evs, kind)
+        graphs = events.graphs(s1, evs, kind, input_threshold(pipe.config.gnn))
         return [
             s
             for ev, g in zip(evs, graphs, strict=True)
@@ -204,6 +205,39 @@ def validation_score(pipe: Pipeline, params: dict, events: list) -> float:
         sub = pd.DataFrame({"hit_id": ev.hits["hit_id"].to_numpy(), "track_id": tid})
         out.append(score_event(ev.truth, sub))
     return float(np.mean(out))
+
+
+STOP_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+
+def calibrate_stop_threshold(
+    pipe: Pipeline, events: list, grid: tuple[float, ...] = STOP_GRID, log=print
+) -> Pipeline:
+    """``pipe`` with Stop's cut chosen on whole ``events`` with truth: the ``grid`` value of the
+    best mean TrackML score (the lowest of equals), kept as ``learned["stop_threshold"]`` (as
+    stage 1 keeps its filter cut). Stages 1-2 run once per event; only the clustering reruns."""
+    if not events:
+        raise ValueError("calibrate_stop_threshold: no validation events")
+    pre = []
+    for ev in events:
+        out = pipe.stage_outputs(ev)
+        hit_id = ev.hits["hit_id"].to_numpy()
+        pre.append((ev, len(hit_id), hit_id, out["h"], out["groups"]))
+    scores = []
+    for t in grid:
+        per = []
+        for ev, n, hit_id, h, groups in pre:
+            tid = dense_track_ids(pipe.cluster(h, groups=groups, stop_threshold=t)["cluster"][:n])
+            per.append(score_event(ev.truth, pd.DataFrame({"hit_id": hit_id, "track_id": tid})))
+        scores.append(float(np.mean(per)))
+    best = int(np.argmax(scores))  # argmax: the first (lowest) of equal scores
+    log(
+        "stage3: Stop's cut on the validation events: "
+        + ", ".join(f"{t:g} -> {v:.4f}" for t, v in zip(grid, scores, strict=True))
+        + f"; keeping {grid[best]:g}"
+    )
+    learned = {**pipe.learned, "stop_threshold": float(grid[best])}
+    return dataclasses.replace(pipe, meta={**pipe.meta, "learned": learned})
 
 
 def train_phase(
@@ -315,6 +349,8 @@ def train_stage3(
 
     for phase in phases:
         pipe = train_phase(config, workdir, pipe, phase, events, data, log, mesh)
+    if pipe.cluster_config.get("calibrate_stop", False):
+        pipe = calibrate_stop_threshold(pipe, events.validation, log=log)
     pipe.meta = {**pipe.meta, "train_seconds": time.time() - t0, "phases": list(phases)}
     ck = Path(workdir) / PIPELINE_DIR / "checkpoints"
     last = latest_step(ck)
@@ -325,6 +361,8 @@ def train_stage3(
 
 __all__ = [
     "PHASES",
+    "STOP_GRID",
+    "calibrate_stop_threshold",
     "cluster_data",
     "pipeline_from_stage2",
     "train_phase",
