@@ -67,13 +67,20 @@ def test_groups_are_never_separated_and_padding_changes_nothing():
         gp[:n] = first
         no_stop = lambda h_, seg, m, k: jax.numpy.zeros(k)  # noqa: E731
         out = unrolled_clustering(_random_split, no_stop, hp, mask, 40, 2, 0.5, gp)
-        return np.asarray(out["cluster"])[:n]
+        return {k: np.asarray(v) for k, v in out.items()}
 
-    a, b = run(256), run(512)
+    outs = run(256), run(512)
+    a, b = (o["cluster"][:n] for o in outs)
     # every group sits in one final cluster
     assert (pd.Series(a).groupby(first).nunique() == 1).all()
     assert len(np.unique(a)) > len(np.unique(first)) // 2  # and the tree did split them
     assert _same_partition(a, b)
+    # a cluster made of one group is a leaf: never marked as split (active)
+    o = outs[0]
+    for lev in range(o["active"].shape[0]):
+        seg = o["segment"][lev][:n]
+        one_group = pd.Series(first).groupby(seg).nunique() == 1
+        assert not o["active"][lev][one_group.index[one_group.to_numpy()]].any()
 
 
 def _event(n=300, e=1500, f=7, seed=0):

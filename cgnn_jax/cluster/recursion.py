@@ -58,7 +58,8 @@ def unrolled_clustering(
       mask: ``[N]`` bool, False for padding points.
       max_depth: number of levels ``L`` (static; the levels are a ``lax.scan``; once every
         cluster is frozen the remaining levels are skipped by a ``lax.cond``).
-      min_size: clusters smaller than this are not split (sizes < 2 never are).
+      min_size: clusters smaller than this are not split (sizes < 2 never are); nor are
+        clusters made of one group (``groups``).
       stop_threshold: clusters with ``stop > stop_threshold`` are not split.
       groups: ``[N]`` int32 optional atoms that are never separated (e.g. the connected
         components of the GNN's confident edges, :mod:`cgnn_jax.cluster.components`; ids in
@@ -100,6 +101,10 @@ def unrolled_clustering(
         stop = stop_fn(h, seg, mask, n)
         seg_done = jax.ops.segment_max(done.astype(jnp.int32), seg, num_segments=n) > 0
         active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
+        if groups is not None:  # a cluster that is one atom cannot be split: it is a leaf
+            g_lo = jax.ops.segment_min(jnp.where(mask, groups, n), seg, num_segments=n)
+            g_hi = jax.ops.segment_max(jnp.where(mask, groups, -1), seg, num_segments=n)
+            active = active & (g_lo != g_hi)
         active_pt = active[seg] & mask
 
         p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0).astype(h.dtype)
