@@ -121,9 +121,17 @@ def unrolled_clustering(
                 order = jnp.lexsort((groups, p, seg))
             pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
             rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
-            if groups is not None:
-                rank = jax.ops.segment_min(rank, groups, num_segments=n)[groups]
-            return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
+            if groups is None:
+                return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
+            # whole groups: cut at the start of the group holding the median position, or, when
+            # that is the first group, at the start of the second (a cut inside a group would
+            # send the whole group to one side and could leave the split degenerate)
+            start = jax.ops.segment_min(rank, groups, num_segments=n)[groups]
+            half = (size // 2)[seg]
+            cut = jax.ops.segment_max(jnp.where(start <= half, start, -1), seg, num_segments=n)
+            second = jax.ops.segment_min(jnp.where(start > 0, start, n), seg, num_segments=n)
+            cut = jnp.where(cut > 0, cut, second)
+            return jnp.where(degenerate[seg], start >= cut[seg], right)
 
         # the sort is only paid at levels where some active cluster's split is degenerate
         side = jax.lax.cond(
