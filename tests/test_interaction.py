@@ -159,10 +159,10 @@ def test_median_rule_splits_two_groups_whatever_their_sizes():
     position, inside the big group, used to move everything to one side, forever)."""
     for sizes in ((10, 2), (2, 10), (1, 1), (5, 5), (1, 8, 1)):
         n = sum(sizes)
-        gid = np.repeat(np.cumsum((0,) + sizes[:-1]), sizes).astype(np.int32)
+        gid = np.repeat(np.cumsum((0, *sizes[:-1])), sizes).astype(np.int32)
         # every p_right > 0.5 (degenerate), the groups ordered by p
-        h = np.repeat(np.arange(len(sizes), dtype=np.float32), sizes)[:, None]
-        split = lambda h_, seg, m, k: 0.6 + 0.1 * h_[:, 0] / len(sizes)  # noqa: E731
+        h = np.repeat(np.arange(len(sizes), dtype=np.float32) / len(sizes), sizes)[:, None]
+        split = lambda h_, seg, m, k: 0.6 + 0.1 * h_[:, 0]  # noqa: E731
         no_stop = lambda h_, seg, m, k: jax.numpy.zeros(k)  # noqa: E731
         out = unrolled_clustering(split, no_stop, h, np.ones(n, bool), 8, 2, 0.5, gid)
         cl = np.asarray(out["cluster"])
