@@ -204,13 +204,8 @@ def random_pipeline(config: Any = None, seed: int = 0) -> Any:
 def clustering_stage(pipe: Any, ev: Any, gnn: tuple, graph: dict) -> np.ndarray:
     """Stage 3 as :meth:`Pipeline.reconstruct` runs it: the atoms (``gnn = (out, edge_score)``
     from :meth:`Pipeline.gnn_stage`), ``h``, Split/Stop, track ids ``[n]``."""
-    from cgnn_jax.pipeline import dense_track_ids
-
-    gnn_out, edge_score = gnn
-    groups = pipe.groups(ev, graph["senders"], graph["receivers"], edge_score)
-    h = pipe.cluster_inputs(ev, gnn_out)
-    out = pipe.cluster(h, groups=groups)
-    tid = dense_track_ids(out["cluster"][: ev.n])
+    st3 = pipe.cluster_stage(ev, *gnn, graph["senders"], graph["receivers"])
+    tid, h, out, groups = st3["track_id"], st3["h"], st3["clustering"], st3["groups"]
     if pipe.cluster_config.get("iterative_rounds", 0) > 0:
         from cgnn_jax.cluster.iterative import iterative_recluster
 

@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 from cgnn_jax.baselines import reconstruct_baseline
 from cgnn_jax.baselines.space import dbscan_space, edge_components, hdbscan_space
 from cgnn_jax.cluster.iterative import iterative_recluster
-from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.inference.pipeline import Pipeline
 from cgnn_jax.io.event import Event
 from cgnn_jax.metrics import score_event
@@ -103,19 +102,18 @@ def compare_methods(
         g = pipe.graph(ev)
         t1 = time.perf_counter()
         gnn, edge_score = pipe.gnn_stage(ev, g["senders"], g["receivers"])
-        groups = pipe.groups(ev, g["senders"], g["receivers"], edge_score)
         t2 = time.perf_counter()
         shared = {"features+graph": t1 - t0, "gnn": t2 - t1}
         for m in methods:
             t = time.perf_counter()
             if m in ("cgnn", "cgnn+iterative"):
-                h = pipe.cluster_inputs(ev, gnn)
-                out = pipe.cluster(h, groups=groups)
-                tid = dense_track_ids(out["cluster"][: ev.n])
+                st3 = pipe.cluster_stage(ev, gnn, edge_score, g["senders"], g["receivers"])
+                tid = st3["track_id"]
                 if m == "cgnn+iterative":
                     tid = iterative_recluster(
-                        pipe, h, out, tid, rounds=iterative_rounds, groups=groups
-                    )
+                        pipe, st3["h"], st3["clustering"], tid, rounds=iterative_rounds,
+                        groups=st3["groups"],
+                    )  # fmt: skip
             elif m == "gnn+dbscan":
                 tid = dbscan_space(gnn, cuts[m]) + 1
             elif m == "gnn+hdbscan":

@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.learning_rate = 1e-3
     c.gnn.clip_norm = 1.0
     c.gnn.steps = 300
+    # a stage-2 or pipeline checkpoint whose GNN parameters start the training (fine-tuning,
+    # e.g. on full-event sectors after 10 %-track events); "": random initialisation
+    c.gnn.init_checkpoint = ""
     c.gnn.graphs_per_device = 1  # batch = devices x graphs_per_device sub-graphs
     c.gnn.input_graph = "refined"  # or "embedding": the stage-1 graph the GNN passes messages on
     c.gnn.input_threshold = -1.0  # refined graph's filter cut; < 0: stage 1's learned one

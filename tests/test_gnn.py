@@ -269,6 +269,24 @@ def test_tiny_training_lowers_the_loss_and_restores(trained):
     assert 0 < rows["gnn"]["purity"] <= 1 and 0 < rows["gnn"]["recall"] <= 1
 
 
+def test_init_checkpoint_starts_from_a_trained_gnn(trained):
+    """``gnn.init_checkpoint``: a trained stage 2's GNN parameters, checked against the fresh
+    initialisation's shapes (a clear error naming the parameter when they do not fit)."""
+    import jax
+
+    from cgnn_jax.train.stage2 import initial_gnn_params
+
+    tmp, model = trained
+    fresh = jax.tree_util.tree_map(np.zeros_like, model.params)
+    got = initial_gnn_params(tmp, fresh)
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(got), leaves(model.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    wider = jax.tree_util.tree_map(lambda a: np.zeros((*a.shape, 2), a.dtype), model.params)
+    with pytest.raises(ValueError, match=r"init_checkpoint.*does not fit this config"):
+        initial_gnn_params(tmp, wider)
+
+
 def test_residual_output_starts_at_the_stage1_embedding():
     import jax
     import jax.numpy as jnp

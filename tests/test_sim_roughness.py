@@ -116,6 +116,25 @@ def test_solenoid_field_on_axis_and_divergence_free():
         SolenoidField(radius=0.0)
 
 
+def test_shipped_field_table_is_the_computed_one(tmp_path):
+    """The default coil's table read from the package equals the one computed from the loops;
+    another coil is computed, not read; write_table stores the key it is checked by."""
+    from cgnn_jax.sim import field as fm
+
+    a, hl = fm.SOLENOID_RADIUS_MM, fm.SOLENOID_HALF_LENGTH_MM
+    fm._table.cache_clear()
+    shipped = fm._table(a, hl)
+    computed = fm.compute_table(a, hl)
+    for s_, c_ in zip(shipped, computed, strict=True):
+        np.testing.assert_allclose(s_, c_, rtol=1e-9, atol=1e-12)
+    other = fm._table(a, 2000.0)
+    assert not np.allclose(other[1], shipped[1])  # a shorter coil: B_z falls sooner
+    path = fm.write_table(tmp_path / "t.npz")
+    with np.load(path) as f:
+        assert np.array_equal(f["key"], fm._grid_key(a, hl))
+    fm._table.cache_clear()
+
+
 def _forward_track(field):
     g = load_geometry()
     pt, eta, phi = 1.0, 2.3, 0.4

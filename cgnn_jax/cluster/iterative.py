@@ -86,7 +86,8 @@ def iterative_recluster(
         sub_groups = None
         if groups is not None:  # the atoms among the re-clustered points, numbered 0..k-1
             sub_groups = np.unique(np.asarray(groups)[low], return_inverse=True)[1].astype(np.int32)
-        sub = pipe.cluster(h[low], groups=sub_groups)
-        tid[low] = dense_track_ids(sub["cluster"][: len(low)]) + tid.max()
+        st = pipe.track_ids(h[low], sub_groups)
+        sub = st["clustering"]
+        tid[low] = st["track_id"] + tid.max()
         conf[low] = leaf_confidence(sub, len(low), min_size)
     return dense_track_ids(tid)

@@ -265,8 +265,9 @@ class Pipeline:
         )
         return {k: np.asarray(v) for k, v in out.items()}
 
-    def stage_outputs(self, event: Event | PreparedEvent) -> dict[str, Any]:
-        """Every stage's output on one event (numpy), for analysis.
+    def stage_outputs(self, event: Event | PreparedEvent, cluster: bool = True) -> dict[str, Any]:
+        """Every stage's output on one event (numpy), for analysis (without ``cluster``, the
+        keys up to ``h``: stages 1-2 and the atoms, not the tree).
 
         Keys: ``features [n, F]``, ``pid [n]``, ``embedding [n, d]``, ``emb_senders/receivers``,
         ``senders/receivers/edge_prob`` (the GNN's input graph), ``gnn [n, out]``,
@@ -278,11 +279,46 @@ class Pipeline:
         out: dict[str, Any] = {"features": ev.hf.x, "pid": ev.pid}
         out.update(self.graph(ev))
         out["gnn"], out["edge_score"] = self.gnn_stage(ev, out["senders"], out["receivers"])
-        out["groups"] = self.groups(ev, out["senders"], out["receivers"], out["edge_score"])
-        out["h"] = self.cluster_inputs(ev, out["gnn"])
-        out["clustering"] = self.cluster(out["h"], groups=out["groups"])
-        out["track_id"] = dense_track_ids(out["clustering"]["cluster"][: ev.n])
+        out.update(
+            self.cluster_stage(
+                ev, out["gnn"], out["edge_score"], out["senders"], out["receivers"], cluster=cluster
+            )
+        )
         return out
+
+    def cluster_stage(
+        self,
+        ev: PreparedEvent,
+        gnn_out: np.ndarray,
+        edge_score: np.ndarray,
+        senders: np.ndarray,
+        receivers: np.ndarray,
+        stop_threshold: float | None = None,
+        cluster: bool = True,
+    ) -> dict[str, Any]:
+        """Stage 3 as :meth:`reconstruct` runs it, from stage 2's output ``gnn_out [n, out]`` and
+        edge score ``[E]`` on the input graph ``(senders, receivers)``: ``groups [n]`` (the
+        atoms, :meth:`groups`), ``h [n, D]`` (:meth:`cluster_inputs`) and, with ``cluster``,
+        ``clustering`` (:meth:`cluster` at ``stop_threshold``) and ``track_id [n]`` (int64,
+        ``1..K``; before any iterative re-clustering)."""
+        out: dict[str, Any] = {
+            "groups": self.groups(ev, senders, receivers, edge_score),
+            "h": self.cluster_inputs(ev, gnn_out),
+        }
+        if cluster:
+            out.update(self.track_ids(out["h"], out["groups"], stop_threshold))
+        return out
+
+    def track_ids(
+        self, h: np.ndarray, groups: np.ndarray | None = None, stop_threshold: float | None = None
+    ) -> dict[str, Any]:
+        """Cluster the points ``h [n, D]`` (:meth:`cluster`): ``{"clustering": <its padded
+        output>, "track_id": [n] int64 1..K}``."""
+        clustering = self.cluster(h, groups=groups, stop_threshold=stop_threshold)
+        return {
+            "clustering": clustering,
+            "track_id": dense_track_ids(clustering["cluster"][: len(h)]),
+        }
 
     def reconstruct(self, event: Event | PreparedEvent, return_tree: bool = False):
         """Track id ``[n_hits]`` (int64, ``1..K``) of every hit of ``event``, in hit row order;

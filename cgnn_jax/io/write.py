@@ -55,11 +55,17 @@ def _cast(df: pd.DataFrame, dtypes: dict[str, str], target: Path) -> pd.DataFram
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """``df`` as csv bytes (header row, no index, ``\n`` line ends), the same bytes as
-    ``df.to_csv(index=False, lineterminator="\n")`` for numeric and bool columns at ~2x its
-    speed: each column is formatted by numpy's C cast (floats as their shortest round-tripping
-    repr, as pandas does; NaN as an empty field, as pandas does), then rows are joined."""
-    cols = []
-    for c in df.columns:
+    ``df.to_csv(index=False, lineterminator="\n")`` for numeric and bool columns at several times
+    its speed: each column is formatted by numpy's C cast to a fixed-width byte string (floats as
+    their shortest round-tripping repr, as pandas does; NaN as an empty field, as pandas does);
+    the columns and separators are laid side by side in one ``[rows, width]`` byte matrix and
+    the NUL padding is dropped (csv text never holds a NUL byte). No Python loop over rows."""
+    head = ",".join(map(str, df.columns)).encode() + b"\n"
+    n = len(df)
+    if not n:
+        return head
+    blocks = []
+    for i, c in enumerate(df.columns):
         a = df[c].to_numpy()
         if a.dtype.kind not in "iufb":
             raise TypeError(f"csv_bytes: column {c!r} has dtype {a.dtype}, not numeric")
@@ -68,11 +74,11 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
             nan = np.isnan(a)
             if nan.any():
                 b[nan] = b""
-        cols.append(b.tolist())
-    head = ",".join(map(str, df.columns)).encode() + b"\n"
-    if not len(df):
-        return head
-    return head + b"\n".join(map(b",".join, zip(*cols, strict=True))) + b"\n"
+        blocks.append(np.ascontiguousarray(b).view(np.uint8).reshape(n, b.dtype.itemsize))
+        sep = b"\n" if i == len(df.columns) - 1 else b","
+        blocks.append(np.full((n, 1), sep[0], np.uint8))
+    flat = np.concatenate(blocks, axis=1).ravel()
+    return head + flat[flat != 0].tobytes()
 
 
 def _write_csv(df: pd.DataFrame, path: Path, compress: bool) -> None:

@@ -181,6 +181,32 @@ def init_params(model: EdgeWeightedGNN, example: dict, rng: jax.Array) -> Any:
     return model.init(rng, example["graph"], example["edge_mask"], example["node_mask"])
 
 
+def initial_gnn_params(path: str | Path, like: Any) -> Any:
+    """The GNN parameters of the stage-2 or pipeline checkpoint ``path``, to start a training from
+    (``gnn.init_checkpoint``); they must have the structure and shapes of ``like`` (the fresh
+    initialisation), else ``ValueError`` naming the checkpoint and the first mismatch."""
+    from cgnn_jax.inference.checkpoint import CheckpointError
+
+    try:
+        params = Stage2.restore(path).params
+    except (CheckpointError, FileNotFoundError, ValueError):
+        from cgnn_jax.inference.pipeline import Pipeline
+
+        params = Pipeline.restore(path).params["gnn"]
+    want = jax.tree_util.tree_flatten_with_path(like)[0]
+    got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+    for key, leaf in want:
+        if key not in got or tuple(got[key].shape) != tuple(leaf.shape):
+            shape = tuple(got[key].shape) if key in got else "missing"
+            raise ValueError(
+                f"gnn.init_checkpoint={str(path)!r}: its GNN does not fit this config "
+                f"(parameter {jax.tree_util.keystr(key)}: {shape}, expected {tuple(leaf.shape)})"
+            )
+    if len(got) != len(want):
+        raise ValueError(f"gnn.init_checkpoint={str(path)!r}: its GNN has other parameters")
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, b.dtype), params, like)
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -242,6 +268,9 @@ def train_stage2(
     model = create_model(config, "gnn")
     rng, init_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     params = jax.jit(init_params, static_argnums=0)(model, data.graphs[0].arrays(), init_rng)
+    if c.get("init_checkpoint", ""):
+        params = initial_gnn_params(c.init_checkpoint, params)
+        log(f"stage 2: GNN parameters from {c.init_checkpoint}")
     tx = make_optimizer(
         c.learning_rate, max(c.steps, 1), clip_norm=c.clip_norm, weight_decay=WEIGHT_DECAY
     )

@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 
 from cgnn_jax.cluster.objective import clustering_loss
-from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.features.hits import n_features
 from cgnn_jax.inference.checkpoint import latest_step
 from cgnn_jax.inference.pipeline import (
@@ -220,14 +219,13 @@ def calibrate_stop_threshold(
         raise ValueError("calibrate_stop_threshold: no validation events")
     pre = []
     for ev in events:
-        out = pipe.stage_outputs(ev)
-        hit_id = ev.hits["hit_id"].to_numpy()
-        pre.append((ev, len(hit_id), hit_id, out["h"], out["groups"]))
+        out = pipe.stage_outputs(ev, cluster=False)
+        pre.append((ev, ev.hits["hit_id"].to_numpy(), out["h"], out["groups"]))
     scores = []
     for t in grid:
         per = []
-        for ev, n, hit_id, h, groups in pre:
-            tid = dense_track_ids(pipe.cluster(h, groups=groups, stop_threshold=t)["cluster"][:n])
+        for ev, hit_id, h, groups in pre:
+            tid = pipe.track_ids(h, groups, stop_threshold=t)["track_id"]
             per.append(score_event(ev.truth, pd.DataFrame({"hit_id": hit_id, "track_id": tid})))
         scores.append(float(np.mean(per)))
     best = int(np.argmax(scores))  # argmax: the first (lowest) of equal scores
