@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
     # stages 2, 3 and e2e train on their own events when either is set (else on the above)
     c.data.gnn_train_events = ml_collections.config_dict.placeholder(int)
     c.data.gnn_track_fraction = ml_collections.config_dict.placeholder(float)
+    # stage 2 also trains on this many events at another density (0: none; sectors: gnn.mix_sectors)
+    c.data.gnn_mix_events = 0
+    c.data.gnn_mix_fraction = 1.0
 
     c.embedding = ml_collections.ConfigDict()
     c.embedding.hidden = (128, 128, 128)

@@ -44,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.residual = False  # True: output = stage-1 embedding + learned correction (out_dim = d)
     # η–φ sector sub-graphs for training: (n_eta, n_phi), overlap margins in η and φ (rad).
     c.gnn.sectors = (2, 4)
+    c.gnn.mix_sectors = (2, 4)  # the sectors of the data.gnn_mix_events events
     c.gnn.sector_margin_eta = 0.1
     c.gnn.sector_margin_phi = 0.1
     return c

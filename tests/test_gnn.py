@@ -309,3 +309,23 @@ def test_residual_output_starts_at_the_stage1_embedding():
     em, nm = jnp.ones(4, bool), jnp.ones(6, bool)
     params = model.init(jax.random.PRNGKey(0), g, em, nm)
     np.testing.assert_allclose(model.apply(params, g, em, nm), nodes[:, -3:], atol=1e-6)
+
+
+def test_mixed_density_training_events():
+    """``data.gnn_mix_events``: stage 2's extra events at another track fraction, seeded apart
+    from the main ones; none by default."""
+    from cgnn_jax.train.data import TrainingEvents
+    from configs.default import get_config
+
+    c = get_config()
+    c.data.mu = 10.0
+    assert TrainingEvents(c, lambda *_: None).gnn_mix == []
+    c.data.gnn_mix_events = 2
+    c.data.gnn_mix_fraction = 0.2
+    c.data.gnn_train_events = 2
+    c.data.gnn_track_fraction = 1.0
+    ev = TrainingEvents(c, lambda *_: None)
+    mix, main = ev.gnn_mix, ev.gnn_train
+    assert len(mix) == 2 and ev.gnn_mix is mix  # simulated once
+    assert sum(e.n for e in mix) < 0.5 * sum(e.n for e in main)  # a fifth of the tracks
+    assert {e.event_id for e in mix}.isdisjoint(e.event_id for e in main)

@@ -104,6 +104,7 @@ class TrainingEvents:
         self._log = log
         self._train: list[PreparedEvent] | None = None
         self._gnn: list[PreparedEvent] | None = None
+        self._mix: list[PreparedEvent] | None = None
         self._val: list | None = None
         self._graphs: dict = {}
 
@@ -128,6 +129,24 @@ class TrainingEvents:
             raw = simulated_events(n, d.seed + 104729, d.mu, self.gnn_fraction, first_event=2000)
             self._gnn = [prepare_event(e) for e in raw]
         return self._gnn
+
+    @property
+    def gnn_mix(self) -> list[PreparedEvent]:
+        """``data.gnn_mix_events`` further stage-2 training events at ``data.gnn_mix_fraction``
+        (seed ``data.seed + 15485863``, ids from 3000; none when unset): a GNN trained on a mix
+        of densities (e.g. 10 %-track events and full-event sectors)."""
+        d = self.config.data
+        n = int(d.get("gnn_mix_events", 0) or 0)
+        if n <= 0:
+            return []
+        if self._mix is None:
+            f = float(d.get("gnn_mix_fraction", 1.0))
+            self._log(
+                f"simulating {n} more stage-2 training events (mu={d.mu}, track_fraction={f})"
+            )
+            raw = simulated_events(n, d.seed + 15485863, d.mu, f, first_event=3000)
+            self._mix = [prepare_event(e) for e in raw]
+        return self._mix
 
     @property
     def train(self) -> list[PreparedEvent]:

@@ -258,10 +258,22 @@ def train_stage2(
         for ev, g in zip(evs, graphs, strict=True)
         for s in event_subgraphs(config, ev, gnn_inputs(ev, stage1), g, c.sectors, config.seed)
     ]
+    mix = events.gnn_mix  # events of another density, cut into their own sectors
+    if mix:
+        mix_graphs = events.graphs(stage1, mix, c.input_graph, input_threshold(c))
+        mix_sectors = tuple(c.get("mix_sectors", c.sectors))
+        subs += [
+            s
+            for ev, g in zip(mix, mix_graphs, strict=True)
+            for s in event_subgraphs(
+                config, ev, gnn_inputs(ev, stage1), g, mix_sectors, config.seed
+            )
+        ]
     subs = trainable_subgraphs(subs)
     data = pad_subgraphs(subs, subgraph_budget(subs), eval_per_graph(config))
     log(
-        f"stage 2: {len(data)} sub-graphs of {len(evs)} events, {mesh.devices.size} device(s), "
+        f"stage 2: {len(data)} sub-graphs of {len(evs) + len(mix)} events, "
+        f"{mesh.devices.size} device(s), "
         f"batch {batch_size}, budget {data.budget[0]:,} nodes / {data.budget[1]:,} edges, "
         f"{data.n_eval} evaluation edges each"
     )
