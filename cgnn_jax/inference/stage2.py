@@ -81,7 +81,9 @@ class Stage2:
     def padded_event(self, ev: PreparedEvent, stage1: Stage1 | None = None) -> PaddedGraph:
         """The whole event as one padded graph (no evaluation edges)."""
         s1 = self._stage1(stage1)
-        s, r = input_graph(ev, s1, self.config.gnn.input_graph)
+        s, r = input_graph(
+            ev, s1, self.config.gnn.input_graph, threshold=input_threshold(self.config.gnn)
+        )
         return padded_graph(gnn_inputs(ev, s1), s, r)
 
     def apply_padded(self, g: PaddedGraph, return_weights: bool = False):

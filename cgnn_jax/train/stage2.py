@@ -251,24 +251,13 @@ def train_stage2(
     mesh = mesh or make_mesh()
     batch_size = mesh.devices.size * c.graphs_per_device
     local_batch = batch_size // jax.process_count()
-    evs = events.gnn_train
-    graphs = events.graphs(stage1, evs, c.input_graph, input_threshold(c))
-    subs = [
-        s
-        for ev, g in zip(evs, graphs, strict=True)
-        for s in event_subgraphs(config, ev, gnn_inputs(ev, stage1), g, c.sectors, config.seed)
-    ]
-    mix = events.gnn_mix  # events of another density, cut into their own sectors
-    if mix:
-        mix_graphs = events.graphs(stage1, mix, c.input_graph, input_threshold(c))
-        mix_sectors = tuple(c.get("mix_sectors", c.sectors))
-        subs += [
-            s
-            for ev, g in zip(mix, mix_graphs, strict=True)
-            for s in event_subgraphs(
-                config, ev, gnn_inputs(ev, stage1), g, mix_sectors, config.seed
-            )
-        ]
+    evs, mix = events.gnn_train, events.gnn_mix  # mix: events of another density (or none)
+    subs = []
+    for group, sectors in ((evs, c.sectors), (mix, tuple(c.get("mix_sectors", c.sectors)))):
+        graphs = events.graphs(stage1, group, c.input_graph, input_threshold(c))
+        for ev, g in zip(group, graphs, strict=True):
+            x = gnn_inputs(ev, stage1)
+            subs += event_subgraphs(config, ev, x, g, sectors, config.seed)
     subs = trainable_subgraphs(subs)
     data = pad_subgraphs(subs, subgraph_budget(subs), eval_per_graph(config))
     log(
