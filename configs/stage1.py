@@ -32,11 +32,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.embedding.hidden = (128, 128, 128)
     c.embedding.dim = 12
     c.embedding.margin = 1.0
+    # share of the positive pairs between neighbours along a track (else any two of its hits)
+    c.embedding.consecutive_fraction = 0.0
     c.embedding.learning_rate = 3e-3
     c.embedding.batch_pairs = 8192
     c.embedding.steps = 3000
     c.embedding.hard_steps = 3000
     c.embedding.hard_fraction = 0.25
+    c.embedding.hard_rounds = 4  # hard_steps in rounds, each re-mining from the current embedding
     c.embedding.hard_k = 16
     c.embedding.hard_pool = 2_000_000
 

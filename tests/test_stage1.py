@@ -257,3 +257,48 @@ def test_rerun_restores_instead_of_retraining(tmp_path, monkeypatch):
     out = train_and_evaluate(c, tmp_path, log=messages.append)
     np.testing.assert_array_equal(out["stage1"].emb_params["w"], np.ones(2))
     assert "already trained" in messages[0]
+
+
+def test_consecutive_positives_are_track_neighbours():
+    from cgnn_jax.inference import prepare_event
+    from cgnn_jax.sim import simulate_event
+    from cgnn_jax.train.data import pair_data
+    from cgnn_jax.train.stage1 import sample_pairs
+
+    ev = prepare_event(simulate_event(7, mu=5))
+    data = pair_data([ev])
+    arrays = {k: jnp.asarray(v) for k, v in vars(data).items()}
+    arrays["hard_s"], arrays["hard_r"] = jnp.zeros(1, jnp.int32), jnp.ones(1, jnp.int32)
+    dist = np.linalg.norm(ev.hf.pos, axis=1)
+    # within a particle, by_particle runs outwards
+    bp = data.by_particle
+    same = data.pid[bp[1:]] == data.pid[bp[:-1]]
+    assert (np.diff(dist[bp])[same] >= 0).all()
+    i, j, y, mask = (
+        np.asarray(a) for a in sample_pairs(arrays, jax.random.PRNGKey(0), 512, 0.0, 1.0)
+    )
+    pos = np.arange(len(i)) < 256
+    assert (y | ~mask)[pos].all() and (i[pos] != j[pos]).any()
+    for a, b in zip(i[pos & mask], j[pos & mask], strict=True):
+        hits = np.flatnonzero(ev.pid == ev.pid[a])
+        rank = {h: r for r, h in enumerate(hits[np.argsort(dist[hits], kind="stable")])}
+        assert abs(rank[a] - rank[b]) == 1
+    # without the option, positives reach across the whole track
+    i, j, *_ = (np.asarray(a) for a in sample_pairs(arrays, jax.random.PRNGKey(0), 4096, 0.0))
+    gaps = np.abs(data.rank[i[:2048]] - data.rank[j[:2048]])
+    assert gaps.max() > 2
+
+
+def test_knn_ceilings_reward_an_embedding_that_separates_tracks():
+    from cgnn_jax.graph.quality import knn_ceilings
+
+    rng = np.random.default_rng(0)
+    pid = np.repeat(np.arange(1, 41), 5)
+    weight = np.full(len(pid), 1.0 / len(pid))
+    good = 10.0 * rng.normal(size=(40, 3))[pid - 1] + 0.01 * rng.normal(size=(len(pid), 3))
+    bad = rng.normal(size=(len(pid), 3))
+    (g,) = knn_ceilings(good, pid, weight, [4], "knn")
+    (b,) = knn_ceilings(bad, pid, weight, [4], "knn")
+    assert g["ceiling"] == pytest.approx(1.0) and g["k"] == 4
+    assert b["ceiling"] < 0.9
+    assert g["edges_per_hit"] >= 4

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cgnn_jax.graph.neighbors import neighbor_graph
+from cgnn_jax.metrics.ceilings import oracle_components_ceiling
 from cgnn_jax.metrics.edges import edge_purity_recall
 
 
@@ -74,6 +76,30 @@ def restore_stage1(checkpoint: str | Path | None):
             return Pipeline.restore(checkpoint).stage1
         except CheckpointError:
             raise as_stage1 from None
+
+
+def knn_ceilings(
+    embedding: np.ndarray,
+    pid: np.ndarray,
+    weight: np.ndarray,
+    ks: list[int],
+    mode: str = "knn_radius",
+    radius: float = 1.0,
+    approx: float = 0.0,
+) -> list[dict]:
+    """For each ``k``: edges per hit and the oracle-completed connected-components ceiling of the
+    neighbour graph of ``embedding [n, d]`` (``pid [n]``, TrackML ``weight [n]``)."""
+    out = []
+    for k in ks:
+        s, r = neighbor_graph(embedding, mode, k=k, radius=radius, approx=approx)
+        out.append(
+            {
+                "k": int(k),
+                "edges_per_hit": len(s) / max(len(pid), 1),
+                "ceiling": oracle_components_ceiling(s, r, pid, weight),
+            }
+        )
+    return out
 
 
 def graph_quality_table(

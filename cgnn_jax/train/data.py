@@ -43,7 +43,9 @@ class PairData:
 
     ``x [N, F]`` features; ``pid [N]``; ``event_start/event_count [N]`` the row range of each
     hit's event; ``signal [S]`` rows of non-noise hits; ``by_particle [S]`` signal rows grouped by
-    particle with ``group_start/group_count/rank [N]`` for each hit's particle group.
+    particle and, within a particle, ordered along the trajectory (by distance from the origin),
+    with ``group_start/group_count/rank [N]`` for each hit's particle group (``rank ± 1``: the
+    hit's neighbours on its track).
     """
 
     x: np.ndarray
@@ -70,7 +72,8 @@ def pair_data(events: list[PreparedEvent]) -> PairData:
     _, key = np.unique(np.stack([event_index, raw], 1), axis=0, return_inverse=True)
     key = key.reshape(-1)
     signal = np.flatnonzero(raw != 0)
-    order = signal[np.argsort(key[signal], kind="stable")]
+    dist = np.linalg.norm(np.concatenate([e.hf.pos for e in events]), axis=1)
+    order = signal[np.lexsort((dist[signal], key[signal]))]
     k_sorted = key[order]
     first = np.r_[0, np.flatnonzero(np.diff(k_sorted)) + 1]
     cnt = np.diff(np.r_[first, len(order)])

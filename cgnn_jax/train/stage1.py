@@ -68,15 +68,28 @@ WEIGHT_DECAY = 1e-5
 # --------------------------------------------------------------------------- embedding
 
 
-def sample_pairs(data: dict, rng: jax.Array, batch: int, hard_fraction: float):
-    """``(i, j, y, mask)`` ``[batch]``: 1/2 positives, the rest random and hard negatives."""
-    k1, k2, k3, k4, k5 = jax.random.split(rng, 5)
+def sample_pairs(
+    data: dict, rng: jax.Array, batch: int, hard_fraction: float, consecutive: float = 0.0
+):
+    """``(i, j, y, mask)`` ``[batch]``: 1/2 positives, the rest random and hard negatives.
+
+    A share ``consecutive`` of the positives pairs a hit with a neighbour along its track (the
+    previous or next hit by distance from the origin, as Exa.TrkX's metric learning does); the
+    others with any other hit of its particle.
+    """
+    k1, k2, k3, k4, k5, k6 = jax.random.split(rng, 6)
     n_pos = batch // 2
     n_hard = int(batch * hard_fraction) if hard_fraction > 0 else 0
     n_rand = batch - n_pos - n_hard
     a = data["signal"][jax.random.randint(k1, (n_pos,), 0, data["signal"].shape[0])]
     cnt = data["group_count"][a]
     off = jax.random.randint(k2, (n_pos,), 1, jnp.maximum(cnt, 2))
+    if consecutive > 0:
+        rank = data["rank"][a]
+        step = jnp.where(jax.random.bernoulli(k6, 0.5, (n_pos,)), 1, -1)
+        step = jnp.where(rank == 0, 1, jnp.where(rank == cnt - 1, -1, step))
+        near = jnp.arange(n_pos) < round(consecutive * n_pos)
+        off = jnp.where(near, (step + cnt) % jnp.maximum(cnt, 1), off)
     b = data["by_particle"][data["group_start"][a] + (data["rank"][a] + off) % cnt]
     c = jax.random.randint(k3, (n_rand,), 0, data["x"].shape[0])
     d = data["event_start"][c] + jax.random.randint(k4, (n_rand,), 0, data["event_count"][c])
@@ -92,12 +105,19 @@ def sample_pairs(data: dict, rng: jax.Array, batch: int, hard_fraction: float):
     return i, j, y, mask
 
 
-def embedding_loss(model: HitEmbedding, batch: int, hard_fraction: float, margin: float):
+def embedding_loss(
+    model: HitEmbedding,
+    batch: int,
+    hard_fraction: float,
+    margin: float,
+    consecutive: float = 0.0,
+):
     """``(params, data, rng) -> (loss, {})``: the hinge loss of ``batch`` pairs drawn from the
-    stacked hits ``data`` (:class:`~cgnn_jax.train.data.PairData` arrays + ``hard_s/hard_r``)."""
+    stacked hits ``data`` (:class:`~cgnn_jax.train.data.PairData` arrays + ``hard_s/hard_r``);
+    ``consecutive``: the share of positives between neighbours along a track."""
 
     def loss_fn(params, data, rng):
-        i, j, y, mask = sample_pairs(data, rng, batch, hard_fraction)
+        i, j, y, mask = sample_pairs(data, rng, batch, hard_fraction, consecutive)
         e = model.apply(params, jnp.concatenate([data["x"][i], data["x"][j]]))
         d2 = jnp.sum((e[: len(i)] - e[len(i) :]) ** 2, axis=-1)
         return hinge_embedding_loss(d2, y, mask, margin), {}
@@ -142,21 +162,27 @@ def train_embedding(
     tx = make_optimizer(c.learning_rate, c.steps + c.hard_steps, weight_decay=WEIGHT_DECAY)
     state = TrainState.new(params, tx)
     arrays = {f.name: getattr(pairs, f.name) for f in dataclasses.fields(PairData)}
-    for name, steps, hard in (
-        ("embedding", c.steps, 0.0),
-        ("embedding_hard", c.hard_steps, c.hard_fraction),
-    ):
+    # The hard phase in rounds, each mining its negatives from the embedding as it stands.
+    rounds = max(1, int(c.get("hard_rounds", 1)))
+    per_round = [c.hard_steps // rounds + (r < c.hard_steps % rounds) for r in range(rounds)]
+    phases = [("embedding", c.steps, 0.0)] + [
+        ("embedding_hard" + (f"_{r + 1}" if r else ""), n, c.hard_fraction)
+        for r, n in enumerate(per_round)
+    ]
+    for r_phase, (name, steps, hard) in enumerate(phases):
         if steps == 0:
             continue
         if hard > 0:
-            np_rng = np.random.default_rng(config.seed)
+            np_rng = np.random.default_rng(config.seed + max(0, r_phase - 1))
             arrays["hard_s"], arrays["hard_r"] = hard_negatives(
                 model, state.params, events, c.hard_k, c.hard_pool, np_rng
             )
         else:
             arrays["hard_s"], arrays["hard_r"] = np.zeros(1, np.int64), np.ones(1, np.int64)
         data = replicate(mesh, arrays)
-        loss_fn = embedding_loss(model, c.batch_pairs, hard, c.margin)
+        loss_fn = embedding_loss(
+            model, c.batch_pairs, hard, c.margin, c.get("consecutive_fraction", 0.0)
+        )
         state = _fit_on(
             data, config, state, loss_fn, steps, workdir / name, run_rng, mesh, name, log
         )
