@@ -36,6 +36,7 @@ def main(argv: list[str]) -> None:
     import jax
     import pandas as pd
 
+    from cgnn_jax.diagnose import event_truth
     from cgnn_jax.graph.quality import knn_ceilings
     from cgnn_jax.inference.events import evaluation_events, prepare_event
     from cgnn_jax.inference.stage1 import embed
@@ -57,11 +58,7 @@ def main(argv: list[str]) -> None:
     rows = []
     for event in raw:
         ev = prepare_event(event)
-        weight = (
-            event.truth.set_index("hit_id")["weight"]
-            .reindex(event.hits["hit_id"].to_numpy())
-            .to_numpy()
-        )
+        _, weight, _ = event_truth(event)
         e = embed(model, params, ev.hf.x)
         g = c.graph
         for row in knn_ceilings(e, ev.pid, weight, ks, g.mode, g.radius, g.approx):
