@@ -40,10 +40,14 @@ train-stage1: $(STAMP)
 train-test: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/test.py --workdir=workdirs/test
 
-# the pretrained default model: stages 1-3 + end to end, then copied into the package
+# the pretrained default model (configs/default.py): stages 1-2, the GNN fine-tuned on a mix of
+# densities with Split/Stop (configs/finetune_mix.py), then copied into the package; ~85 min, resumable
 train-default: $(STAMP)
-	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default
-	$(BIN)/python launch/export_model.py --workdir=workdirs/default
+	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default \
+	    "--config.stages=('stage1','stage2')"
+	$(BIN)/python launch/train.py --config=configs/finetune_mix.py --workdir=workdirs/default_mix \
+	    --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default
+	$(BIN)/python launch/export_model.py --workdir=workdirs/default_mix
 
 # the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
 evaluate: $(STAMP)

@@ -419,7 +419,7 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
     out.append("")
     out.append(
         f"GNN (a_ij: the last layer's edge weights on the GNN's input graph, cut {A_CUT}; cc: "
-        "connected components of the edges kept; atoms: the components Split never separates; "
+        "connected components of the edges kept; atoms: the pieces Split never separates (components or layer merge); "
         "AUC dist, compactness: GNN output space)"
     )
     head = (

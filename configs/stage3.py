@@ -25,6 +25,14 @@ def cluster_config() -> ml_collections.ConfigDict:
     c.train_depth = 20  # levels of the training trees (sector sub-graphs)
     c.sectors = (3, 6)  # η–φ sectors of the training sub-graphs (~6k hits each at μ = 200)
     c.min_size = 3
+    # atoms of the graph-consistent Split, which the tree never separates (none by default):
+    # "components" = connected components of the GNN edges with a_ij > component_cut (> 0);
+    # "layers" = their layer-constrained merge (cluster/merge.py): edges with a_ij >
+    # merge_threshold join, most confident first, pieces sharing <= merge_max_shared layers
+    c.merge = "components"
+    c.component_cut = 0.0
+    c.merge_threshold = 0.5
+    c.merge_max_shared = 1
     c.stop_threshold = 0.5
     # after training, choose Stop's cut on the validation events (best TrackML score over
     # train.stage3.STOP_GRID); kept in the checkpoint as learned["stop_threshold"]

@@ -23,7 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.embedding.dim = 8
     c.embedding.batch_pairs = 512
     c.embedding.steps = 24
-    c.embedding.hard_steps = 12
+    c.embedding.hard_steps = 24  # 2 rounds of 12 (the resume test cuts every run after 6 steps)
+    c.embedding.hard_rounds = 2
     c.embedding.hard_pool = 10_000
     c.graph.k = 8
     c.filter.hidden = (16, 16)

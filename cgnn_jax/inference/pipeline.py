@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from cgnn_jax.cluster.components import edge_components
+from cgnn_jax.cluster.merge import layer_merge
 from cgnn_jax.cluster.recursion import unrolled_clustering
 from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.graph.batch import padded_graph
@@ -85,9 +86,62 @@ def confident_components(
     return jax.lax.stop_gradient(edge_components(senders, receivers, edge_mask & (a > cut), n))
 
 
-@functools.partial(jax.jit, static_argnums=5)
-def _components_jit(senders, receivers, a, edge_mask, cut, n):
-    return confident_components(senders, receivers, a, edge_mask, cut, n)
+MERGE_MODES = ("components", "layers")
+
+
+def atom_mode(cluster_config) -> str | None:
+    """How the graph-consistent Split's atoms are made: ``"components"`` (connected components
+    of ``a_ij > cluster.component_cut``), ``"layers"`` (:func:`layer_merge` of the edges with
+    ``a_ij > cluster.merge_threshold``), or None (no atoms: the thesis's Split)."""
+    mode = str(cluster_config.get("merge", "components"))
+    if mode not in MERGE_MODES:
+        raise ValueError(f"config.cluster.merge={mode!r}; valid: {', '.join(MERGE_MODES)}")
+    if mode == "components" and float(cluster_config.get("component_cut", 0.0)) <= 0:
+        return None
+    return mode
+
+
+def atom_cut(cluster_config) -> float:
+    """The edge-score cut below which edges never join atoms (for the atoms' mode)."""
+    if atom_mode(cluster_config) == "layers":
+        return float(cluster_config.get("merge_threshold", 0.5))
+    return float(cluster_config.get("component_cut", 0.0))
+
+
+def atoms(
+    cluster_config,
+    senders: jnp.ndarray,
+    receivers: jnp.ndarray,
+    a: jnp.ndarray,
+    edge_mask: jnp.ndarray,
+    layer: jnp.ndarray,
+    n: int,
+) -> jnp.ndarray | None:
+    """``[n]`` the atoms of the graph-consistent Split (jit-compatible; None without atoms): the
+    connected components of the edges with ``a_ij > cluster.component_cut``, or, with
+    ``cluster.merge = "layers"``, the layer-constrained merge (:func:`layer_merge`) of the edges
+    with ``a_ij > cluster.merge_threshold`` (``layer [n]``: detector-layer index per node)."""
+    mode = atom_mode(cluster_config)
+    if mode is None:
+        return None
+    keep = edge_mask & (a > atom_cut(cluster_config))
+    if mode == "components":
+        return jax.lax.stop_gradient(edge_components(senders, receivers, keep, n))
+    max_shared = int(cluster_config.get("merge_max_shared", 1))
+    return jax.lax.stop_gradient(layer_merge(senders, receivers, a, keep, layer, n, max_shared))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _atoms_jit(cluster_key, senders, receivers, a, edge_mask, layer, n):
+    return atoms(
+        ml_collections.ConfigDict(dict(cluster_key)), senders, receivers, a, edge_mask, layer, n
+    )
+
+
+def _atoms_key(cluster_config) -> tuple:
+    """The hashable part of the cluster config that :func:`atoms` reads (a static jit argument)."""
+    keys = ("merge", "component_cut", "merge_threshold", "merge_max_shared")
+    return tuple((k, cluster_config[k]) for k in keys if k in cluster_config)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -213,19 +267,24 @@ class Pipeline:
         return np.asarray(out)[: ev.n], np.asarray(a)[: len(senders)]
 
     def groups(self, ev: PreparedEvent, senders, receivers, edge_score) -> np.ndarray | None:
-        """``[n]`` the graph-consistent Split's atoms: connected components of the input edges
-        with ``a_ij > cluster.component_cut`` (None when the cut is 0: the thesis's Split)."""
-        cut = float(self.cluster_config.get("component_cut", 0.0))
-        if cut <= 0:
+        """``[n]`` the graph-consistent Split's atoms (:func:`atoms`): the connected components
+        of the input edges with ``a_ij > cluster.component_cut``, or their layer-constrained
+        merge (``cluster.merge = "layers"``); None without atoms (the thesis's Split)."""
+        cc = self.cluster_config
+        if atom_mode(cc) is None:
             return None
-        # the function training uses (confident_components), on arrays padded to size buckets
-        n, e = bucket_size(ev.n), bucket_size(len(senders))
-        out = _components_jit(
-            pad_rows(np.asarray(senders, np.int32), e),
-            pad_rows(np.asarray(receivers, np.int32), e),
-            pad_rows(np.asarray(edge_score, np.float32), e),
-            np.arange(e) < len(senders),
-            cut,
+        # only the edges that can join (a_ij above the cut), padded to size buckets, through
+        # the function training uses
+        score = np.asarray(edge_score, np.float32)
+        sel = np.flatnonzero(score > atom_cut(cc))
+        n, e = bucket_size(ev.n), bucket_size(len(sel))
+        out = _atoms_jit(
+            _atoms_key(cc),
+            pad_rows(np.asarray(senders, np.int32)[sel], e),
+            pad_rows(np.asarray(receivers, np.int32)[sel], e),
+            pad_rows(score[sel], e),
+            np.arange(e) < len(sel),
+            pad_rows(np.asarray(ev.hf.layer_index, np.int32), n),
             n,
         )
         return np.asarray(out)[: ev.n]

@@ -206,6 +206,7 @@ class SubgraphSet:
     pools: list[tuple]
     budget: tuple[int, int]
     n_eval: int
+    layers: list[np.ndarray] | None = None  # [N] detector-layer index per node (atoms' merge)
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -238,6 +239,7 @@ def event_subgraphs(
     for sub in subs:
         pid = ev.pid[sub["nodes_index"]]
         sub["label"] = dense_particle_labels(pid, np.ones(len(pid), bool))
+        sub["layer"] = np.asarray(ev.hf.layer_index, np.int32)[sub["nodes_index"]]
     return subs
 
 
@@ -260,7 +262,10 @@ def pad_subgraphs(subs: list[dict], budget: tuple[int, int], m: int) -> Subgraph
         for s in subs
     ]
     labels = [pad_rows(s["label"].astype(np.int32), budget[0]) for s in subs]
-    return SubgraphSet(graphs, labels, [s["eval"] for s in subs], budget, m)
+    layers = (
+        [pad_rows(s["layer"], budget[0]) for s in subs] if subs and "layer" in subs[0] else None
+    )
+    return SubgraphSet(graphs, labels, [s["eval"] for s in subs], budget, m, layers)
 
 
 def sample_batch(data: SubgraphSet, idx: np.ndarray, rng: np.random.Generator) -> dict:
@@ -281,6 +286,8 @@ def sample_batch(data: SubgraphSet, idx: np.ndarray, rng: np.random.Generator) -
         )
     batch = stack_graphs(out)
     batch["label"] = np.stack([data.labels[i] for i in idx])
+    if data.layers is not None:
+        batch["layer"] = np.stack([data.layers[i] for i in idx])
     return batch
 
 

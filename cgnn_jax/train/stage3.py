@@ -42,8 +42,9 @@ from cgnn_jax.inference.checkpoint import latest_step
 from cgnn_jax.inference.pipeline import (
     PIPELINE_DIR,
     Pipeline,
+    atom_mode,
+    atoms,
     cluster_features,
-    confident_components,
     gnn_forward,
 )
 from cgnn_jax.inference.stage2 import Stage2, input_threshold
@@ -149,13 +150,13 @@ def graph_objective(pipe: Pipeline, params: dict, b: dict, hinge_weight: float):
         return_weights=True,
     )
     h = cluster_features(out, b["graph"].nodes, cc.inputs)
-    cut = float(cc.get("component_cut", 0.0))
     g = b["graph"]
-    groups = (
-        confident_components(g.senders, g.receivers, a, b["edge_mask"], cut, g.nodes.shape[0])
-        if cut > 0
-        else None
-    )
+    layer = b.get("layer")
+    if layer is None:  # sub-graphs made without layers: only the components' atoms need none
+        if atom_mode(cc) == "layers":
+            raise ValueError("cluster.merge='layers' needs the sub-graphs' layer indices")
+        layer = jnp.zeros(g.nodes.shape[0], jnp.int32)
+    groups = atoms(cc, g.senders, g.receivers, a, b["edge_mask"], layer, g.nodes.shape[0])
     loss, m = clustering_loss(
         lambda *a: split.apply(params["split"], *a),
         lambda *a: stop.apply(params["stop"], *a),
