@@ -41,7 +41,7 @@ train-test: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/test.py --workdir=workdirs/test
 
 # the pretrained default model (configs/default.py): stages 1-2, the GNN fine-tuned on a mix of
-# densities with Split/Stop (configs/finetune_mix.py), then copied into the package; ~85 min, resumable
+# densities with Split/Stop (configs/finetune_mix.py), then copied into the package; 103 min here (2026-12-01), resumable
 train-default: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default \
 	    "--config.stages=('stage1','stage2')"

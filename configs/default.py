@@ -6,16 +6,17 @@
     python launch/train.py --config=configs/finetune_mix.py --workdir=workdirs/default_mix \
         --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default
 
-Sized for this project's 2-core CPU (about 85 min in all, resumable):
+Sized for this project's 2-core CPU: 103 min in all here, measured end to end on 2026-12-01 (over the
+90-minute budget; docs/experiments.md), resumable:
 
 - stage 1 as ``configs/stage1.py``: 4 full mu = 200 events, hard negatives re-mined in 4 rounds
-  (~16 min);
+  (~16 min quiet, 22 min here beside tests);
 - stage 2: :class:`~cgnn_jax.models.gnn.InteractionGNN` (4 x 32) on stage 1's *refined* graph
   at a low filter cut (``gnn.input_threshold = 0.02``: ~10 edges per hit at 10 % of tracks for
   a ceiling of 0.86, against ~38 and 0.91 for the embedding graph at 4x the cost per step),
-  trained on 24 whole 10 %-track events for 2000 steps (~45 min), then fine-tuned 400 steps on
+  trained on 24 whole 10 %-track events for 2000 steps (53 min), then fine-tuned 400 steps on
   those events mixed with the eta-phi sectors of 6 full events (``configs/finetune_mix.py``,
-  ~17 min). The message passing learns from the edge truth alone (binary cross-entropy of the
+  ~21 min). The message passing learns from the edge truth alone (binary cross-entropy of the
   last layer's ``a_ij``); the cluster space is an MLP head trained by the hinge loss without
   back-propagating into the layers (``gnn.detach_output``): mixed, the two losses held the edge
   loss at the constant-prediction plateau for ~250 steps (``docs/experiments.md``);

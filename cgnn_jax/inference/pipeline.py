@@ -79,13 +79,6 @@ def gnn_forward(
     return out, weights[-1]
 
 
-def confident_components(
-    senders: jnp.ndarray, receivers: jnp.ndarray, a: jnp.ndarray, edge_mask, cut: float, n: int
-) -> jnp.ndarray:
-    """``[n]`` components of the edges with ``a_ij > cut`` (the graph-consistent Split's atoms)."""
-    return jax.lax.stop_gradient(edge_components(senders, receivers, edge_mask & (a > cut), n))
-
-
 MERGE_MODES = ("components", "layers")
 
 
