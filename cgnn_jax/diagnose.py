@@ -183,6 +183,7 @@ def _split_tree_jit(split, max_depth, min_size, p_split, h, mask, groups=None):
         min_size,
         0.5,
         groups,
+        compact=True,
     )
 
 
@@ -220,6 +221,7 @@ def _principal_tree_jit(max_depth, min_size, h, mask):
         max_depth,
         min_size,
         0.5,
+        compact=True,
     )
 
 

@@ -231,3 +231,55 @@ def test_median_rule_sends_the_higher_half_right():
     c, xs = np.asarray(out["cluster"]), np.asarray(x[:, 0])
     assert _n_clusters(c, np.ones(10, bool)) == 2
     np.testing.assert_array_equal(np.sort(xs[c == c[np.argmax(xs)]]), np.arange(5, 10))
+
+
+def _variance_split(h, seg, mask, n):
+    """Split each cluster across its mean along its widest axis (sharp sigmoid)."""
+    mean, var, _ = segment_mean_var(h, seg, mask, n)
+    ax = jnp.argmax(var[seg], axis=-1)
+    x = jnp.take_along_axis(h - mean[seg], ax[:, None], axis=-1)[:, 0]
+    return jax.nn.sigmoid(20.0 * x)
+
+
+def _tight_stop(h, seg, mask, n):
+    _, var, _ = segment_mean_var(h, seg, mask, n)
+    return (var.sum(-1) < 0.02).astype(h.dtype)
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_compact_levels_build_the_same_tree(with_groups):
+    # 4096 padded points: the compact levels run on blocks of 1024 and 256... once few points
+    # are still in play; the tree (ids, sizes, decisions) must be the whole-array one
+    rng = np.random.default_rng(7)
+    n_real, n = 3900, 4096
+    centres = rng.uniform(-20, 20, (300, 2))
+    blob = rng.integers(0, 300, n_real)
+    order = np.argsort(blob, kind="stable")
+    blob = blob[order]
+    h = np.zeros((n, 2), np.float32)
+    h[:n_real] = centres[blob] + rng.normal(0, 0.1, (n_real, 2))
+    mask = np.arange(n) < n_real
+    groups = None
+    if with_groups:  # atoms: pairs of neighbours of one blob, labelled by their smallest index
+        g = np.arange(n, dtype=np.int32)
+        pair = np.flatnonzero((blob[1:] == blob[:-1]) & (np.arange(1, n_real) % 2 == 1))
+        g[pair + 1] = pair
+        groups = jnp.asarray(g)
+    run = functools.partial(
+        unrolled_clustering,
+        _variance_split,
+        _tight_stop,
+        jnp.asarray(h),
+        jnp.asarray(mask),
+        24,
+        3,
+        0.5,
+        groups,
+    )
+    full, comp = run(compact=False), run(compact=True)
+    for k in ("cluster", "segment", "active", "size"):
+        np.testing.assert_array_equal(np.asarray(comp[k]), np.asarray(full[k]), err_msg=k)
+    assert _n_clusters(np.asarray(full["cluster"]), mask) > 250  # the tree went deep
+    # the tree table (each node's Split mean and Stop value where it was decided) is the same
+    t_full, t_comp = tree_to_table(full), tree_to_table(comp)
+    pd.testing.assert_frame_equal(t_comp, t_full, check_exact=False, atol=1e-5)

@@ -26,6 +26,7 @@ the end, as :func:`cgnn_jax.utils.padding.pad_rows` makes it).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -47,6 +48,7 @@ def unrolled_clustering(
     min_size: int = 3,
     stop_threshold: float = 0.5,
     groups: jnp.ndarray | None = None,
+    compact: bool = False,
 ) -> dict[str, jnp.ndarray]:
     """Cluster the points ``h`` top-down for ``max_depth`` levels (jit with ``max_depth`` static).
 
@@ -65,6 +67,12 @@ def unrolled_clustering(
         components of the GNN's confident edges, :mod:`cgnn_jax.cluster.components`; ids in
         ``[0, N)``, padding points in their own): each point's ``p_right`` becomes its group's
         mean, and the median rule moves whole groups.
+      compact: inference mode (:func:`_compact_tiers`): a level whose not-yet-frozen points fit
+        in ``N / 4``, ``N / 16``... runs on those points alone, gathered into the smallest such
+        block (deep levels hold a few per cent of the points, so a full event's tree costs
+        ~2x less). The tree is the same (up to float32 summation order in Split/Stop's segment
+        statistics); only ``stop`` and ``p_right`` of clusters frozen earlier are left at 0
+        there (they are computed and ignored otherwise: no tree decision reads them).
     Returns:
       dict with
         ``cluster [N]`` int32: final cluster id per point (the smallest point index of its
@@ -85,63 +93,30 @@ def unrolled_clustering(
     def sizes(seg: jnp.ndarray) -> jnp.ndarray:
         return jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
 
-    def level(
-        carry: tuple[jnp.ndarray, jnp.ndarray], _: None
-    ) -> tuple[tuple[jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, ...]]:
-        seg, done = carry
-        # once every cluster is frozen, the remaining levels cost only this test
-        return jax.lax.cond(jnp.all(done), idle, work, seg, done)
-
     def idle(seg: jnp.ndarray, done: jnp.ndarray):
         zeros = jnp.zeros(n, h.dtype)
         return (seg, done), (seg, sizes(seg), zeros, zeros, jnp.zeros(n, bool))
 
     def work(seg: jnp.ndarray, done: jnp.ndarray):
-        size = sizes(seg)
-        stop = stop_fn(h, seg, mask, n)
-        seg_done = jax.ops.segment_max(done.astype(jnp.int32), seg, num_segments=n) > 0
-        active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
-        if groups is not None:  # a cluster that is one atom cannot be split: it is a leaf
-            g_lo = jax.ops.segment_min(jnp.where(mask, groups, n), seg, num_segments=n)
-            g_hi = jax.ops.segment_max(jnp.where(mask, groups, -1), seg, num_segments=n)
-            active = active & (g_lo != g_hi)
-        active_pt = active[seg] & mask
+        return _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done)
 
-        p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0).astype(h.dtype)
-        if groups is not None:
-            p = group_mean(p, groups, mask)
-        right = p > 0.5
-        n_right = jax.ops.segment_sum((right & mask).astype(jnp.int32), seg, num_segments=n)
-        degenerate = (n_right == 0) | (n_right == size)
+    tiers = _compact_tiers(n) if compact else ()
+    branches = [idle, work] + [
+        functools.partial(_compact_level, t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold)
+        for t in tiers
+    ]
 
-        def median_side(_: None) -> jnp.ndarray:
-            if groups is None:
-                order = jnp.lexsort((p, seg))  # by segment, then p
-            else:  # a group's points are contiguous; it goes where its first point goes
-                order = jnp.lexsort((groups, p, seg))
-            pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
-            rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
-            if groups is None:
-                return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
-            # whole groups: cut at the start of the group holding the median position, or, when
-            # that is the first group, at the start of the second (a cut inside a group would
-            # send the whole group to one side and could leave the split degenerate)
-            start = jax.ops.segment_min(rank, groups, num_segments=n)[groups]
-            half = (size // 2)[seg]
-            cut = jax.ops.segment_max(jnp.where(start <= half, start, -1), seg, num_segments=n)
-            second = jax.ops.segment_min(jnp.where(start > 0, start, n), seg, num_segments=n)
-            cut = jnp.where(cut > 0, cut, second)
-            return jnp.where(degenerate[seg], start >= cut[seg], right)
-
-        # the sort is only paid at levels where some active cluster's split is degenerate
-        side = jax.lax.cond(
-            jnp.any(degenerate & active), median_side, lambda _: right, None
-        ).astype(jnp.int32)
-        key = 2 * seg + side
-        child = jax.ops.segment_min(idx, key, num_segments=2 * n)[key]
-        new_seg = jnp.where(active_pt, child, seg)
-        new_done = done | ~active_pt
-        return (new_seg, new_done), (seg, size, p, stop.astype(h.dtype), active)
+    def level(
+        carry: tuple[jnp.ndarray, jnp.ndarray], _: None
+    ) -> tuple[tuple[jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, ...]]:
+        seg, done = carry
+        # once every cluster is frozen, the remaining levels cost only this test; with
+        # ``compact``, the smallest block that holds the points still in play
+        open_pts = jnp.sum(~done)
+        branch = jnp.where(open_pts == 0, 0, 1)
+        for i, t in enumerate(tiers):
+            branch = jnp.where((open_pts > 0) & (open_pts <= t), 2 + i, branch)
+        return jax.lax.switch(branch, branches, seg, done)
 
     (seg_f, _), (segs, szs, ps, stops, actives) = jax.lax.scan(
         level, (seg0, ~mask), None, length=max_depth
@@ -155,6 +130,102 @@ def unrolled_clustering(
         "size": jnp.concatenate([szs, sizes(seg_f)[None]], 0),
         "mask": mask,
     }
+
+
+def _compact_tiers(n: int, factor: int = 4, smallest: int = 512) -> tuple[int, ...]:
+    """Block sizes ``n / 4, n / 16, ...`` (at least ``smallest``) for ``compact`` levels."""
+    out, t = [], n // factor
+    while t >= smallest:
+        out.append(t)
+        t //= factor
+    return tuple(out)
+
+
+def _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done):
+    """One level on ``n`` points: ``((new_seg, new_done), (seg, size, p, stop, active))``."""
+    n = h.shape[0]
+    idx = jnp.arange(n, dtype=jnp.int32)
+    size = jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
+    stop = stop_fn(h, seg, mask, n)
+    seg_done = jax.ops.segment_max(done.astype(jnp.int32), seg, num_segments=n) > 0
+    active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
+    if groups is not None:  # a cluster that is one atom cannot be split: it is a leaf
+        g_lo = jax.ops.segment_min(jnp.where(mask, groups, n), seg, num_segments=n)
+        g_hi = jax.ops.segment_max(jnp.where(mask, groups, -1), seg, num_segments=n)
+        active = active & (g_lo != g_hi)
+    active_pt = active[seg] & mask
+
+    p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0).astype(h.dtype)
+    if groups is not None:
+        p = group_mean(p, groups, mask)
+    right = p > 0.5
+    n_right = jax.ops.segment_sum((right & mask).astype(jnp.int32), seg, num_segments=n)
+    degenerate = (n_right == 0) | (n_right == size)
+
+    def median_side(_: None) -> jnp.ndarray:
+        if groups is None:
+            order = jnp.lexsort((p, seg))  # by segment, then p
+        else:  # a group's points are contiguous; it goes where its first point goes
+            order = jnp.lexsort((groups, p, seg))
+        pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
+        rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
+        if groups is None:
+            return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
+        # whole groups: cut at the start of the group holding the median position, or, when
+        # that is the first group, at the start of the second (a cut inside a group would
+        # send the whole group to one side and could leave the split degenerate)
+        start = jax.ops.segment_min(rank, groups, num_segments=n)[groups]
+        half = (size // 2)[seg]
+        cut = jax.ops.segment_max(jnp.where(start <= half, start, -1), seg, num_segments=n)
+        second = jax.ops.segment_min(jnp.where(start > 0, start, n), seg, num_segments=n)
+        cut = jnp.where(cut > 0, cut, second)
+        return jnp.where(degenerate[seg], start >= cut[seg], right)
+
+    # the sort is only paid at levels where some active cluster's split is degenerate
+    side = jax.lax.cond(jnp.any(degenerate & active), median_side, lambda _: right, None).astype(
+        jnp.int32
+    )
+    key = 2 * seg + side
+    child = jax.ops.segment_min(idx, key, num_segments=2 * n)[key]
+    new_seg = jnp.where(active_pt, child, seg)
+    new_done = done | ~active_pt
+    return (new_seg, new_done), (seg, size, p, stop.astype(h.dtype), active)
+
+
+def _compact_level(t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done):
+    """:func:`_level` on the ``<= t`` points not yet frozen, gathered (in index order) into a
+    block of ``t``: a cluster's id (its smallest point) maps to its smallest point's position in
+    the block, and back, so ids, sizes and decisions are those of the whole-array level."""
+    n = h.shape[0]
+    live = ~done  # real points of clusters still in play (done starts as ~mask)
+    pos = jnp.cumsum(live.astype(jnp.int32)) - 1  # block position of every live point
+    count = jnp.sum(live)
+    kc = jnp.arange(t, dtype=jnp.int32)
+    orig = (
+        jnp.zeros(t, jnp.int32)
+        .at[jnp.where(live, pos, t)]
+        .set(jnp.arange(n, dtype=jnp.int32), mode="drop")
+    )
+    mask_c = kc < count
+    h_c = jnp.where(mask_c[:, None], h[orig], 0.0)
+    seg_c = jnp.where(mask_c, pos[seg[orig]], kc)  # a live cluster's smallest point is live
+    groups_c = None
+    if groups is not None:  # an atom's smallest block position (order-preserving relabel)
+        g_min = jax.ops.segment_min(jnp.where(live, pos, t), groups, num_segments=n)
+        groups_c = jnp.where(mask_c, g_min[groups[orig]], kc)
+    (new_c, done_c), (_, size_c, p_c, stop_c, active_c) = _level(
+        split_fn, stop_fn, h_c, mask_c, groups_c, lo, stop_threshold, seg_c, ~mask_c
+    )
+    back = jnp.where(live, pos, 0)  # block position of each point (valid where live)
+    new_seg = jnp.where(live, orig[new_c[back]], seg)
+    new_done = jnp.where(live, done_c[back], done)
+    put = jnp.where(mask_c, orig, n)  # a block id's whole-array id; padding dropped
+    size = jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
+    p = jnp.zeros(n, h.dtype).at[put].set(p_c, mode="drop")
+    stop = jnp.zeros(n, h.dtype).at[put].set(stop_c, mode="drop")
+    active = jnp.zeros(n, bool).at[put].set(active_c, mode="drop")
+    del size_c
+    return (new_seg, new_done), (seg, size, p, stop, active)
 
 
 def tree_to_table(out: dict[str, jnp.ndarray]) -> pd.DataFrame:

@@ -155,6 +155,7 @@ def _cluster_jit(
         min_size,
         stop_threshold,
         groups,
+        compact=True,
     )
 
 

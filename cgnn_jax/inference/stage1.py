@@ -69,9 +69,15 @@ def edge_probabilities(
     for a in range(0, len(senders), chunk):
         b = min(a + chunk, len(senders))
         size = chunk if b - a == chunk else min(bucket_size(b - a), chunk)
-        zz = pad_rows(z[a:b], size)
-        ss = pad_rows(senders[a:b].astype(np.int32), size)
-        rr = pad_rows(receivers[a:b].astype(np.int32), size)
+        # a full chunk goes as it is (no padded copy: ~0.1 s per million edges)
+        zz, ss, rr = (
+            v if b - a == size else pad_rows(v, size)
+            for v in (
+                np.asarray(z[a:b], np.float32),
+                np.asarray(senders[a:b], np.int32),
+                np.asarray(receivers[a:b], np.int32),
+            )
+        )
         out[a:b] = np.asarray(_apply_filter(model, params, xp, zz, ss, rr))[: b - a]
     return out
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from cgnn_jax.models.mlp import MLP
+from cgnn_jax.models.mlp import MLP, Gathered
 
 
 class EdgeWeightedConv(nn.Module):
@@ -209,15 +209,18 @@ class InteractionGNN(nn.Module):
         keep = node_mask[:, None].astype(x.dtype)
         emask = edge_mask[:, None].astype(x.dtype)
         v = MLP((h,), h, name="node_encoder")(x) * keep
-        pair = [v[s], v[r], x[s] - x[r]]
+        # [v_i, v_j, x_i - x_j] per edge, its first Dense computed per node before the gather
+        pair = [(v, ((s, 1),)), (v, ((r, 1),)), (x, ((s, 1), (r, -1)))]
         if self.distance_dims:  # log(1 + |z_i - z_j|^2) in the last distance_dims input columns
             dz = x[s, -self.distance_dims :] - x[r, -self.distance_dims :]
-            pair.append(jnp.log1p(jnp.sum(dz * dz, -1, keepdims=True)))
-        e = MLP((h,), h, name="edge_encoder")(jnp.concatenate(pair, -1))
+            pair.append((jnp.log1p(jnp.sum(dz * dz, -1, keepdims=True)), ((None, 1),)))
+        e = MLP((h,), h, name="edge_encoder")(Gathered(tuple(pair)))
         e = e * emask
         logits, weights = [], []
         for k in range(self.num_layers):
-            de = MLP((h,), h, name=f"edge_{k}")(jnp.concatenate([e, v[s], v[r]], -1))
+            de = MLP((h,), h, name=f"edge_{k}")(
+                Gathered(((e, ((None, 1),)), (v, ((s, 1),)), (v, ((r, 1),))))
+            )
             e = nn.LayerNorm(name=f"edge_norm_{k}")(e + de) * emask
             lg = nn.Dense(1, name=f"kernel_{k}")(e)[:, 0]
             a = jnp.where(edge_mask, jax.nn.sigmoid(lg), 0.0)
