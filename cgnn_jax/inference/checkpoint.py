@@ -14,13 +14,21 @@ them); any other version is refused.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
-import orbax.checkpoint as ocp
+import numpy as np
+
+if TYPE_CHECKING:
+    import orbax.checkpoint as ocp
 
 FORMAT_NAME = "cgnn_jax"
 FORMAT_VERSION = 2
@@ -32,6 +40,8 @@ class CheckpointError(RuntimeError):
 
 
 def _manager(directory: Path, max_to_keep: int | None = 3) -> ocp.CheckpointManager:
+    import orbax.checkpoint as ocp
+
     return ocp.CheckpointManager(
         directory.resolve(),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -53,6 +63,8 @@ def save_checkpoint(
     Orbax writes into a temporary folder and renames it when complete, so an interrupted save
     leaves the previous checkpoint intact.
     """
+    import orbax.checkpoint as ocp
+
     directory = Path(directory)
     meta = {
         "format": FORMAT_NAME,
@@ -85,6 +97,8 @@ def latest_step(directory: str | Path) -> int | None:
 
 def read_meta(directory: str | Path, step: int | None = None) -> tuple[int, dict]:
     """``(step, meta)`` of a checkpoint, validated; raises :class:`CheckpointError`."""
+    import orbax.checkpoint as ocp
+
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such checkpoint directory")
@@ -201,11 +215,21 @@ def restore_checkpoint(
         raises :class:`CheckpointError`.
     """
     directory = Path(directory)
-    step, meta = read_meta(directory, step)
+    cache = _restore_cache_file(directory, step) if target is None else None
+    hit = _read_restore_cache(cache) if cache is not None else None
+    if hit is not None:
+        state, meta = hit
+        step = int(meta.get("step", -1))
+    else:
+        step, meta = read_meta(directory, step)
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(
             f"{directory / str(step)}: a {meta.get('kind')!r} checkpoint, expected {kind!r}"
         )
+    if hit is not None:
+        return state, meta
+    import orbax.checkpoint as ocp
+
     try:
         with _manager(directory, None) as mgr:
             if target is None:
@@ -216,12 +240,88 @@ def restore_checkpoint(
             state = mgr.restore(step, args=ocp.args.Composite(state=arg))["state"]
     except Exception as e:
         raise CheckpointError(f"{directory / str(step) / 'state'}: cannot restore ({e})") from e
+    if cache is not None:
+        _write_restore_cache(cache, state, {**meta, "step": int(step)})
     return state, meta
+
+
+# ------------------------------------------------------------------ restore cache
+# A launch script restores the same model on every run; orbax takes ~1 s for that (and ~0.4 s to
+# import). With the launch scripts' cache on (:mod:`cgnn_jax.utils.jax_cache`), a restored state
+# is also kept as one ``.npz`` (arrays) + JSON (tree and meta), keyed by the checkpoint folder's
+# path and the names, sizes and modification times of all its files: any new or rewritten
+# checkpoint misses the cache and goes through orbax (and its checks) again.
+
+
+def _restore_cache_file(directory: Path, step: int | None) -> Path | None:
+    from cgnn_jax.utils.jax_cache import cache_subdir
+
+    folder = cache_subdir("restored")
+    if folder is None or not directory.is_dir():
+        return None
+    h = hashlib.sha256(repr((FORMAT_VERSION, str(directory.resolve()), step)).encode())
+    try:
+        for f in sorted(directory.rglob("*")):
+            st = f.stat()
+            h.update(repr((str(f.relative_to(directory)), st.st_size, st.st_mtime_ns)).encode())
+    except OSError:
+        return None
+    return folder / f"{h.hexdigest()[:32]}.npz"
+
+
+def _flatten(tree: Any, leaves: list) -> Any:
+    if isinstance(tree, Mapping):
+        return {"d": {str(k): _flatten(v, leaves) for k, v in tree.items()}}
+    if isinstance(tree, (list, tuple)):
+        return {"l": [_flatten(v, leaves) for v in tree]}
+    leaves.append(np.asarray(tree))
+    return {"a": len(leaves) - 1}
+
+
+def _unflatten(skel: dict, arrays: Any) -> Any:
+    if "d" in skel:
+        return {k: _unflatten(v, arrays) for k, v in skel["d"].items()}
+    if "l" in skel:
+        return [_unflatten(v, arrays) for v in skel["l"]]
+    return jax.device_put(arrays[f"a{skel['a']}"])
+
+
+def _read_restore_cache(path: Path) -> tuple[Any, dict] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            head = json.loads(bytes(z["head"]).decode())
+            return _unflatten(head["tree"], z), head["meta"]
+    except Exception:  # absent, damaged or foreign: restore through orbax
+        return None
+
+
+def _write_restore_cache(path: Path, state: Any, meta: dict) -> None:
+    leaves: list = []
+    tmp = None
+    try:
+        head = json.dumps({"tree": _flatten(state, leaves), "meta": meta})
+        if any(a.dtype == object for a in leaves):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+            tmp = f.name
+            np.savez(
+                f,
+                head=np.frombuffer(head.encode(), np.uint8),
+                **{f"a{i}": a for i, a in enumerate(leaves)},
+            )
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):  # a read-only cache or an unusual state: skip
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
 
 
 def _local_target(directory: Path, step: int) -> Any:
     """The checkpoint's tree (nested dicts / lists) as abstract arrays on this process's first
     local device, read from the array metadata alone."""
+    import orbax.checkpoint as ocp
+
     log = logging.getLogger("absl")
     level = log.level
     log.setLevel(logging.ERROR)  # orbax warns about a metadata file older checkpoints lack

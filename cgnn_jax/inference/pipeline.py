@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jraph
 import ml_collections
 import numpy as np
 
@@ -41,6 +42,7 @@ from cgnn_jax.inference.stage1 import Stage1
 from cgnn_jax.inference.stage2 import input_threshold
 from cgnn_jax.io.event import Event
 from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, Split, Stop, create_model
+from cgnn_jax.utils.jax_cache import cached_call
 from cgnn_jax.utils.padding import bucket_size, pad_rows, padded_points
 
 PIPELINE_KIND = "pipeline"
@@ -124,8 +126,8 @@ def atoms(
     return jax.lax.stop_gradient(layer_merge(senders, receivers, a, keep, layer, n, max_shared))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6))
-def _atoms_jit(cluster_key, senders, receivers, a, edge_mask, layer, n):
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _atoms_jit(cluster_key, n, senders, receivers, a, edge_mask, layer):
     return atoms(
         ml_collections.ConfigDict(dict(cluster_key)), senders, receivers, a, edge_mask, layer, n
     )
@@ -139,6 +141,8 @@ def _atoms_key(cluster_config) -> tuple:
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _gnn_jit(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask):
+    if isinstance(graph, dict):  # its fields (a plain pytree, for the traced-program cache)
+        graph = jraph.GraphsTuple(**graph)
     return gnn_forward(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask, True)
 
 
@@ -249,14 +253,17 @@ class Pipeline:
         """Stage 2: ``(out [n, out_dim], a [E])``: every hit in the learned cluster space and the
         last layer's weight ``a_ij`` of every input edge (the edge score)."""
         g = padded_graph(ev.hf.x.astype(np.float32), senders, receivers)
-        out, a = _gnn_jit(
-            self.emb_model,
-            self.gnn_model,
-            self.params["input_embedding"],
-            self.params["gnn"],
-            g.graph,
-            g.edge_mask,
-            g.node_mask,
+        out, a = cached_call(
+            "gnn",
+            _gnn_jit,
+            (self.emb_model, self.gnn_model),
+            (
+                self.params["input_embedding"],
+                self.params["gnn"],
+                g.graph._asdict(),
+                g.edge_mask,
+                g.node_mask,
+            ),
         )
         return np.asarray(out)[: ev.n], np.asarray(a)[: len(senders)]
 
@@ -272,14 +279,17 @@ class Pipeline:
         score = np.asarray(edge_score, np.float32)
         sel = np.flatnonzero(score > atom_cut(cc))
         n, e = bucket_size(ev.n), bucket_size(len(sel))
-        out = _atoms_jit(
-            _atoms_key(cc),
-            pad_rows(np.asarray(senders, np.int32)[sel], e),
-            pad_rows(np.asarray(receivers, np.int32)[sel], e),
-            pad_rows(score[sel], e),
-            np.arange(e) < len(sel),
-            pad_rows(np.asarray(ev.hf.layer_index, np.int32), n),
-            n,
+        out = cached_call(
+            "atoms",
+            _atoms_jit,
+            (_atoms_key(cc), n),
+            (
+                pad_rows(np.asarray(senders, np.int32)[sel], e),
+                pad_rows(np.asarray(receivers, np.int32)[sel], e),
+                pad_rows(score[sel], e),
+                np.arange(e) < len(sel),
+                pad_rows(np.asarray(ev.hf.layer_index, np.int32), n),
+            ),
         )
         return np.asarray(out)[: ev.n]
 
@@ -304,17 +314,18 @@ class Pipeline:
         cc = self.cluster_config
         hp, mask = padded_points(h)
         split, stop = self.split_stop
-        out = _cluster_jit(
-            split,
-            stop,
-            int(max_depth or cc.max_depth),
-            int(cc.min_size),
-            self.stop_threshold if stop_threshold is None else float(stop_threshold),
-            self.params["split"],
-            self.params["stop"],
-            hp,
-            mask,
-            pad_groups(groups, len(hp)),
+        out = cached_call(
+            "cluster",
+            _cluster_jit,
+            (split, stop, int(max_depth or cc.max_depth), int(cc.min_size)),
+            (
+                np.float32(self.stop_threshold if stop_threshold is None else stop_threshold),
+                self.params["split"],
+                self.params["stop"],
+                hp,
+                mask,
+                pad_groups(groups, len(hp)),
+            ),
         )
         return {k: np.asarray(v) for k, v in out.items()}
 

@@ -21,6 +21,7 @@ from cgnn_jax.graph.neighbors import neighbor_graph
 from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
+from cgnn_jax.utils.jax_cache import cached_call
 from cgnn_jax.utils.padding import bucket_size, pad_rows
 
 STAGE1_KIND = "stage1"
@@ -36,7 +37,7 @@ def embed(model: HitEmbedding, params: Any, x: np.ndarray) -> np.ndarray:
     """Embed hits ``x [n, F] -> [n, d]`` (padded to a size bucket: few compilations)."""
     n = len(x)
     xp = pad_rows(np.asarray(x, np.float32), bucket_size(n))
-    return np.asarray(_apply_embedding(model, params, xp))[:n]
+    return np.asarray(cached_call("embedding", _apply_embedding, (model,), (params, xp)))[:n]
 
 
 def embedding_graph(
@@ -78,7 +79,8 @@ def edge_probabilities(
                 np.asarray(receivers[a:b], np.int32),
             )
         )
-        out[a:b] = np.asarray(_apply_filter(model, params, xp, zz, ss, rr))[: b - a]
+        p = cached_call("filter", _apply_filter, (model,), (params, xp, zz, ss, rr))
+        out[a:b] = np.asarray(p)[: b - a]
     return out
 
 

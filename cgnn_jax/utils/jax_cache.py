@@ -14,8 +14,15 @@ sharing the folder never read a half-written entry.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 _DISABLED = {"", "0", "off", "none", "false"}
 
@@ -50,4 +57,102 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> Path
     # cache every executable: ours compile in 0.1-2 s each, and there are dozens
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    enable_export_cache(folder / "exports")
     return folder
+
+
+# ---------------------------------------------------------------- traced programs (jax.export)
+#
+# The compilation cache skips XLA's compilation, not JAX's tracing: a fresh process still traces
+# every jitted function (the unrolled tree with its Split/Stop modules, the GNN...), ~3 s of a
+# whole run. With the cache on, :func:`cached_call` also keeps each traced program on disk as a
+# serialized ``jax.export`` artifact, so a later process deserializes it instead of tracing; its
+# compilation then hits the compilation cache. Keys cover the function's name, its static
+# arguments, the shapes, dtypes and structure of its array arguments, the JAX version and a hash
+# of this package's source, so an edit to the code or an upgrade never reuses a stale program.
+
+_EXPORT_DIR: Path | None = None
+_LOADED: dict[str, Any] = {}
+_SOURCE_HASH: str | None = None
+
+
+def _source_hash() -> str:
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        h = hashlib.sha256()
+        root = Path(__file__).resolve().parents[1]
+        for f in sorted(root.rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+        _SOURCE_HASH = h.hexdigest()
+    return _SOURCE_HASH
+
+
+def cache_subdir(name: str) -> Path | None:
+    """``<cache>/<name>`` when the launch scripts' cache is on (:func:`enable_compilation_cache`),
+    else ``None``."""
+    return None if _EXPORT_DIR is None else _EXPORT_DIR.parent / name
+
+
+def enable_export_cache(folder: str | os.PathLike[str] | None) -> None:
+    """Keep traced programs in ``folder`` (``None``: off); :func:`enable_compilation_cache`
+    turns it on in ``<its folder>/exports``."""
+    global _EXPORT_DIR
+    _EXPORT_DIR = None if folder is None else Path(folder)
+    _LOADED.clear()
+
+
+def _key(name: str, static: tuple, args: tuple) -> str:
+    import jax
+
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    spec = [(tuple(np.shape(x)), str(np.result_type(x))) for x in leaves]
+    text = repr((name, static, str(tree), spec, jax.__version__, _source_hash()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def cached_call(name: str, fn: Callable[..., Any], static: tuple, args: tuple) -> Any:
+    """``fn(*static, *args)``; with the export cache on (:func:`enable_export_cache`), through a
+    traced program kept on disk (traced once per key, by any process).
+
+    ``fn`` is a ``jax.jit`` function whose first ``len(static)`` arguments are static (hashable,
+    with a ``repr`` that says all they mean, e.g. flax modules and numbers); ``args`` are arrays
+    or pytrees of arrays (``None`` allowed)."""
+    if _EXPORT_DIR is None:
+        return fn(*static, *args)
+    key = _key(name, static, args)
+    call = _LOADED.get(key)
+    if call is None:
+        call = _load_or_export(key, name, fn, static, args)
+        _LOADED[key] = call
+    return call(*args)
+
+
+def _load_or_export(key: str, name: str, fn, static: tuple, args: tuple):
+    import jax
+    from jax import export
+
+    path = _EXPORT_DIR / f"{name}-{key}.jaxexport"
+    exp = None
+    if path.is_file():
+        try:
+            exp = export.deserialize(bytearray(path.read_bytes()))
+        except Exception:  # damaged or foreign: trace again and replace it
+            exp = None
+    if exp is None:
+        exp = export.export(jax.jit(lambda *a: fn(*static, *a)))(*args)
+        try:
+            blob = exp.serialize()
+        except ImportError:  # jax's serializer needs the flatbuffers package: trace as usual
+            return functools.partial(fn, *static)
+        tmp = None
+        try:
+            _EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=_EXPORT_DIR, delete=False, suffix=".tmp") as f:
+                tmp = f.name
+                f.write(blob)
+            os.replace(tmp, path)  # atomic: another process reads all of it or nothing
+        except OSError:  # a read-only or full cache only costs tracing time
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+    return jax.jit(exp.call)
