@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python launch/demo.py --out=$(DEMO_DIR) --events=$(DEMO_EVENTS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check cgnn_jax launch tests benchmarks configs

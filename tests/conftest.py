@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -62,8 +64,28 @@ RESUME_DRIVER = textwrap.dedent(
 def two_runs(tmp_path_factory):
     """``(whole, resumed, logs)``: the workdirs of an uninterrupted ``launch/train.py`` run on
     ``configs/test.py`` and of one whose every run was interrupted and resumed, and its logs.
-    Read-only: a test that trains on copies them first."""
-    tmp = tmp_path_factory.mktemp("train_loop")
+    Read-only: a test that trains on copies them first.
+
+    Trained once per test session, also under pytest-xdist (``make test`` runs ``-n auto``): the
+    first worker that needs them trains them in the workers' shared temporary folder, under a
+    file lock; the others wait for it and read the result."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    tmp = root / "two_runs"
+    with open(root / "two_runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = tmp / "logs.json"
+        if not done.exists():
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-made one of a crashed worker
+            tmp.mkdir()
+            logs = _train_two_runs(tmp)
+            done.write_text(json.dumps(logs))
+        logs = json.loads(done.read_text())
+    return tmp / "whole", tmp / "resumed", logs
+
+
+def _train_two_runs(tmp: Path) -> list[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["CGNN_JAX_CACHE_DIR"] = str(tmp / "jax_cache")
@@ -94,4 +116,4 @@ def two_runs(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs = json.loads(proc.stdout.split("LOGS=")[-1])
-    return whole, resumed, logs
+    return logs

@@ -95,19 +95,38 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
         }
     q = geometry.lookup_points(crossings.pos, crossings.layer)
     k = min(_N_CANDIDATES, geometry.n_modules)
-    _, cand = geometry.tree.query(q, k=k)
+    _, cand = geometry.tree.query(q, k=k, workers=-1)
     cand = cand.reshape(n, k)
+    # in blocks of crossings: the [block, k, 3] temporaries stay small enough to be reused by
+    # the allocator (fresh large arrays cost page faults: ~2x the arithmetic on a VM), and the
+    # result is the same as in one piece (blocks are consecutive crossings, kept in order)
+    parts = [
+        _module_hits_block(geometry, crossings, cand, a, min(a + _BLOCK, n))
+        for a in range(0, n, _BLOCK)
+    ]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+_BLOCK = 16384
+
+
+def _module_hits_block(
+    geometry: Geometry, crossings: Crossings, cand_all: np.ndarray, a: int, b: int
+) -> dict[str, np.ndarray]:
+    """:func:`module_hits` of crossings ``a:b`` (candidates ``cand_all [N, k]``)."""
+    cand = cand_all[a:b]
     ok = cand < geometry.n_modules
     cand = np.where(ok, cand, 0)
-    ok &= geometry.layer_index[cand] == crossings.layer[:, None]
-    rot = geometry.rot[cand]  # [N, k, 3, 3]
+    ok &= geometry.layer_index[cand] == crossings.layer[a:b, None]
+    rot = geometry.rot[cand]  # [B, k, 3, 3]
     w = rot[..., 2]
     c = geometry.center[cand]
-    d = crossings.direction[:, None, :]
-    denom = np.einsum("nkj,nkj->nk", d * np.ones_like(w), w)
+    pos = crossings.pos[a:b, None, :]
+    d = crossings.direction[a:b, None, :]
+    denom = np.einsum("nkj,nkj->nk", np.broadcast_to(d, w.shape), w)
     denom = np.where(np.abs(denom) < 1e-9, 1e-9, denom)
-    t = np.einsum("nkj,nkj->nk", c - crossings.pos[:, None, :], w) / denom
-    x = crossings.pos[:, None, :] + t[..., None] * d
+    t = np.einsum("nkj,nkj->nk", c - pos, w) / denom
+    x = pos + t[..., None] * d
     rel = x - c
     u = np.einsum("nkj,nkj->nk", rel, rot[..., 0])
     v = np.einsum("nkj,nkj->nk", rel, rot[..., 1])
@@ -118,7 +137,7 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
     order = np.lexsort((t[ci, ki], ci))
     ci, ki = ci[order], ki[order]
     return {
-        "crossing": ci,
+        "crossing": ci + a,
         "module": cand[ci, ki],
         "pos": x[ci, ki],
         "u": u[ci, ki],
