@@ -579,5 +579,17 @@ def test_csv_bytes_equals_pandas() -> None:
         }
     )
     assert csv_bytes(df) == df.to_csv(index=False, lineterminator="\n").encode()
+    # long columns of repeated values (formatted once per distinct value), NaN, -0.0 and 0.0
+    m = 20_000
+    rep = pd.DataFrame(
+        {
+            "id": rng.integers(0, 50, m).astype(np.int32),
+            "big": rng.integers(-(2**40), 2**40, 40)[rng.integers(0, 40, m)],
+            "charge": rng.choice(np.float32([0.3, 0.05, 1.25e-3, np.nan, 0.0]), m),
+            "signed": rng.choice(np.float32([-0.0, 0.0, 2.5]), m),
+            "flag": rng.random(m) < 0.1,
+        }
+    )
+    assert csv_bytes(rep) == rep.to_csv(index=False, lineterminator="\n").encode()
     empty = df.iloc[:0]
     assert csv_bytes(empty) == empty.to_csv(index=False, lineterminator="\n").encode()

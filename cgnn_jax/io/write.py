@@ -69,7 +69,7 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
         a = df[c].to_numpy()
         if a.dtype.kind not in "iufb":
             raise TypeError(f"csv_bytes: column {c!r} has dtype {a.dtype}, not numeric")
-        b = a.astype("S")
+        b = _as_bytes(a)
         if a.dtype.kind == "f":
             nan = np.isnan(a)
             if nan.any():
@@ -79,6 +79,18 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
         blocks.append(np.full((n, 1), sep[0], np.uint8))
     flat = np.concatenate(blocks, axis=1).ravel()
     return head + flat[flat != 0].tobytes()
+
+
+def _as_bytes(a: np.ndarray) -> np.ndarray:
+    """``a.astype("S")``, formatting each distinct value once where values repeat (ids of
+    volumes, layers, modules and particles, cell channels, charges: ~3x faster on an event's
+    cells); the same bytes. Floats with a negative zero keep the plain path (``np.unique``
+    merges -0.0 with 0.0, which print differently)."""
+    if len(a) >= 4096 and not (a.dtype.kind == "f" and np.any((a == 0) & np.signbit(a))):
+        u, inv = np.unique(a, return_inverse=True)
+        if 4 * len(u) <= len(a):
+            return u.astype("S")[inv.reshape(-1)]
+    return a.astype("S")
 
 
 def _write_csv(df: pd.DataFrame, path: Path, compress: bool) -> None:
