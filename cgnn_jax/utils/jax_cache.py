@@ -68,8 +68,8 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> Path
 # whole run. With the cache on, :func:`cached_call` also keeps each traced program on disk as a
 # serialized ``jax.export`` artifact, so a later process deserializes it instead of tracing; its
 # compilation then hits the compilation cache. Keys cover the function's name, its static
-# arguments, the shapes, dtypes and structure of its array arguments, the JAX version and a hash
-# of this package's source, so an edit to the code or an upgrade never reuses a stale program.
+# arguments, the shapes, dtypes and structure of its array arguments, the JAX version, the backend
+# (cpu, gpu) and a hash of this package's source, so an edit to the code or an upgrade never reuses a stale program.
 
 _EXPORT_DIR: Path | None = None
 _LOADED: dict[str, Any] = {}
@@ -107,7 +107,8 @@ def _key(name: str, static: tuple, args: tuple) -> str:
 
     leaves, tree = jax.tree_util.tree_flatten(args)
     spec = [(tuple(np.shape(x)), str(np.result_type(x))) for x in leaves]
-    text = repr((name, static, str(tree), spec, jax.__version__, _source_hash()))
+    platform = jax.default_backend()  # a home folder shared by a CPU and a GPU machine
+    text = repr((name, static, str(tree), spec, jax.__version__, platform, _source_hash()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
