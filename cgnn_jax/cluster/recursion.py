@@ -213,18 +213,18 @@ def _compact_level(t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold, se
     if groups is not None:  # an atom's smallest block position (order-preserving relabel)
         g_min = jax.ops.segment_min(jnp.where(live, pos, t), groups, num_segments=n)
         groups_c = jnp.where(mask_c, g_min[groups[orig]], kc)
-    (new_c, done_c), (_, size_c, p_c, stop_c, active_c) = _level(
+    (new_c, done_c), (_, _, p_c, stop_c, active_c) = _level(
         split_fn, stop_fn, h_c, mask_c, groups_c, lo, stop_threshold, seg_c, ~mask_c
     )
     back = jnp.where(live, pos, 0)  # block position of each point (valid where live)
     new_seg = jnp.where(live, orig[new_c[back]], seg)
     new_done = jnp.where(live, done_c[back], done)
     put = jnp.where(mask_c, orig, n)  # a block id's whole-array id; padding dropped
+    # sizes of every cluster, frozen ones too (the tree table finds its nodes by them)
     size = jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
     p = jnp.zeros(n, h.dtype).at[put].set(p_c, mode="drop")
     stop = jnp.zeros(n, h.dtype).at[put].set(stop_c, mode="drop")
     active = jnp.zeros(n, bool).at[put].set(active_c, mode="drop")
-    del size_c
     return (new_seg, new_done), (seg, size, p, stop, active)
 
 

@@ -14,12 +14,9 @@ them); any other version is refused.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -296,25 +293,22 @@ def _read_restore_cache(path: Path) -> tuple[Any, dict] | None:
 
 
 def _write_restore_cache(path: Path, state: Any, meta: dict) -> None:
+    from cgnn_jax.io.atomic import atomic_write
+
     leaves: list = []
-    tmp = None
     try:
         head = json.dumps({"tree": _flatten(state, leaves), "meta": meta})
         if any(a.dtype == object for a in leaves):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
-            tmp = f.name
+        with atomic_write(path, "wb", fsync=False) as f:
             np.savez(
                 f,
                 head=np.frombuffer(head.encode(), np.uint8),
                 **{f"a{i}": a for i, a in enumerate(leaves)},
             )
-        os.replace(tmp, path)
     except (OSError, TypeError, ValueError):  # a read-only cache or an unusual state: skip
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                Path(tmp).unlink(missing_ok=True)
+        pass
 
 
 def _local_target(directory: Path, step: int) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,14 +145,12 @@ def _load_or_export(key: str, name: str, fn, static: tuple, args: tuple):
             blob = exp.serialize()
         except ImportError:  # jax's serializer needs the flatbuffers package: trace as usual
             return functools.partial(fn, *static)
-        tmp = None
-        try:
+        from cgnn_jax.io.atomic import atomic_write
+
+        try:  # atomic: another process reads all of it or nothing
             _EXPORT_DIR.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=_EXPORT_DIR, delete=False, suffix=".tmp") as f:
-                tmp = f.name
+            with atomic_write(path, "wb", fsync=False) as f:
                 f.write(blob)
-            os.replace(tmp, path)  # atomic: another process reads all of it or nothing
         except OSError:  # a read-only or full cache only costs tracing time
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+            pass
     return jax.jit(exp.call)
