@@ -11,6 +11,8 @@
 * Ctrl-C ends with ``interrupted`` and status 130 (outputs are written atomically, so nothing
   is left half-written).
 * Library log noise (orbax's INFO lines, absl warnings) is turned down to errors.
+* ``keep_memory=True`` (all but ``train.py``) keeps freed memory in the process
+  (:func:`cgnn_jax.utils.memory.keep_freed_memory`): fewer page faults, ~1 s less per full event.
 * ``uses_jax=True`` turns on JAX's persistent compilation cache
   (:func:`cgnn_jax.utils.jax_cache.enable_compilation_cache`), so the second run of a script
   skips compilation.
@@ -39,10 +41,16 @@ def _message(e: BaseException) -> str:
     return " ".join(msg.split())  # always one line
 
 
-def guarded(main: Callable[[list[str]], Any], uses_jax: bool = True) -> Callable[[list[str]], Any]:
+def guarded(
+    main: Callable[[list[str]], Any], uses_jax: bool = True, keep_memory: bool = True
+) -> Callable[[list[str]], Any]:
     """``main`` with the user-error handling described in the module docstring."""
 
     def wrapped(argv: list[str]) -> Any:
+        if keep_memory:
+            from cgnn_jax.utils.memory import keep_freed_memory
+
+            keep_freed_memory()
         logging.set_verbosity(logging.ERROR)
         import logging as std_logging
 
@@ -69,9 +77,9 @@ def guarded(main: Callable[[list[str]], Any], uses_jax: bool = True) -> Callable
     return wrapped
 
 
-def run(main: Callable[[list[str]], Any], uses_jax: bool = True) -> None:
+def run(main: Callable[[list[str]], Any], uses_jax: bool = True, keep_memory: bool = True) -> None:
     """``absl.app.run(main)`` with one-line user errors (see the module docstring)."""
-    app.run(guarded(main, uses_jax))
+    app.run(guarded(main, uses_jax, keep_memory))
 
 
 def print_means(df: Any, by: str, cols: list[str], json_out: str | None) -> None:
