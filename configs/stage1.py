@@ -48,6 +48,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.graph.k = 32
     c.graph.radius = 1.0
     c.graph.approx = 0.5  # approximate kd-tree query: (1 + approx) x the k-th distance
+    # zone map (cgnn_jax.graph.zones): > 0 learns, after the filter, which zone pairs (this many
+    # slices per layer) consecutive training hits join; the kNN graph keeps the k nearest of
+    # its `candidates` nearest in allowed zones (k = zone_k there). 0: plain kNN.
+    c.graph.zone_bins = 8
+    c.graph.zone_k = 40
+    c.graph.candidates = 64
 
     c.filter = ml_collections.ConfigDict()
     c.filter.hidden = (32, 32, 32)

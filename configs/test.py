@@ -27,6 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.embedding.hard_rounds = 2
     c.embedding.hard_pool = 10_000
     c.graph.k = 8
+    c.graph.zone_k = 8  # the zone map (learned from the toy events) keeps 8 of 16 candidates
+    c.graph.candidates = 16
     c.filter.hidden = (16, 16)
     c.filter.batch_edges = 512
     c.filter.steps = 24

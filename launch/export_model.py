@@ -1,6 +1,11 @@
 """Copy a trained pipeline into the package as the pretrained default model.
 
-    python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default]
+    python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default] \
+        [--zone_bins=8 --zone_k=40 --zone_candidates=64]
+
+``--zone_bins`` > 0 adds (or replaces) the stage-1 zone map (:mod:`cgnn_jax.graph.zones`),
+learned from the truth of the stage-1 training events (simulated again from the stage-1
+config's data seed), to a model trained without one; nothing else of the model changes.
 
 The checkpoint is written to a temporary folder beside ``--out`` and swapped in only when
 complete, so an interrupted export leaves the previous pretrained model intact.
@@ -21,6 +26,27 @@ from cgnn_jax.inference.pipeline import PRETRAINED_DIR
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir (or pipeline checkpoint).", required=True)
 flags.DEFINE_string("out", str(PRETRAINED_DIR), "Destination folder.")
+flags.DEFINE_integer("zone_bins", 0, "> 0: learn a zone map with this many zones per layer.")
+flags.DEFINE_integer("zone_k", 40, "With --zone_bins: neighbours per hit in allowed zones.")
+flags.DEFINE_integer("zone_candidates", 64, "With --zone_bins: nearest hits queried first.")
+
+
+def with_zone_map(pipe, bins: int, k: int, candidates: int):
+    """``pipe`` with a zone map learned from its stage-1 training events."""
+    import dataclasses
+
+    from cgnn_jax.train.data import TrainingEvents
+    from cgnn_jax.train.stage1 import training_zone_map
+
+    c1 = pipe.stage1_config.copy_and_resolve_references()
+    events = TrainingEvents(c1, log=lambda *a: None).train
+    zm = training_zone_map(events, bins)
+    with c1.unlocked():
+        c1.graph.zone_bins, c1.graph.zone_k, c1.graph.candidates = bins, k, candidates
+    meta = dict(pipe.meta)
+    meta["learned"] = {**pipe.learned, "zone_map": zm.to_json()}
+    print(f"zone map: {bins} zones per layer from {len(events)} stage-1 training events")
+    return dataclasses.replace(pipe, stage1_config=c1, meta=meta)
 
 
 def main(argv: list[str]) -> None:
@@ -28,6 +54,10 @@ def main(argv: list[str]) -> None:
     from cgnn_jax.inference import Pipeline
 
     pipe = Pipeline.restore(FLAGS.workdir)
+    if FLAGS.zone_bins < 0 or FLAGS.zone_k < 1 or FLAGS.zone_candidates < FLAGS.zone_k:
+        raise ValueError("need --zone_bins >= 0, --zone_k >= 1, --zone_candidates >= --zone_k")
+    if FLAGS.zone_bins:
+        pipe = with_zone_map(pipe, FLAGS.zone_bins, FLAGS.zone_k, FLAGS.zone_candidates)
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

@@ -63,3 +63,45 @@ def neighbor_graph(
     src = np.repeat(np.arange(n), kk).reshape(n, kk)
     ok = (idx < n) & (idx != src)
     return _edges(src[ok], idx[ok], n, symmetric)
+
+
+def zone_knn_graph(
+    points: np.ndarray,
+    zones: np.ndarray,
+    allowed: np.ndarray,
+    k: int = 48,
+    candidates: int = 96,
+    radius: float = 1.0,
+    approx: float = 0.0,
+    workers: int = -1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest neighbours of every point among those in an allowed zone.
+
+    Args:
+      points: ``[n, d]`` embedded hits.
+      zones: ``[n]`` int zone of every hit (:meth:`cgnn_jax.graph.zones.ZoneMap.zones`).
+      allowed: ``[Z, Z]`` bool, the zone pairs that may be joined.
+      k: neighbours kept per point (fewer where fewer allowed ones are among the candidates).
+      candidates: nearest neighbours queried (within ``radius``) before the zone cut.
+      approx, workers: as :func:`neighbor_graph`.
+    Returns:
+      ``(senders, receivers)`` as :func:`neighbor_graph` (symmetric union, sorted by sender).
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    n = len(points)
+    if len(zones) != n:
+        raise ValueError(f"zones: {len(zones)} entries for {n} points")
+    if n < 2:
+        e = np.zeros(0, np.int32)
+        return e, e
+    kk = min(max(candidates, k) + 1, n)
+    _, idx = cKDTree(points).query(
+        points, k=kk, distance_upper_bound=radius, workers=workers, eps=approx
+    )
+    idx = idx.reshape(n, kk)
+    src = np.repeat(np.arange(n), kk).reshape(n, kk)
+    zones = np.asarray(zones, np.int64)
+    ok = (idx < n) & (idx != src)
+    ok &= allowed[zones[src], zones[np.minimum(idx, n - 1)]]
+    ok &= np.cumsum(ok, axis=1) <= k
+    return _edges(src[ok], idx[ok], n, symmetric=True)

@@ -1,7 +1,8 @@
 """Stage 1 at inference: hit embedding -> kd-tree graph in the embedding -> edge filter.
 
 :class:`Stage1` holds the parameters of both networks, the config they were built with and what
-training learned (``learned["filter_threshold"]``: the edge-filter cut chosen for a target purity).
+training learned (``learned["filter_threshold"]``: the edge-filter cut chosen for a target purity;
+``learned["zone_map"]``: the zone pairs the kNN graph may join, :mod:`cgnn_jax.graph.zones`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import ml_collections
 import numpy as np
 
 from cgnn_jax.features import pair_features
-from cgnn_jax.graph.neighbors import neighbor_graph
+from cgnn_jax.graph.neighbors import neighbor_graph, zone_knn_graph
+from cgnn_jax.graph.zones import ZoneMap
 from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
@@ -41,11 +43,24 @@ def embed(model: HitEmbedding, params: Any, x: np.ndarray) -> np.ndarray:
 
 
 def embedding_graph(
-    config: ml_collections.ConfigDict, emb_model: HitEmbedding, emb_params: Any, ev: PreparedEvent
+    config: ml_collections.ConfigDict,
+    emb_model: HitEmbedding,
+    emb_params: Any,
+    ev: PreparedEvent,
+    zone_map: ZoneMap | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The stage-1 embedding graph of one event: directed edges ``(senders, receivers)``."""
+    """The stage-1 embedding graph of one event: directed edges ``(senders, receivers)``.
+
+    With a ``zone_map`` (:mod:`cgnn_jax.graph.zones`), each hit's ``graph.zone_k`` nearest
+    among its ``graph.candidates`` nearest that lie in an allowed zone; else
+    ``config.graph.mode`` with ``graph.k``.
+    """
     g = config.graph
     e = embed(emb_model, emb_params, ev.hf.x)
+    if zone_map is not None:
+        zones = zone_map.zones(ev.hf.layer_index, ev.hf.pos)
+        k, cand = int(g.get("zone_k", g.k)), int(g.get("candidates", 64))
+        return zone_knn_graph(e, zones, zone_map.allowed, k, cand, g.radius, g.approx)
     return neighbor_graph(e, g.mode, k=g.k, radius=g.radius, approx=g.approx)
 
 
@@ -101,8 +116,9 @@ class Stage1:
     Attributes:
       config: the config it was trained with (``embedding``, ``graph``, ``filter`` blocks).
       emb_params, filter_params: the two networks' parameters.
-      learned: what training chose (``filter_threshold``); without it the configured
-        ``config.filter.threshold`` applies.
+      learned: what training chose (``filter_threshold``; ``zone_map``, see
+        :mod:`cgnn_jax.graph.zones`); without a threshold the configured
+        ``config.filter.threshold`` applies, without a zone map the plain kNN graph.
     """
 
     config: ml_collections.ConfigDict
@@ -128,8 +144,14 @@ class Stage1:
     def embed(self, ev: PreparedEvent) -> np.ndarray:
         return embed(self.emb_model, self.emb_params, ev.hf.x)
 
+    @functools.cached_property
+    def zone_map(self) -> ZoneMap | None:
+        """The learned zone-pair map (``learned["zone_map"]``), or None: plain kNN graph."""
+        d = self.learned.get("zone_map")
+        return ZoneMap.from_json(d) if d else None
+
     def embedding_graph(self, ev: PreparedEvent) -> tuple[np.ndarray, np.ndarray]:
-        return embedding_graph(self.config, self.emb_model, self.emb_params, ev)
+        return embedding_graph(self.config, self.emb_model, self.emb_params, ev, self.zone_map)
 
     def refined_graph(self, ev: PreparedEvent, s=None, r=None, threshold: float | None = None):
         """``(senders, receivers, p)`` of the edges with ``p > threshold`` (default:

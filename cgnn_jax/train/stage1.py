@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from cgnn_jax.features import pair_features
 from cgnn_jax.graph.neighbors import neighbor_graph
+from cgnn_jax.graph.zones import ZoneMap, learn_zone_map
 from cgnn_jax.inference.stage1 import (
     STAGE1_DIR,
     STAGE1_KIND,
@@ -37,6 +38,7 @@ from cgnn_jax.inference.stage1 import (
 )
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
 from cgnn_jax.models.factory import create_embedding, create_filter
+from cgnn_jax.sim.geometry import load_geometry
 from cgnn_jax.train.data import PairData, PreparedEvent, TrainingEvents, pair_data
 from cgnn_jax.train.loop import (
     TrainState,
@@ -60,6 +62,7 @@ __all__ = [
     "embed",
     "embedding_graph",
     "train_stage1",
+    "training_zone_map",
 ]
 
 WEIGHT_DECAY = 1e-5
@@ -309,6 +312,12 @@ def choose_threshold(p: np.ndarray, y: np.ndarray, target_purity: float) -> floa
 # --------------------------------------------------------------------------- stage 1
 
 
+def training_zone_map(events: list[PreparedEvent], bins: int) -> ZoneMap:
+    """The zone-pair map (:mod:`cgnn_jax.graph.zones`) of the training events' truth."""
+    n_layers = int(load_geometry().layer_index.max()) + 1
+    return learn_zone_map(((ev.hf.layer_index, ev.hf.pos, ev.pid) for ev in events), n_layers, bins)
+
+
 def train_stage1(
     config: ml_collections.ConfigDict,
     workdir: str | Path,
@@ -352,6 +361,10 @@ def train_stage1(
             f"edge filter threshold {t:.3f} for purity >= {config.filter.target_purity} "
             "on training edges"
         )
+    bins = int(config.graph.get("zone_bins", 0) or 0)
+    if bins:  # after the filter: it trains on the plain kNN graph, as before zone maps
+        learned["zone_map"] = training_zone_map(evs, bins).to_json()
+        log(f"zone map: {bins} zones per layer, learned from {len(evs)} training events")
     model = Stage1(config, jax.device_get(emb_params), jax.device_get(filter_params), learned)
     model.save(workdir, extra={"train_seconds": time.time() - t0})
     log(f"stage 1 trained in {time.time() - t0:.0f} s; checkpoint in {workdir / STAGE1_DIR}")
