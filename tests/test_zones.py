@@ -105,3 +105,61 @@ def test_zone_knn_graph_keeps_k_nearest_allowed_neighbours():
 def test_zone_knn_graph_checks_its_inputs():
     with pytest.raises(ValueError, match="zones"):
         zone_knn_graph(np.zeros((5, 2)), np.zeros(4, int), np.ones((1, 1), bool))
+
+
+def test_trained_stage1_learns_a_zone_map_and_its_graph_keeps_to_it(two_runs):
+    """configs/test.py inherits ``graph.zone_bins = 8``: stage 1 learns a map from its training
+    events' truth, the resumed run the same one, and the embedding graph joins allowed zones
+    only, at most ``zone_k`` picks per hit."""
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.inference.events import prepare_event
+    from cgnn_jax.sim import simulate_event
+
+    whole, resumed, _ = two_runs
+    pipe = Pipeline.restore(whole)
+    zm = pipe.stage1.zone_map
+    assert zm is not None and zm.bins == pipe.stage1_config.graph.zone_bins == 8
+    np.testing.assert_array_equal(zm.allowed, Pipeline.restore(resumed).stage1.zone_map.allowed)
+    assert 0 < zm.allowed.mean() < 1
+    ev = prepare_event(simulate_event(32, 10.0, event_id=32, track_fraction=0.3))
+    s, r = pipe.stage1.embedding_graph(ev)
+    zones = zm.zones(ev.hf.layer_index, ev.hf.pos)
+    assert len(s) and zm.allowed[zones[s], zones[r]].all()
+    # directed picks before the union: at most zone_k per hit, so at most 2 * zone_k * n edges
+    assert len(s) <= 2 * pipe.stage1_config.graph.zone_k * ev.n
+
+
+def test_export_model_adds_a_zone_map_and_changes_nothing_else(two_runs, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import jax
+
+    from cgnn_jax.inference import Pipeline
+
+    whole, _, _ = two_runs
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "model"
+    p = subprocess.run(
+        [sys.executable, "launch/export_model.py", f"--workdir={whole}", f"--out={out}",
+         "--zone_bins=4", "--zone_k=6", "--zone_candidates=12"],
+        cwd=root, capture_output=True, text=True, check=False,
+        env={**os.environ, "CGNN_JAX_CACHE_DIR": "off"},
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    a, b = Pipeline.restore(whole), Pipeline.restore(out)
+    assert b.stage1.zone_map.bins == 4 and b.stage1_config.graph.zone_k == 6
+    assert b.stage1_config.graph.candidates == 12
+    for group in a.params:
+        leaves = zip(
+            jax.tree_util.tree_leaves(a.params[group]),
+            jax.tree_util.tree_leaves(b.params[group]),
+            strict=True,
+        )
+        for x, y in leaves:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert {k: v for k, v in b.learned.items() if k != "zone_map"} == {
+        k: v for k, v in a.learned.items() if k != "zone_map"
+    }
