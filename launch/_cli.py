@@ -11,8 +11,9 @@
 * Ctrl-C ends with ``interrupted`` and status 130 (outputs are written atomically, so nothing
   is left half-written).
 * Library log noise (orbax's INFO lines, absl warnings) is turned down to errors.
-* ``keep_memory=True`` (all but ``train.py``) keeps freed memory in the process
-  (:func:`cgnn_jax.utils.memory.keep_freed_memory`): fewer page faults, ~1 s less per full event.
+* ``keep_memory=True`` (all but ``train.py``; ``CGNN_JAX_MALLOC=keep`` turns it on there too)
+  keeps freed memory in the process (:func:`cgnn_jax.utils.memory.keep_freed_memory`): fewer
+  page faults, ~1 s less per full event.
 * ``uses_jax=True`` turns on JAX's persistent compilation cache
   (:func:`cgnn_jax.utils.jax_cache.enable_compilation_cache`), so the second run of a script
   skips compilation.
@@ -47,7 +48,7 @@ def guarded(
     """``main`` with the user-error handling described in the module docstring."""
 
     def wrapped(argv: list[str]) -> Any:
-        if keep_memory:
+        if keep_memory or os.environ.get("CGNN_JAX_MALLOC", "").lower() == "keep":
             from cgnn_jax.utils.memory import keep_freed_memory
 
             keep_freed_memory()

@@ -54,3 +54,45 @@ def test_system_setting_leaves_the_allocator_alone():
     on, faults = probe("system")
     assert not on
     assert faults > 4000, faults  # glibc's default: the buffer is mapped and faulted in again
+
+
+GUARDED = r"""
+import ctypes, resource, sys
+sys.path.append("launch")  # last: launch/inspect.py must not shadow inspect
+import _cli
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def faults(n=64 * 2**20):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    p = libc.malloc(n)
+    ctypes.memset(p, 1, n)
+    libc.free(p)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+def main(argv):
+    faults()
+    print(faults())
+_cli.guarded(main, uses_jax=False, keep_memory=False)([])
+"""
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+@pytest.mark.parametrize("value, kept", [(None, False), ("keep", True)])
+def test_train_scripts_opt_in_with_keep(value, kept):
+    """``train.py`` runs with ``keep_memory=False``; ``CGNN_JAX_MALLOC=keep`` turns it on."""
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "CGNN_JAX_MALLOC"}
+    if value is not None:
+        env["CGNN_JAX_MALLOC"] = value
+    out = subprocess.run(
+        [sys.executable, "-c", GUARDED],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert (int(out[-1]) < 1000) == kept, out
