@@ -99,9 +99,12 @@ def zone_knn_graph(
         points, k=kk, distance_upper_bound=radius, workers=workers, eps=approx
     )
     idx = idx.reshape(n, kk)
-    src = np.repeat(np.arange(n), kk).reshape(n, kk)
-    zones = np.asarray(zones, np.int64)
-    ok = (idx < n) & (idx != src)
-    ok &= allowed[zones[src], zones[np.minimum(idx, n - 1)]]
-    ok &= np.cumsum(ok, axis=1) <= k
-    return _edges(src[ok], idx[ok], n, symmetric=True)
+    nz = allowed.shape[0]
+    zones = np.asarray(zones, np.int32)
+    found = idx < n
+    # allowed[zone_i, zone_j] through the flat table: no [n, kk] copies of the senders
+    pair = (zones * nz)[:, None] + zones[np.where(found, idx, 0)]
+    ok = found & (idx != np.arange(n)[:, None]) & np.ravel(allowed)[pair]
+    ok &= np.cumsum(ok, axis=1, dtype=np.int32) <= k
+    rows, cols = np.nonzero(ok)
+    return _edges(rows, idx[rows, cols], n, symmetric=True)
