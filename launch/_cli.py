@@ -48,10 +48,9 @@ def guarded(
     """``main`` with the user-error handling described in the module docstring."""
 
     def wrapped(argv: list[str]) -> Any:
-        if keep_memory or os.environ.get("CGNN_JAX_MALLOC", "").lower() == "keep":
-            from cgnn_jax.utils.memory import keep_freed_memory
+        from cgnn_jax.utils.memory import keep_freed_memory
 
-            keep_freed_memory()
+        keep_freed_memory(default=keep_memory)  # CGNN_JAX_MALLOC=keep / system overrides
         logging.set_verbosity(logging.ERROR)
         import logging as std_logging
 

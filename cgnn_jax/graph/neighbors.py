@@ -22,6 +22,14 @@ def _edges(
     return senders, a.indices.astype(np.int32)
 
 
+def _knn(points: np.ndarray, k: int, radius: float, approx: float, workers: int) -> np.ndarray:
+    """``[n, k]`` indices of each point's ``k`` nearest within ``radius`` (``n`` where fewer)."""
+    _, idx = cKDTree(points).query(
+        points, k=k, distance_upper_bound=radius, workers=workers, eps=approx
+    )
+    return idx.reshape(len(points), k)
+
+
 def neighbor_graph(
     points: np.ndarray,
     mode: str = "knn_radius",
@@ -52,14 +60,11 @@ def neighbor_graph(
     if n < 2:
         e = np.zeros(0, np.int32)
         return e, e
-    tree = cKDTree(points)
     if mode == "radius":
-        pairs = tree.query_pairs(radius, output_type="ndarray", eps=approx)
+        pairs = cKDTree(points).query_pairs(radius, output_type="ndarray", eps=approx)
         return _edges(pairs[:, 0], pairs[:, 1], n, symmetric=True)
     kk = min(k + 1, n)
-    ub = np.inf if mode == "knn" else radius
-    _, idx = tree.query(points, k=kk, distance_upper_bound=ub, workers=workers, eps=approx)
-    idx = idx.reshape(n, kk)
+    idx = _knn(points, kk, np.inf if mode == "knn" else radius, approx, workers)
     src = np.repeat(np.arange(n), kk).reshape(n, kk)
     ok = (idx < n) & (idx != src)
     return _edges(src[ok], idx[ok], n, symmetric)
@@ -94,11 +99,7 @@ def zone_knn_graph(
     if n < 2:
         e = np.zeros(0, np.int32)
         return e, e
-    kk = min(max(candidates, k) + 1, n)
-    _, idx = cKDTree(points).query(
-        points, k=kk, distance_upper_bound=radius, workers=workers, eps=approx
-    )
-    idx = idx.reshape(n, kk)
+    idx = _knn(points, min(max(candidates, k) + 1, n), radius, approx, workers)
     nz = allowed.shape[0]
     zones = np.asarray(zones, np.int32)
     found = idx < n

@@ -10,9 +10,9 @@ The stage-1 kNN query keeps only neighbours in allowed zones
 (:func:`cgnn_jax.graph.neighbors.zone_knn_graph`), so the ``k`` edges of a hit go to hits it
 can follow on a track instead of to hits on its own layer or across the detector. This is the
 layer-level relative of Exa.TrkX's module map, learned from a few events instead of ~90k.
-Measured on an unseen full μ = 200 event with the shipped embedding (``docs/experiments.md``):
-the embedding graph's oracle ceiling 0.667 → 0.791 at 49 edges per hit (8 zones per layer,
-96 candidates, k = 48); at 10 % of the tracks 0.915 → 0.946.
+Measured on an unseen full μ = 200 event with the same embedding (``docs/experiments.md``):
+the embedding graph's oracle ceiling 0.667 → 0.746 at the same 38 edges per hit (8 zones per
+layer, 64 candidates, k = 40: the default), 0.794 at 49 with 96 candidates and k = 48.
 """
 
 from __future__ import annotations

@@ -28,14 +28,17 @@ _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(default: bool = True) -> bool:
     """Tune glibc's allocator for a short-lived, allocation-heavy process.
 
     No ``mmap`` for large blocks, no trimming of the heap's top, one arena for all threads.
-    Call it early (the launch scripts do, before their work). Returns True when the settings
-    took effect; False where the C library is not glibc or ``CGNN_JAX_MALLOC=system`` is set.
+    Call it early (the launch scripts do, before their work). ``CGNN_JAX_MALLOC`` decides over
+    ``default``: ``system`` leaves the allocator alone, ``keep`` tunes it; unset, ``default``
+    does (``train.py`` passes False). Returns True when the settings took effect; False where
+    they were not asked for or the C library is not glibc.
     """
-    if os.environ.get("CGNN_JAX_MALLOC", "").lower() == "system":
+    choice = os.environ.get("CGNN_JAX_MALLOC", "").lower()
+    if choice == "system" or (choice != "keep" and not default):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
