@@ -204,6 +204,7 @@ def random_pipeline(config: Any = None, seed: int = 0) -> Any:
 def clustering_stage(pipe: Any, ev: Any, gnn: tuple, graph: dict) -> np.ndarray:
     """Stage 3 as :meth:`Pipeline.reconstruct` runs it: the atoms (``gnn = (out, edge_score)``
     from :meth:`Pipeline.gnn_stage`), ``h``, Split/Stop, track ids ``[n]``."""
+    pipe = pipe.for_hits(ev.n)  # its dense variant on a dense event
     st3 = pipe.cluster_stage(ev, *gnn, graph["senders"], graph["receivers"])
     tid, h, out, groups = st3["track_id"], st3["h"], st3["clustering"], st3["groups"]
     if pipe.cluster_config.get("iterative_rounds", 0) > 0:
@@ -272,9 +273,12 @@ def _measure_stages(
             "write CSV": (lambda st=state, d=ev_dir: write_event(st["sim"], d), None),
             "read CSV": (lambda d=ev_dir, s=ev_seed: read_event(d, s), "event"),
             "features": (lambda st=state: pipe.prepare(st["event"]), "ev"),
-            "graph (stage 1)": (lambda st=state: pipe.graph(st["ev"]), "graph"),
+            "graph (stage 1)": (
+                lambda st=state: pipe.for_hits(st["ev"].n).graph(st["ev"]),
+                "graph",
+            ),
             "GNN (stage 2)": (
-                lambda st=state: pipe.gnn_stage(
+                lambda st=state: pipe.for_hits(st["ev"].n).gnn_stage(
                     st["ev"], st["graph"]["senders"], st["graph"]["receivers"]
                 ),
                 "gnn",

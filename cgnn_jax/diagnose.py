@@ -255,6 +255,8 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
     t0 = time.perf_counter()
     pid, weight, pos = event_truth(event)
     n = len(pid)
+    variant = "dense" if pipe.for_hits(n) is not pipe else "default"
+    pipe = pipe.for_hits(n)  # the dense variant on a dense event, as reconstruct() picks it
     parts = pipe.stage_outputs(event)
     if len(parts["pid"]) != n or not np.array_equal(np.asarray(parts["pid"]), pid):
         raise RuntimeError("Pipeline.stage_outputs: its pid is not in the event's hit order")
@@ -346,6 +348,7 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
     return {
         "event_id": int(event.event_id),
         "n_hits": n,
+        "variant": variant,
         "seconds": time.perf_counter() - t0,
         "embedding": emb,
         "refined": ref,
@@ -472,6 +475,9 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
             f"{_f(c['pipeline'], 8)}"
         )
     out.append("")
+    dense = [str(r["event_id"]) for r in rows if r.get("variant") == "dense"]
+    if dense:
+        out.append(f"stages 2-3 by the model's dense variant on events {', '.join(dense)}")
     out.append(summary_line(mean["chain"]))
     return "\n".join(out)
 

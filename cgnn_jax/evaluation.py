@@ -99,19 +99,20 @@ def compare_methods(
     for event in tqdm(events, desc="events", unit="event"):
         t0 = time.perf_counter()
         ev = pipe.prepare(event)
-        g = pipe.graph(ev)
+        run = pipe.for_hits(ev.n)  # its dense variant on a dense event
+        g = run.graph(ev)
         t1 = time.perf_counter()
-        gnn, edge_score = pipe.gnn_stage(ev, g["senders"], g["receivers"])
+        gnn, edge_score = run.gnn_stage(ev, g["senders"], g["receivers"])
         t2 = time.perf_counter()
         shared = {"features+graph": t1 - t0, "gnn": t2 - t1}
         for m in methods:
             t = time.perf_counter()
             if m in ("cgnn", "cgnn+iterative"):
-                st3 = pipe.cluster_stage(ev, gnn, edge_score, g["senders"], g["receivers"])
+                st3 = run.cluster_stage(ev, gnn, edge_score, g["senders"], g["receivers"])
                 tid = st3["track_id"]
                 if m == "cgnn+iterative":
                     tid = iterative_recluster(
-                        pipe, st3["h"], st3["clustering"], tid, rounds=iterative_rounds,
+                        run, st3["h"], st3["clustering"], tid, rounds=iterative_rounds,
                         groups=st3["groups"],
                     )  # fmt: skip
             elif m == "gnn+dbscan":

@@ -1,29 +1,32 @@
 """The default cgnn_jax model, shipped as ``cgnn_jax/pretrained/default``.
 
-    make train-default   # = the two commands below, then launch/export_model.py
+    make train-default   # = the two commands below, configs/finetune_dense.py, launch/export_model.py
     python launch/train.py --config=configs/default.py --workdir=workdirs/default \
         "--config.stages=('stage1','stage2')"
     python launch/train.py --config=configs/finetune_mix.py --workdir=workdirs/default_mix \
         --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default
 
-Sized for this project's 2-core CPU: 103 min in all here, measured end to end on 2026-12-01 (over the
-90-minute budget; docs/experiments.md), resumable:
+Sized for this project's 2-core CPU: 48 min 36 s in all here, measured end to end on 2026-12-01
+in fresh workdirs (docs/experiments.md), resumable:
 
-- stage 1 as ``configs/stage1.py``: 4 full mu = 200 events, hard negatives re-mined in 4 rounds
-  (~16 min quiet, 22 min here beside tests);
+- stage 1 as ``configs/stage1.py``: 4 full mu = 200 events, hard negatives re-mined in 4 rounds,
+  then the zone map (758 s);
 - stage 2: :class:`~cgnn_jax.models.gnn.InteractionGNN` (4 x 32) on stage 1's *refined* graph
   at a low filter cut (``gnn.input_threshold = 0.02``: ~10 edges per hit at 10 % of tracks for
   a ceiling of 0.86, against ~38 and 0.91 for the embedding graph at 4x the cost per step),
-  trained on 24 whole 10 %-track events for 2000 steps (53 min), then fine-tuned 400 steps on
+  trained on 24 whole 10 %-track events for 2000 steps (1345 s), then fine-tuned 400 steps on
   those events mixed with the eta-phi sectors of 6 full events (``configs/finetune_mix.py``,
-  ~21 min). The message passing learns from the edge truth alone (binary cross-entropy of the
+  629 s). The message passing learns from the edge truth alone (binary cross-entropy of the
   last layer's ``a_ij``); the cluster space is an MLP head trained by the hinge loss without
   back-propagating into the layers (``gnn.detach_output``): mixed, the two losses held the edge
   loss at the constant-prediction plateau for ~250 steps (``docs/experiments.md``);
 - stage 3: Split/Stop over *atoms* the tree never separates: the layer-constrained merge of the
   GNN's edges with ``a_ij > 0.5`` (``cluster.merge = "layers"``: pieces that share more than
   one detector layer never join; :mod:`cgnn_jax.cluster.merge`), 5 epochs, then Stop's cut
-  chosen on 2 validation events (``cluster.calibrate_stop``).
+  chosen on 2 validation events (``cluster.calibrate_stop``);
+- then (``make train-default``) the dense variant: the GNN fine-tuned on full events
+  (``configs/finetune_dense.py``, 1791 s), shipped inside the model for events of >= 25,000 hits,
+  and the GNN input cut 0.01 for the others (``launch/export_model.py --dense ...``): ~79 min in all.
 """
 
 import ml_collections
@@ -40,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.aux_weight = 0.0  # the earlier layers' a_ij unsupervised
     c.gnn.detach_output = True  # the hinge trains the cluster-space head only
     c.gnn.output_hidden = 64
-    c.gnn.steps = 2000  # ~1.3 s per step here; the edge loss still falls at 1200
+    c.gnn.steps = 2000  # 0.67 s per step here; the edge loss still falls at 1200
     c.gnn.learning_rate = 3e-3
     # atoms: the layer-constrained merge of the GNN's edges above 0.5 (cluster/merge.py): 0.73 ->
     # 0.81 at 10 % of tracks and 0.28 -> 0.41 on full events over the components of a_ij > 0.95

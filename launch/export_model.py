@@ -1,7 +1,15 @@
 """Copy a trained pipeline into the package as the pretrained default model.
 
     python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default] \
-        [--zone_bins=8 --zone_k=40 --zone_candidates=64]
+        [--zone_bins=8 --zone_k=40 --zone_candidates=64] [--dense=workdirs/dense --dense_min_hits=N] \
+        [--input_threshold=0.01]
+
+``--dense`` attaches the stages 2-3 of another pipeline trained on the same stage 1 (e.g. on full
+mu = 200 events), or the GNN of a stage-2 workdir fine-tuned from this model's (with this
+model's Split/Stop), as the model's dense variant: ``Pipeline.reconstruct`` runs it on events of at
+least ``--dense_min_hits`` hits (:meth:`cgnn_jax.inference.pipeline.Pipeline.for_hits`).
+``--input_threshold`` sets the edge-filter cut of the (non-dense) model's GNN input graph
+(``gnn.input_threshold``), an inference setting.
 
 ``--zone_bins`` > 0 adds (or replaces) the stage-1 zone map (:mod:`cgnn_jax.graph.zones`),
 learned from the truth of the stage-1 training events (simulated again from the stage-1
@@ -29,6 +37,13 @@ flags.DEFINE_string("out", str(PRETRAINED_DIR), "Destination folder.")
 flags.DEFINE_integer("zone_bins", 0, "> 0: learn a zone map with this many zones per layer.")
 flags.DEFINE_integer("zone_k", 40, "With --zone_bins: neighbours per hit in allowed zones.")
 flags.DEFINE_integer("zone_candidates", 64, "With --zone_bins: nearest hits queried first.")
+flags.DEFINE_string(
+    "dense", None, "Pipeline, or stage-2 workdir, whose stages 2-3 reconstruct dense events."
+)
+flags.DEFINE_integer("dense_min_hits", 50000, "With --dense: events of >= this many hits use it.")
+flags.DEFINE_float(
+    "input_threshold", None, "Set the GNN input graph's filter cut (not the dense's)."
+)
 
 
 def with_zone_map(pipe, bins: int, k: int, candidates: int):
@@ -49,6 +64,42 @@ def with_zone_map(pipe, bins: int, k: int, candidates: int):
     return dataclasses.replace(pipe, stage1_config=c1, meta=meta)
 
 
+def dense_variant(pipe, path: str):
+    """The dense variant in ``path``: a whole pipeline (its stages 2-3), or a stage-2 workdir whose
+    GNN (fine-tuned from ``pipe``'s on the same stage 1) replaces ``pipe``'s, with ``pipe``'s
+    Split/Stop and Stop's cut."""
+    from cgnn_jax.inference import Pipeline, Stage2
+    from cgnn_jax.inference.checkpoint import CheckpointError
+
+    try:
+        return Pipeline.restore(path).with_dense(None)
+    except CheckpointError as first:
+        try:
+            s2 = Stage2.restore(path)
+        except (CheckpointError, FileNotFoundError):
+            raise first from None
+    s1 = (
+        None
+        if s2.stage1 is None
+        else {"embedding": s2.stage1.emb_params, "filter": s2.stage1.filter_params}
+    )
+    try:
+        return pipe.with_dense(None).with_gnn(s2.params, s1)
+    except ValueError as e:
+        raise ValueError(f"--dense={path}: {e}") from None
+
+
+def with_input_threshold(pipe, cut: float):
+    """``pipe`` with its GNN input graph's filter cut ``gnn.input_threshold`` set to ``cut``."""
+    import dataclasses
+
+    config = pipe.config.copy_and_resolve_references()
+    with config.unlocked():
+        config.gnn.input_threshold = float(cut)
+    print(f"GNN input graph: filter cut {cut}")
+    return dataclasses.replace(pipe, config=config)
+
+
 def main(argv: list[str]) -> None:
     del argv
     from cgnn_jax.inference import Pipeline
@@ -58,6 +109,19 @@ def main(argv: list[str]) -> None:
         raise ValueError("need --zone_bins >= 0, --zone_k >= 1, --zone_candidates >= --zone_k")
     if FLAGS.zone_bins:
         pipe = with_zone_map(pipe, FLAGS.zone_bins, FLAGS.zone_k, FLAGS.zone_candidates)
+        if pipe.dense is not None:  # its dense variant takes the new stage-1 config
+            pipe = pipe.with_dense(pipe.dense, pipe.dense_min_hits)
+    dense = dense_variant(pipe, FLAGS.dense) if FLAGS.dense else None
+    if FLAGS.input_threshold is not None:
+        if not 0.0 <= FLAGS.input_threshold < 1.0:
+            raise ValueError(f"--input_threshold={FLAGS.input_threshold}: need 0 <= cut < 1")
+        pipe = with_input_threshold(pipe, FLAGS.input_threshold)
+    if dense is not None:
+        try:
+            pipe = pipe.with_dense(dense, FLAGS.dense_min_hits)
+        except ValueError as e:
+            raise ValueError(f"--dense={FLAGS.dense}: {e}") from None
+        print(f"dense variant from {FLAGS.dense} for events of >= {FLAGS.dense_min_hits} hits")
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

@@ -93,8 +93,9 @@ class PipelineGNN:
         self.stage1 = pipe.stage1
 
     def embed(self, ev) -> np.ndarray:
-        g = self.pipe.graph(ev)
-        return self.pipe.gnn_output(ev, g["senders"], g["receivers"])
+        pipe = self.pipe.for_hits(ev.n)  # its dense variant on a dense event
+        g = pipe.graph(ev)
+        return pipe.gnn_output(ev, g["senders"], g["receivers"])
 
 
 def restore_stage2(checkpoint: str | Path | None):

@@ -65,9 +65,16 @@ class PipelineMethod:
 
         if self._from_memory:
             h = hashlib.sha256()
-            for leaf in jax.tree_util.tree_leaves(self.pipe.params):
+            dense = self.pipe.dense
+            for leaf in jax.tree_util.tree_leaves(
+                (self.pipe.params, dense.params if dense is not None else None)
+            ):
                 h.update(np.asarray(leaf).tobytes())
-            for cfg in (self.pipe.config, self.pipe.stage1_config):
+            cfgs = [self.pipe.config, self.pipe.stage1_config]
+            if dense is not None:
+                cfgs.append(dense.config)
+                h.update(f"dense_min_hits={self.pipe.dense_min_hits}".encode())
+            for cfg in cfgs:
                 h.update(cfg.to_json_best_effort(sort_keys=True).encode())
             model = f"params:{h.hexdigest()}"
         else:

@@ -16,6 +16,13 @@ Stages, on a whole event:
 
 Parameters (``Pipeline.params``): ``embedding`` and ``filter`` (stage 1, build the graph),
 ``input_embedding`` and ``gnn`` (stage 2), ``split`` and ``stop`` (stage 3).
+
+A pipeline may carry a **dense variant** (:attr:`Pipeline.dense`): stages 2-3 trained for events
+of another density (e.g. full mu = 200 events, ten times the hits of a 10 %-track event) on the
+same stage 1. :meth:`Pipeline.for_hits` picks it for events of at least ``dense_min_hits`` hits;
+:meth:`Pipeline.reconstruct` and :meth:`Pipeline.stage_outputs` do so themselves. It is saved in
+the same checkpoint (parameters under ``params["dense"]``, its config and what training chose under
+the metadata's ``"dense"``).
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ PIPELINE_KIND = "pipeline"
 PIPELINE_DIR = "pipeline"  # <workdir>/pipeline/checkpoints
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained" / "default"
 PARAM_GROUPS = ("embedding", "filter", "input_embedding", "gnn", "split", "stop")
+STAGE1_GROUPS = ("embedding", "filter")  # shared by a pipeline and its dense variant
+VARIANT_GROUPS = ("input_embedding", "gnn", "split", "stop")  # a dense variant's own
+DENSE_KEY = "dense"
+STAGE1_LEARNED = ("filter_threshold", "zone_map")  # what stage 1's training chose (shared too)
 
 
 def cluster_features(gnn_out: jnp.ndarray, x: jnp.ndarray, inputs: str) -> jnp.ndarray:
@@ -172,6 +183,15 @@ def pad_groups(groups: np.ndarray | None, size: int) -> np.ndarray | None:
     return out
 
 
+def _same_leaves(a: Any, b: Any) -> bool:
+    """Whether two pytrees hold equal arrays (in tree order)."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(
+        np.shape(x) == np.shape(y) and np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(la, lb, strict=True)
+    )
+
+
 @dataclasses.dataclass
 class Pipeline:
     """A trained clustering GNN: every stage's parameters and configs.
@@ -181,12 +201,76 @@ class Pipeline:
       stage1_config: the config stage 1 (embedding, graph, filter) was trained with.
       params: ``{"embedding", "filter", "input_embedding", "gnn", "split", "stop"}``.
       meta: what the checkpoint carried besides (training history, times, ...).
+      dense: stages 2-3 for dense events on the same stage 1 (a :class:`Pipeline` with the same
+        ``embedding`` and ``filter`` parameters), or None; see :meth:`for_hits`.
+      dense_min_hits: the number of hits from which an event is reconstructed by ``dense``.
     """
 
     config: ml_collections.ConfigDict
     stage1_config: ml_collections.ConfigDict
     params: dict[str, Any]
     meta: dict = dataclasses.field(default_factory=dict)
+    dense: Pipeline | None = None
+    dense_min_hits: int = 0
+
+    # ------------------------------------------------------------------ density variants
+    def with_dense(self, dense: Pipeline | None, min_hits: int = 0) -> Pipeline:
+        """This pipeline with ``dense`` as its variant for events of ``>= min_hits`` hits (None:
+        without one). ``ValueError`` unless ``dense`` has this pipeline's stage-1 parameters
+        (``embedding``, ``filter``); the variant then takes this pipeline's stage-1 config and
+        what its stage-1 training chose (:data:`STAGE1_LEARNED`), keeping its own stages 2-3."""
+        if dense is None:
+            return dataclasses.replace(self, dense=None, dense_min_hits=0)
+        if dense.dense is not None:
+            raise ValueError("a dense variant cannot carry a variant of its own")
+        if int(min_hits) < 1:
+            raise ValueError(f"dense_min_hits must be >= 1, got {min_hits}")
+        mine = {k: self.params[k] for k in STAGE1_GROUPS}
+        if not _same_leaves(mine, {k: dense.params[k] for k in STAGE1_GROUPS}):
+            raise ValueError("the dense variant has other stage-1 parameters (embedding, filter)")
+        # one stage 1: its config and what its training chose (filter cut, zone map) are this
+        # pipeline's; the variant keeps its own stages 2-3 and Stop's cut
+        meta = dict(dense.meta)
+        meta["learned"] = {
+            **{k: v for k, v in dense.learned.items() if k not in STAGE1_LEARNED},
+            **{k: v for k, v in self.learned.items() if k in STAGE1_LEARNED},
+        }
+        shared = {k: self.params[k] for k in STAGE1_GROUPS}
+        dense = dataclasses.replace(
+            dense,
+            stage1_config=self.stage1_config,
+            params={**dense.params, **shared},
+            meta=meta,
+        )
+        return dataclasses.replace(self, dense=dense, dense_min_hits=int(min_hits))
+
+    def with_gnn(self, gnn_params: Any, stage1_params: dict[str, Any] | None = None) -> Pipeline:
+        """This pipeline with other GNN parameters (e.g. a :class:`~cgnn_jax.inference.Stage2`'s,
+        fine-tuned from these), its Split/Stop and Stop's cut kept, without a dense variant.
+        ``ValueError`` if they do not fit this GNN's structure and shapes, or if
+        ``stage1_params`` (``{"embedding", "filter"}`` the GNN was trained on) are not this
+        pipeline's."""
+        want = jax.tree_util.tree_flatten_with_path(self.params["gnn"])[0]
+        got = dict(jax.tree_util.tree_flatten_with_path(gnn_params)[0])
+        if len(got) != len(want) or any(
+            key not in got or np.shape(got[key]) != np.shape(leaf) for key, leaf in want
+        ):
+            raise ValueError("the GNN parameters do not fit this pipeline's GNN")
+        if stage1_params is not None:
+            mine = {k: self.params[k] for k in STAGE1_GROUPS}
+            its = {k: stage1_params[k] for k in STAGE1_GROUPS}
+            if not _same_leaves(mine, its):
+                raise ValueError("the GNN was trained on another stage 1 (embedding, filter)")
+        return dataclasses.replace(
+            self, params={**self.params, "gnn": gnn_params}, dense=None, dense_min_hits=0
+        )
+
+    def for_hits(self, n_hits: int) -> Pipeline:
+        """The pipeline that reconstructs an event of ``n_hits`` hits: :attr:`dense` from
+        :attr:`dense_min_hits` hits on, else this one."""
+        if self.dense is not None and int(n_hits) >= self.dense_min_hits:
+            return self.dense
+        return self
 
     # ------------------------------------------------------------------ models
     @property
@@ -340,6 +424,8 @@ class Pipeline:
         :func:`unrolled_clustering` output), ``track_id [n]``.
         """
         ev = self.prepare(event)
+        if self.for_hits(ev.n) is not self:
+            return self.for_hits(ev.n).stage_outputs(ev, cluster=cluster)
         out: dict[str, Any] = {"features": ev.hf.x, "pid": ev.pid}
         out.update(self.graph(ev))
         out["gnn"], out["edge_score"] = self.gnn_stage(ev, out["senders"], out["receivers"])
@@ -386,8 +472,15 @@ class Pipeline:
 
     def reconstruct(self, event: Event | PreparedEvent, return_tree: bool = False):
         """Track id ``[n_hits]`` (int64, ``1..K``) of every hit of ``event``, in hit row order;
-        with ``return_tree``, also the :class:`cgnn_jax.cluster.tree.ClusterTree`."""
-        out = self.stage_outputs(event)
+        with ``return_tree``, also the :class:`cgnn_jax.cluster.tree.ClusterTree` (the dense
+        variant's, :meth:`for_hits`, on a dense event)."""
+        ev = self.prepare(event)
+        if self.for_hits(ev.n) is not self:
+            return self.for_hits(ev.n)._reconstruct(event, ev, return_tree)
+        return self._reconstruct(event, ev, return_tree)
+
+    def _reconstruct(self, event: Event | PreparedEvent, ev: PreparedEvent, return_tree: bool):
+        out = self.stage_outputs(ev)
         tid = out["track_id"]
         if self.cluster_config.iterative_rounds > 0:
             from cgnn_jax.cluster.iterative import iterative_recluster
@@ -410,10 +503,19 @@ class Pipeline:
         own = ("format", "version", "kind", "config", "step")  # written by save_checkpoint
         meta = {k: v for k, v in {**self.meta, **(extra or {})}.items() if k not in own}
         meta["stage1_config"] = self.stage1_config.to_dict()
+        params = {k: v for k, v in self.params.items() if k != DENSE_KEY}
+        meta.pop(DENSE_KEY, None)
+        if self.dense is not None:
+            params[DENSE_KEY] = {k: self.dense.params[k] for k in VARIANT_GROUPS}
+            meta[DENSE_KEY] = {
+                "min_hits": int(self.dense_min_hits),
+                "config": self.dense.config.to_dict(),
+                "meta": {k: v for k, v in self.dense.meta.items() if k not in own},
+            }
         return save_checkpoint(
             Path(directory),
             step,
-            self.params,
+            params,
             kind=PIPELINE_KIND,
             config=self.config.to_dict(),
             extra=meta,
@@ -440,4 +542,20 @@ class Pipeline:
         missing = set(PARAM_GROUPS) - set(state)
         if missing:
             raise CheckpointError(f"{path}: pipeline checkpoint lacks parameters {sorted(missing)}")
-        return cls(config, s1c, dict(state), meta)
+        state = dict(state)
+        dense_params, dense_meta = state.pop(DENSE_KEY, None), meta.pop(DENSE_KEY, None)
+        pipe = cls(config, s1c, state, meta)
+        if (dense_params is None) != (dense_meta is None):
+            raise CheckpointError(f"{path}: its dense variant lacks its parameters or its config")
+        if dense_params is None:
+            return pipe
+        missing = set(VARIANT_GROUPS) - set(dense_params)
+        if missing:
+            raise CheckpointError(f"{path}: its dense variant lacks parameters {sorted(missing)}")
+        dense = cls(
+            ml_collections.ConfigDict(dense_meta["config"]),
+            s1c,
+            {**{k: state[k] for k in STAGE1_GROUPS}, **dict(dense_params)},
+            dict(dense_meta.get("meta", {})),
+        )
+        return pipe.with_dense(dense, int(dense_meta["min_hits"]))

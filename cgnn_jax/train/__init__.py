@@ -37,14 +37,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, l
     whose model is already saved (``<workdir>/stage1``, ``<workdir>/stage2``) is restored, not
     retrained: re-running a finished command is cheap and never overwrites a trained model;
     remove the folder to retrain. With ``config.stage1_checkpoint`` set, stage 1 is restored
-    from it instead of trained.
+    from it (a stage-1 workdir or a whole pipeline) instead of trained.
     """
     from cgnn_jax.inference.stage1 import STAGE1_DIR, Stage1
     from cgnn_jax.inference.stage2 import STAGE2_DIR, Stage2
     from cgnn_jax.train.data import TrainingEvents
     from cgnn_jax.train.loop import make_mesh
     from cgnn_jax.train.stage1 import train_stage1
-    from cgnn_jax.train.stage2 import train_stage2
+    from cgnn_jax.train.stage2 import restore_stage1, train_stage2
 
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
@@ -58,7 +58,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, l
     stages = set(config.stages)
     if config.stage1_checkpoint:
         log(f"stage 1 from {config.stage1_checkpoint}")
-        out["stage1"] = Stage1.restore(config.stage1_checkpoint)
+        out["stage1"] = restore_stage1(config.stage1_checkpoint)
     else:
         s1_dir = workdir / STAGE1_DIR / "checkpoints"
         if _has_checkpoint(s1_dir):

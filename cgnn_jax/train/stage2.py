@@ -210,12 +210,28 @@ def initial_gnn_params(path: str | Path, like: Any) -> Any:
 # --------------------------------------------------------------------------- training
 
 
+def restore_stage1(path: str | Path) -> Stage1:
+    """Stage 1 from ``path`` (``config.stage1_checkpoint``): a workdir or stage-1 checkpoint, or a
+    whole pipeline (e.g. ``cgnn_jax/pretrained/default``), whose stage 1 is then used."""
+    from cgnn_jax.inference.checkpoint import CheckpointError
+
+    try:
+        return Stage1.restore(path)
+    except (CheckpointError, FileNotFoundError, ValueError) as first:
+        from cgnn_jax.inference.pipeline import Pipeline
+
+        try:
+            return Pipeline.restore(path).stage1
+        except (CheckpointError, FileNotFoundError, ValueError):
+            raise first from None
+
+
 def _resolve_stage1(config, workdir, stage1, log, events) -> Stage1:
     if stage1 is not None:
         return stage1
     if config.stage1_checkpoint:
         log(f"stage 1 from {config.stage1_checkpoint}")
-        return Stage1.restore(config.stage1_checkpoint)
+        return restore_stage1(config.stage1_checkpoint)
     from cgnn_jax.train.stage1 import train_stage1
 
     log("no stage 1 given: training it first")

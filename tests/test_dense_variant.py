@@ -1,0 +1,137 @@
+"""A pipeline's dense variant (stages 2-3 for dense events on the same stage 1): picked by the
+event's hit count, saved and restored with the model, attached by ``launch/export_model.py``, and
+refused when it has another stage 1. Also ``config.stage1_checkpoint`` given a whole pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _leaves_equal(a, b) -> bool:
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(
+        np.shape(x) == np.shape(y) and np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(la, lb, strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def toy(two_runs):
+    """``(pipe, dense, small_event, big_event)``: the session's toy pipeline, a variant of it
+    with other GNN parameters and Stop's cut, and events below and above the variant's cut."""
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.sim import simulate_event
+
+    pipe = Pipeline.restore(two_runs[0])
+    gnn = jax.tree_util.tree_map(
+        lambda x: np.asarray(x) * 0.5 + 0.01 * np.sign(np.asarray(x)), pipe.params["gnn"]
+    )
+    meta = {**pipe.meta, "learned": {**pipe.learned, "stop_threshold": 0.3}}
+    dense = dataclasses.replace(pipe, params={**pipe.params, "gnn": gnn}, meta=meta)
+    small = simulate_event(5, 5.0, event_id=5)
+    big = simulate_event(6, 20.0, event_id=6)
+    assert len(small.hits) < len(big.hits)
+    return pipe, dense, small, big
+
+
+def test_the_dense_variant_runs_on_events_from_its_hit_count(toy):
+    pipe, dense, small, big = toy
+    both = pipe.with_dense(dense, min_hits=len(big.hits))
+    assert both.for_hits(len(small.hits)) is both
+    assert both.for_hits(len(big.hits)) is both.dense
+    assert both.dense.stop_threshold == 0.3 and both.stop_threshold == pipe.stop_threshold
+    np.testing.assert_array_equal(both.reconstruct(small), pipe.reconstruct(small))
+    np.testing.assert_array_equal(both.reconstruct(big), dense.reconstruct(big))
+    # the variant's GNN really is another one: its outputs differ on the big event
+    g_both = both.stage_outputs(big, cluster=False)["gnn"]
+    g_pipe = pipe.stage_outputs(big, cluster=False)["gnn"]
+    assert not np.allclose(g_both, g_pipe, atol=1e-3)
+    # a cut above every event: the variant is never used
+    never = pipe.with_dense(dense, min_hits=len(big.hits) + 1)
+    np.testing.assert_array_equal(never.reconstruct(big), pipe.reconstruct(big))
+
+
+def test_the_dense_variant_is_saved_and_restored_with_the_model(toy, tmp_path):
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.inference.dataset import PipelineMethod
+
+    pipe, dense, _, big = toy
+    both = pipe.with_dense(dense, min_hits=1234)
+    both.save(tmp_path / "checkpoints")
+    back = Pipeline.restore(tmp_path)
+    assert back.dense is not None and back.dense_min_hits == 1234
+    assert _leaves_equal(back.params, pipe.params)
+    assert _leaves_equal(back.dense.params, both.dense.params)
+    assert back.dense.stop_threshold == 0.3
+    np.testing.assert_array_equal(back.reconstruct(big), dense.reconstruct(big))
+    # the model without its variant saves and restores without one
+    pipe.save(tmp_path / "plain" / "checkpoints")
+    assert Pipeline.restore(tmp_path / "plain").dense is None
+    # reconstruction parts made by one model are never taken for the other's
+    keys = {PipelineMethod(pipe=p).run_key()["model"] for p in (pipe, both, back)}
+    assert len(keys) == 2
+
+
+def test_a_variant_with_another_stage1_is_refused(toy):
+    pipe, dense, _, _ = toy
+    emb = jax.tree_util.tree_map(lambda x: np.asarray(x) + 1.0, pipe.params["embedding"])
+    other = dataclasses.replace(dense, params={**dense.params, "embedding": emb})
+    with pytest.raises(ValueError, match="other stage-1 parameters"):
+        pipe.with_dense(other, min_hits=10)
+    with pytest.raises(ValueError, match="dense_min_hits"):
+        pipe.with_dense(dense, min_hits=0)
+    with pytest.raises(ValueError, match="variant of its own"):
+        pipe.with_dense(pipe.with_dense(dense, 10), min_hits=10)
+
+
+def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
+    from cgnn_jax.inference import Pipeline
+
+    pipe, dense, _, _ = toy
+    dense.save(tmp_path / "dense" / "checkpoints")
+    env = {**os.environ, "CGNN_JAX_CACHE_DIR": "off"}
+    out = tmp_path / "model"
+    args = [sys.executable, "launch/export_model.py", f"--workdir={two_runs[0]}", f"--out={out}"]
+    p = subprocess.run(
+        [*args, f"--dense={tmp_path / 'dense'}", "--dense_min_hits=777"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    back = Pipeline.restore(out)
+    assert back.dense_min_hits == 777
+    assert _leaves_equal(back.dense.params["gnn"], dense.params["gnn"])
+    # another stage 1: one clear line, and the exported model stays as it was
+    emb = jax.tree_util.tree_map(lambda x: np.asarray(x) + 1.0, pipe.params["embedding"])
+    dataclasses.replace(dense, params={**dense.params, "embedding": emb}).save(
+        tmp_path / "other" / "checkpoints"
+    )
+    before = sorted(str(f.relative_to(out)) for f in out.rglob("*"))
+    p = subprocess.run(
+        [*args, f"--dense={tmp_path / 'other'}"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "other stage-1 parameters" in p.stderr
+    assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == before
+    assert Pipeline.restore(out).dense_min_hits == 777
+
+
+def test_stage1_checkpoint_may_be_a_whole_pipeline(two_runs):
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.train.stage2 import restore_stage1
+
+    pipe = Pipeline.restore(two_runs[0])
+    s1 = restore_stage1(two_runs[0] / "pipeline")
+    assert _leaves_equal(s1.emb_params, pipe.params["embedding"])
+    with pytest.raises(Exception, match="no-such"):
+        restore_stage1(two_runs[0] / "no-such")
