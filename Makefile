@@ -41,9 +41,10 @@ train-test: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/test.py --workdir=workdirs/test
 
 # the pretrained default model (configs/default.py): stages 1-2, the GNN fine-tuned on a mix of
-# densities with Split/Stop (configs/finetune_mix.py), its dense variant for events of >= 25,000
-# hits (the GNN fine-tuned on full events, configs/finetune_dense.py), then copied into the
-# package with the GNN input cut 0.01 for the other events; ~79 min here (2026-12-01), resumable
+# densities with Split/Stop (configs/finetune_mix.py); then that GNN fine-tuned on full events
+# (configs/finetune_dense.py: the dense variant, for events of >= 25,000 hits) and on 10 %-track
+# events at a denser input graph (configs/finetune_sparse.py: for the other events); all copied
+# into the package; ~86 min here (2026-12-01), resumable
 train-default: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default \
 	    "--config.stages=('stage1','stage2')"
@@ -52,8 +53,11 @@ train-default: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/finetune_dense.py --workdir=workdirs/default_dense \
 	    --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix \
 	    "--config.stages=('stage1','stage2')"
-	$(BIN)/python launch/export_model.py --workdir=workdirs/default_mix --dense=workdirs/default_dense \
-	    --dense_min_hits=25000 --input_threshold=0.01
+	$(BIN)/python launch/train.py --config=configs/finetune_sparse.py --workdir=workdirs/default_sparse \
+	    --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix \
+	    "--config.stages=('stage1','stage2')"
+	$(BIN)/python launch/export_model.py --workdir=workdirs/default_mix --gnn=workdirs/default_sparse \
+	    --dense=workdirs/default_dense --dense_min_hits=25000 --input_threshold=0.005
 
 # the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
 evaluate: $(STAMP)

@@ -1,6 +1,6 @@
 """The default cgnn_jax model, shipped as ``cgnn_jax/pretrained/default``.
 
-    make train-default   # = the two commands below, configs/finetune_dense.py, launch/export_model.py
+    make train-default   # = the two commands below, the two fine-tunes after them, the export
     python launch/train.py --config=configs/default.py --workdir=workdirs/default \
         "--config.stages=('stage1','stage2')"
     python launch/train.py --config=configs/finetune_mix.py --workdir=workdirs/default_mix \
@@ -24,9 +24,11 @@ in fresh workdirs (docs/experiments.md), resumable:
   GNN's edges with ``a_ij > 0.5`` (``cluster.merge = "layers"``: pieces that share more than
   one detector layer never join; :mod:`cgnn_jax.cluster.merge`), 5 epochs, then Stop's cut
   chosen on 2 validation events (``cluster.calibrate_stop``);
-- then (``make train-default``) the dense variant: the GNN fine-tuned on full events
-  (``configs/finetune_dense.py``, 1791 s), shipped inside the model for events of >= 25,000 hits,
-  and the GNN input cut 0.01 for the others (``launch/export_model.py --dense ...``): ~79 min in all.
+- then (``make train-default``) the mixed GNN fine-tuned twice: on full events
+  (``configs/finetune_dense.py``, 1791 s), shipped inside the model as its dense variant for events
+  of >= 25,000 hits, and on 10 %-track events at GNN input cut 0.005
+  (``configs/finetune_sparse.py``, 428 s) for the others (``launch/export_model.py --gnn ...
+  --dense ...``): ~86 min in all.
 """
 
 import ml_collections

@@ -2,14 +2,15 @@
 
     python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default] \
         [--zone_bins=8 --zone_k=40 --zone_candidates=64] [--dense=workdirs/dense --dense_min_hits=N] \
-        [--input_threshold=0.01]
+        [--gnn=workdirs/sparse] [--input_threshold=0.005]
 
 ``--dense`` attaches the stages 2-3 of another pipeline trained on the same stage 1 (e.g. on full
 mu = 200 events), or the GNN of a stage-2 workdir fine-tuned from this model's (with this
 model's Split/Stop), as the model's dense variant: ``Pipeline.reconstruct`` runs it on events of at
 least ``--dense_min_hits`` hits (:meth:`cgnn_jax.inference.pipeline.Pipeline.for_hits`).
-``--input_threshold`` sets the edge-filter cut of the (non-dense) model's GNN input graph
-(``gnn.input_threshold``), an inference setting.
+``--gnn`` replaces the (non-dense) model's GNN by a stage-2 workdir's, fine-tuned from it on
+the same stage 1 (its Split/Stop kept). ``--input_threshold`` sets the edge-filter cut of the
+(non-dense) model's GNN input graph (``gnn.input_threshold``), an inference setting.
 
 ``--zone_bins`` > 0 adds (or replaces) the stage-1 zone map (:mod:`cgnn_jax.graph.zones`),
 learned from the truth of the stage-1 training events (simulated again from the stage-1
@@ -41,6 +42,9 @@ flags.DEFINE_string(
     "dense", None, "Pipeline, or stage-2 workdir, whose stages 2-3 reconstruct dense events."
 )
 flags.DEFINE_integer("dense_min_hits", 50000, "With --dense: events of >= this many hits use it.")
+flags.DEFINE_string(
+    "gnn", None, "Stage-2 workdir whose GNN (fine-tuned from this model's) replaces the GNN."
+)
 flags.DEFINE_float(
     "input_threshold", None, "Set the GNN input graph's filter cut (not the dense's)."
 )
@@ -64,20 +68,12 @@ def with_zone_map(pipe, bins: int, k: int, candidates: int):
     return dataclasses.replace(pipe, stage1_config=c1, meta=meta)
 
 
-def dense_variant(pipe, path: str):
-    """The dense variant in ``path``: a whole pipeline (its stages 2-3), or a stage-2 workdir whose
-    GNN (fine-tuned from ``pipe``'s on the same stage 1) replaces ``pipe``'s, with ``pipe``'s
-    Split/Stop and Stop's cut."""
-    from cgnn_jax.inference import Pipeline, Stage2
-    from cgnn_jax.inference.checkpoint import CheckpointError
+def with_stage2_gnn(pipe, path: str, flag: str):
+    """``pipe`` (without its dense variant) with the GNN of the stage-2 workdir ``path``,
+    fine-tuned from it on the same stage 1; its Split/Stop and Stop's cut kept."""
+    from cgnn_jax.inference import Stage2
 
-    try:
-        return Pipeline.restore(path).with_dense(None)
-    except CheckpointError as first:
-        try:
-            s2 = Stage2.restore(path)
-        except (CheckpointError, FileNotFoundError):
-            raise first from None
+    s2 = Stage2.restore(path)
     s1 = (
         None
         if s2.stage1 is None
@@ -86,7 +82,23 @@ def dense_variant(pipe, path: str):
     try:
         return pipe.with_dense(None).with_gnn(s2.params, s1)
     except ValueError as e:
-        raise ValueError(f"--dense={path}: {e}") from None
+        raise ValueError(f"{flag}={path}: {e}") from None
+
+
+def dense_variant(pipe, path: str):
+    """The dense variant in ``path``: a whole pipeline (its stages 2-3), or a stage-2 workdir whose
+    GNN (fine-tuned from ``pipe``'s on the same stage 1) replaces ``pipe``'s, with ``pipe``'s
+    Split/Stop and Stop's cut."""
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.inference.checkpoint import CheckpointError
+
+    try:
+        return Pipeline.restore(path).with_dense(None)
+    except CheckpointError as first:
+        try:
+            return with_stage2_gnn(pipe, path, "--dense")
+        except (CheckpointError, FileNotFoundError):
+            raise first from None
 
 
 def with_input_threshold(pipe, cut: float):
@@ -111,17 +123,23 @@ def main(argv: list[str]) -> None:
         pipe = with_zone_map(pipe, FLAGS.zone_bins, FLAGS.zone_k, FLAGS.zone_candidates)
         if pipe.dense is not None:  # its dense variant takes the new stage-1 config
             pipe = pipe.with_dense(pipe.dense, pipe.dense_min_hits)
-    dense = dense_variant(pipe, FLAGS.dense) if FLAGS.dense else None
+    dense, min_hits = pipe.dense, pipe.dense_min_hits  # kept unless --dense replaces it
+    if FLAGS.dense:
+        dense, min_hits = dense_variant(pipe, FLAGS.dense), FLAGS.dense_min_hits
+    if FLAGS.gnn:
+        pipe = with_stage2_gnn(pipe, FLAGS.gnn, "--gnn")
+        print(f"GNN from {FLAGS.gnn}")
     if FLAGS.input_threshold is not None:
         if not 0.0 <= FLAGS.input_threshold < 1.0:
             raise ValueError(f"--input_threshold={FLAGS.input_threshold}: need 0 <= cut < 1")
         pipe = with_input_threshold(pipe, FLAGS.input_threshold)
     if dense is not None:
         try:
-            pipe = pipe.with_dense(dense, FLAGS.dense_min_hits)
+            pipe = pipe.with_dense(dense, min_hits)
         except ValueError as e:
             raise ValueError(f"--dense={FLAGS.dense}: {e}") from None
-        print(f"dense variant from {FLAGS.dense} for events of >= {FLAGS.dense_min_hits} hits")
+        if FLAGS.dense:
+            print(f"dense variant from {FLAGS.dense} for events of >= {min_hits} hits")
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

@@ -124,6 +124,20 @@ def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
     assert "other stage-1 parameters" in p.stderr
     assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == before
     assert Pipeline.restore(out).dense_min_hits == 777
+    # --gnn: the model's own GNN replaced by a stage-2 workdir's, its dense variant kept
+    from cgnn_jax.inference import Stage2
+
+    out2 = tmp_path / "model2"
+    p = subprocess.run(
+        [sys.executable, "launch/export_model.py", f"--workdir={out}", f"--out={out2}",
+         f"--gnn={two_runs[0]}", "--input_threshold=0.005"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    back2 = Pipeline.restore(out2)
+    assert _leaves_equal(back2.params["gnn"], Stage2.restore(two_runs[0]).params)
+    assert back2.config.gnn.input_threshold == 0.005
+    assert back2.dense_min_hits == 777 and _leaves_equal(back2.dense.params, back.dense.params)
 
 
 def test_stage1_checkpoint_may_be_a_whole_pipeline(two_runs):
