@@ -4,7 +4,7 @@
         --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix \\
         "--config.stages=('stage1','stage2')"
     python launch/export_model.py --workdir=workdirs/default_mix --dense=workdirs/default_dense \\
-        --dense_min_hits=25000 --input_threshold=0.01
+        --dense_min_hits=25000   # make train-default also passes --gnn (configs/finetune_sparse.py)
 
 800 steps on the 2 x 4 eta-phi sectors of 12 full events (30 min here). ``launch/export_model.py
 --dense`` ships this GNN inside the default model, with the default's Split/Stop and Stop's cut,
