@@ -255,8 +255,8 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
     t0 = time.perf_counter()
     pid, weight, pos = event_truth(event)
     n = len(pid)
-    variant = "dense" if pipe.for_hits(n) is not pipe else "default"
-    pipe = pipe.for_hits(n)  # the dense variant on a dense event, as reconstruct() picks it
+    run = pipe.for_hits(n)  # the dense variant on a dense event, as reconstruct() picks it
+    variant, pipe = ("dense" if run is not pipe else "default"), run
     parts = pipe.stage_outputs(event)
     if len(parts["pid"]) != n or not np.array_equal(np.asarray(parts["pid"]), pid):
         raise RuntimeError("Pipeline.stage_outputs: its pid is not in the event's hit order")

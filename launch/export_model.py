@@ -121,9 +121,8 @@ def main(argv: list[str]) -> None:
         raise ValueError("need --zone_bins >= 0, --zone_k >= 1, --zone_candidates >= --zone_k")
     if FLAGS.zone_bins:
         pipe = with_zone_map(pipe, FLAGS.zone_bins, FLAGS.zone_k, FLAGS.zone_candidates)
-        if pipe.dense is not None:  # its dense variant takes the new stage-1 config
-            pipe = pipe.with_dense(pipe.dense, pipe.dense_min_hits)
-    dense, min_hits = pipe.dense, pipe.dense_min_hits  # kept unless --dense replaces it
+    # kept unless --dense replaces it; re-attached below (with_dense gives it the stage-1 config)
+    dense, min_hits = pipe.dense, pipe.dense_min_hits
     if FLAGS.dense:
         dense, min_hits = dense_variant(pipe, FLAGS.dense), FLAGS.dense_min_hits
     if FLAGS.gnn:

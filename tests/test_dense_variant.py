@@ -149,3 +149,15 @@ def test_stage1_checkpoint_may_be_a_whole_pipeline(two_runs):
     assert _leaves_equal(s1.emb_params, pipe.params["embedding"])
     with pytest.raises(Exception, match="no-such"):
         restore_stage1(two_runs[0] / "no-such")
+
+
+def test_tree_comparisons():
+    from cgnn_jax.utils.trees import same_leaves, shape_mismatch
+
+    a = {"w": np.zeros((3, 4)), "b": np.ones(4)}
+    assert shape_mismatch(a, {"w": np.ones((3, 4)), "b": np.zeros(4)}) is None
+    assert "(3, 5), expected (3, 4)" in shape_mismatch(a, {"w": np.ones((3, 5)), "b": np.ones(4)})
+    assert "missing" in shape_mismatch(a, {"w": np.ones((3, 4))})
+    assert "more than expected" in shape_mismatch(a, {**a, "c": np.ones(1)})
+    assert same_leaves(a, {"w": np.zeros((3, 4)), "b": np.ones(4)})
+    assert not same_leaves(a, {"w": np.zeros((3, 4)), "b": np.full(4, 2.0)})

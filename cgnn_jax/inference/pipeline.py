@@ -51,6 +51,7 @@ from cgnn_jax.io.event import Event
 from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, Split, Stop, create_model
 from cgnn_jax.utils.jax_cache import cached_call
 from cgnn_jax.utils.padding import bucket_size, pad_rows, padded_points
+from cgnn_jax.utils.trees import same_leaves, shape_mismatch
 
 PIPELINE_KIND = "pipeline"
 PIPELINE_DIR = "pipeline"  # <workdir>/pipeline/checkpoints
@@ -183,15 +184,6 @@ def pad_groups(groups: np.ndarray | None, size: int) -> np.ndarray | None:
     return out
 
 
-def _same_leaves(a: Any, b: Any) -> bool:
-    """Whether two pytrees hold equal arrays (in tree order)."""
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(
-        np.shape(x) == np.shape(y) and np.array_equal(np.asarray(x), np.asarray(y))
-        for x, y in zip(la, lb, strict=True)
-    )
-
-
 @dataclasses.dataclass
 class Pipeline:
     """A trained clustering GNN: every stage's parameters and configs.
@@ -226,7 +218,7 @@ class Pipeline:
         if int(min_hits) < 1:
             raise ValueError(f"dense_min_hits must be >= 1, got {min_hits}")
         mine = {k: self.params[k] for k in STAGE1_GROUPS}
-        if not _same_leaves(mine, {k: dense.params[k] for k in STAGE1_GROUPS}):
+        if not same_leaves(mine, {k: dense.params[k] for k in STAGE1_GROUPS}):
             raise ValueError("the dense variant has other stage-1 parameters (embedding, filter)")
         # one stage 1: its config and what its training chose (filter cut, zone map) are this
         # pipeline's; the variant keeps its own stages 2-3 and Stop's cut
@@ -250,16 +242,13 @@ class Pipeline:
         ``ValueError`` if they do not fit this GNN's structure and shapes, or if
         ``stage1_params`` (``{"embedding", "filter"}`` the GNN was trained on) are not this
         pipeline's."""
-        want = jax.tree_util.tree_flatten_with_path(self.params["gnn"])[0]
-        got = dict(jax.tree_util.tree_flatten_with_path(gnn_params)[0])
-        if len(got) != len(want) or any(
-            key not in got or np.shape(got[key]) != np.shape(leaf) for key, leaf in want
-        ):
-            raise ValueError("the GNN parameters do not fit this pipeline's GNN")
+        mismatch = shape_mismatch(self.params["gnn"], gnn_params)
+        if mismatch is not None:
+            raise ValueError(f"the GNN parameters do not fit this pipeline's GNN ({mismatch})")
         if stage1_params is not None:
             mine = {k: self.params[k] for k in STAGE1_GROUPS}
             its = {k: stage1_params[k] for k in STAGE1_GROUPS}
-            if not _same_leaves(mine, its):
+            if not same_leaves(mine, its):
                 raise ValueError("the GNN was trained on another stage 1 (embedding, filter)")
         return dataclasses.replace(
             self, params={**self.params, "gnn": gnn_params}, dense=None, dense_min_hits=0
@@ -424,8 +413,9 @@ class Pipeline:
         :func:`unrolled_clustering` output), ``track_id [n]``.
         """
         ev = self.prepare(event)
-        if self.for_hits(ev.n) is not self:
-            return self.for_hits(ev.n).stage_outputs(ev, cluster=cluster)
+        pipe = self.for_hits(ev.n)
+        if pipe is not self:
+            return pipe.stage_outputs(ev, cluster=cluster)
         out: dict[str, Any] = {"features": ev.hf.x, "pid": ev.pid}
         out.update(self.graph(ev))
         out["gnn"], out["edge_score"] = self.gnn_stage(ev, out["senders"], out["receivers"])
@@ -475,17 +465,13 @@ class Pipeline:
         with ``return_tree``, also the :class:`cgnn_jax.cluster.tree.ClusterTree` (the dense
         variant's, :meth:`for_hits`, on a dense event)."""
         ev = self.prepare(event)
-        if self.for_hits(ev.n) is not self:
-            return self.for_hits(ev.n)._reconstruct(event, ev, return_tree)
-        return self._reconstruct(event, ev, return_tree)
-
-    def _reconstruct(self, event: Event | PreparedEvent, ev: PreparedEvent, return_tree: bool):
-        out = self.stage_outputs(ev)
+        pipe = self.for_hits(ev.n)
+        out = pipe.stage_outputs(ev)
         tid = out["track_id"]
-        if self.cluster_config.iterative_rounds > 0:
+        if pipe.cluster_config.iterative_rounds > 0:
             from cgnn_jax.cluster.iterative import iterative_recluster
 
-            tid = iterative_recluster(self, out["h"], out["clustering"], tid, groups=out["groups"])
+            tid = iterative_recluster(pipe, out["h"], out["clustering"], tid, groups=out["groups"])
         if not return_tree:
             return tid
         from cgnn_jax.cluster.tree import build_tree

@@ -186,6 +186,7 @@ def initial_gnn_params(path: str | Path, like: Any) -> Any:
     (``gnn.init_checkpoint``); they must have the structure and shapes of ``like`` (the fresh
     initialisation), else ``ValueError`` naming the checkpoint and the first mismatch."""
     from cgnn_jax.inference.checkpoint import CheckpointError
+    from cgnn_jax.utils.trees import shape_mismatch
 
     try:
         params = Stage2.restore(path).params
@@ -193,17 +194,11 @@ def initial_gnn_params(path: str | Path, like: Any) -> Any:
         from cgnn_jax.inference.pipeline import Pipeline
 
         params = Pipeline.restore(path).params["gnn"]
-    want = jax.tree_util.tree_flatten_with_path(like)[0]
-    got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-    for key, leaf in want:
-        if key not in got or tuple(got[key].shape) != tuple(leaf.shape):
-            shape = tuple(got[key].shape) if key in got else "missing"
-            raise ValueError(
-                f"gnn.init_checkpoint={str(path)!r}: its GNN does not fit this config "
-                f"(parameter {jax.tree_util.keystr(key)}: {shape}, expected {tuple(leaf.shape)})"
-            )
-    if len(got) != len(want):
-        raise ValueError(f"gnn.init_checkpoint={str(path)!r}: its GNN has other parameters")
+    mismatch = shape_mismatch(like, params)
+    if mismatch is not None:
+        raise ValueError(
+            f"gnn.init_checkpoint={str(path)!r}: its GNN does not fit this config ({mismatch})"
+        )
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, b.dtype), params, like)
 
 
