@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cgnn_jax.cluster.components import edge_components, group_mean
-from cgnn_jax.cluster.recursion import unrolled_clustering
+from cgnn_jax.cluster.recursion import group_representatives, unrolled_clustering
 from cgnn_jax.graph.batch import balanced_sample, eval_edge_pool, padded_graph
 from cgnn_jax.metrics.ceilings import components
 from cgnn_jax.models.gnn import InteractionGNN
@@ -81,6 +81,41 @@ def test_groups_are_never_separated_and_padding_changes_nothing():
         seg = o["segment"][lev][:n]
         one_group = pd.Series(first).groupby(seg).nunique() == 1
         assert not o["active"][lev][one_group.index[one_group.to_numpy()]].any()
+
+
+def test_median_rule_on_group_representatives_builds_the_same_tree():
+    # a split that is degenerate for most clusters (the median rule does the work), with ties
+    # in p across groups (saturated sigmoid): the group-level sort must order and cut exactly
+    # as the point-level one, on the whole array and in compact blocks
+    rng = np.random.default_rng(3)
+    n, size, d = 900, 1024, 3
+    h = np.zeros((size, d), np.float32)
+    h[:n] = rng.normal(size=(n, d))
+    mask = np.arange(size) < n
+    comp = rng.integers(0, 300, n)
+    gp = np.arange(size, dtype=np.int32)
+    gp[:n] = pd.Series(np.arange(n)).groupby(comp).transform("min").to_numpy()
+
+    def biased(h_, seg, m, k):
+        z = h_ @ jax.numpy.linspace(1.0, -1.0, d) + 4.0
+        return jax.nn.sigmoid(jax.numpy.where(h_[:, 0] > 0.5, 30.0, z))
+
+    no_stop = lambda h_, seg, m, k: jax.numpy.zeros(k)  # noqa: E731
+    reps = group_representatives(gp, 512)
+    assert (reps[reps < size] == np.unique(gp, return_index=True)[1]).all()
+    for compact in (False, True):
+        a, b = (
+            {
+                k: np.asarray(v)
+                for k, v in unrolled_clustering(
+                    biased, no_stop, h, mask, 30, 2, 0.5, gp, compact=compact, group_reps=r
+                ).items()
+            }
+            for r in (None, reps)
+        )
+        assert len(np.unique(a["cluster"][:n])) > 100  # the tree did split
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def _event(n=300, e=1500, f=7, seed=0):

@@ -40,7 +40,7 @@ import numpy as np
 
 from cgnn_jax.cluster.components import edge_components
 from cgnn_jax.cluster.merge import layer_merge
-from cgnn_jax.cluster.recursion import unrolled_clustering
+from cgnn_jax.cluster.recursion import group_representatives, unrolled_clustering
 from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.graph.batch import padded_graph
 from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
@@ -160,7 +160,17 @@ def _gnn_jit(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask):
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))  # stop_threshold traced: no recompile
 def _cluster_jit(
-    split, stop, max_depth, min_size, stop_threshold, p_split, p_stop, h, mask, groups=None
+    split,
+    stop,
+    max_depth,
+    min_size,
+    stop_threshold,
+    p_split,
+    p_stop,
+    h,
+    mask,
+    groups=None,
+    reps=None,
 ):
     return unrolled_clustering(
         lambda *a: split.apply(p_split, *a),
@@ -172,6 +182,7 @@ def _cluster_jit(
         stop_threshold,
         groups,
         compact=True,
+        group_reps=reps,
     )
 
 
@@ -387,6 +398,9 @@ class Pipeline:
         cc = self.cluster_config
         hp, mask = padded_points(h)
         split, stop = self.split_stop
+        gp = pad_groups(groups, len(hp))
+        # the groups' first points, padded to a size bucket: the median rule sorts these
+        reps = None if gp is None else group_representatives(gp, bucket_size(len(np.unique(gp))))
         out = cached_call(
             "cluster",
             _cluster_jit,
@@ -397,7 +411,8 @@ class Pipeline:
                 self.params["stop"],
                 hp,
                 mask,
-                pad_groups(groups, len(hp)),
+                gp,
+                reps,
             ),
         )
         return {k: np.asarray(v) for k, v in out.items()}
