@@ -102,6 +102,22 @@ def test_zone_knn_graph_keeps_k_nearest_allowed_neighbours():
         assert nearest <= set(r[s == i])
 
 
+def test_zone_knn_graph_is_the_same_in_blocks_of_rows(monkeypatch):
+    import cgnn_jax.graph.neighbors as nb
+
+    rng = np.random.default_rng(4)
+    pts = rng.normal(size=(700, 3)).astype(np.float32)
+    zones = rng.integers(0, 5, 700)
+    allowed = rng.random((5, 5)) < 0.6
+    allowed |= allowed.T
+    whole = zone_knn_graph(pts, zones, allowed, k=4, candidates=12, radius=10.0, workers=1)
+    monkeypatch.setattr(nb, "_BLOCK_ROWS", 64)  # 11 blocks, the last one short, two threads
+    blocks = zone_knn_graph(pts, zones, allowed, k=4, candidates=12, radius=10.0, workers=2)
+    for a, b in zip(whole, blocks, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(whole[0]) > 700
+
+
 def test_zone_knn_graph_checks_its_inputs():
     with pytest.raises(ValueError, match="zones"):
         zone_knn_graph(np.zeros((5, 2)), np.zeros(4, int), np.ones((1, 1), bool))

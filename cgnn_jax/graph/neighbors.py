@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 MODES = ("knn", "radius", "knn_radius")
+_BLOCK_ROWS = 8192  # rows of the candidate table per block in zone_knn_graph
 
 
 def _edges(
@@ -100,12 +104,30 @@ def zone_knn_graph(
         e = np.zeros(0, np.int32)
         return e, e
     idx = _knn(points, min(max(candidates, k) + 1, n), radius, approx, workers)
+    flat = np.ravel(np.asarray(allowed, bool))
     nz = allowed.shape[0]
     zones = np.asarray(zones, np.int32)
-    found = idx < n
-    # allowed[zone_i, zone_j] through the flat table: no [n, kk] copies of the senders
-    pair = (zones * nz)[:, None] + zones[np.where(found, idx, 0)]
-    ok = found & (idx != np.arange(n)[:, None]) & np.ravel(allowed)[pair]
-    ok &= np.cumsum(ok, axis=1, dtype=np.int32) <= k
-    rows, cols = np.nonzero(ok)
-    return _edges(rows, idx[rows, cols], n, symmetric=True)
+    count_type = np.int8 if idx.shape[1] < 128 else np.int32
+
+    def block(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        # rows a..b: allowed[zone_i, zone_j] through the flat table, the first k kept
+        ib = idx[a:b]
+        found = ib < n
+        pair = zones[np.where(found, ib, 0)]
+        pair += (zones[a:b] * nz)[:, None]
+        ok = flat[pair]
+        ok &= found
+        ok &= ib != np.arange(a, b)[:, None]
+        ok &= np.cumsum(ok, axis=1, dtype=count_type) <= k
+        rows, cols = np.nonzero(ok)
+        return (rows + a).astype(np.int32), ib[rows, cols].astype(np.int32)
+
+    # blocks of rows small enough for the cache, on the query's threads (numpy releases the
+    # GIL): ~2x faster than whole [n, candidates] temporaries on a full event
+    threads = (os.cpu_count() or 1) if workers < 0 else max(int(workers), 1)
+    starts = range(0, n, _BLOCK_ROWS)
+    with ThreadPoolExecutor(threads) as ex:
+        parts = list(ex.map(lambda a: block(a, min(a + _BLOCK_ROWS, n)), starts))
+    rows = np.concatenate([p[0] for p in parts])
+    cols = np.concatenate([p[1] for p in parts])
+    return _edges(rows, cols, n, symmetric=True)
