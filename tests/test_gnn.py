@@ -94,6 +94,15 @@ def test_padding_never_changes_the_result():
     both = stack_graphs([small, other])
     want = (losses[0] + float(graph_loss(model, params, other.arrays(), 1.0)[0])) / 2
     assert_reordered_close(float(batch_loss(model, params, both, 1.0)[0]), want, len(s), depth=3)
+    # a batch of one graph (not vmapped) gives that graph's loss, metrics and gradient
+    one = stack_graphs([small])
+    got, ms = batch_loss(model, params, one, 1.0)
+    assert set(ms) == {"hinge"} and np.shape(got) == ()
+    assert_reordered_close(float(got), losses[0], len(s), depth=3)
+    g1 = jax.grad(lambda p: batch_loss(model, p, one, 1.0)[0])(params)
+    g2 = jax.grad(lambda p: graph_loss(model, p, small.arrays(), 1.0)[0])(params)
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
 def test_sectors_cover_every_hit_once_in_core_and_keep_induced_edges():
