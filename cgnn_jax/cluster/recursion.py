@@ -149,18 +149,17 @@ def _compact_tiers(n: int, factor: int = 4, smallest: int = 512) -> tuple[int, .
     return tuple(out)
 
 
-def group_representatives(groups: np.ndarray, size: int | None = None) -> np.ndarray:
-    """``[G']`` int32: the first point of every group of ``groups [N]`` (ids in ``[0, N)``), in
-    group-id order, padded with ``N`` to ``size`` entries (default: ``G`` itself)."""
-    groups = np.asarray(groups)
-    n = len(groups)
-    _, first = np.unique(groups, return_index=True)
-    size = len(first) if size is None else int(size)
-    if size < len(first):
-        raise ValueError(f"{len(first)} groups do not fit in {size} representatives")
-    out = np.full(size, n, np.int32)
-    out[: len(first)] = first
-    return out
+def group_representatives(groups: np.ndarray) -> np.ndarray:
+    """``[G]`` int32: the first point of every group of ``groups [N]`` (ids in ``[0, N)``), in
+    group-id order (pad with ``N``, e.g. ``pad_rows(reps, size, value=N)``)."""
+    return np.unique(np.asarray(groups), return_index=True)[1].astype(np.int32)
+
+
+def _rank_in_segment(order: jnp.ndarray, seg: jnp.ndarray) -> jnp.ndarray:
+    """``[n]`` each point's position in ``order`` counted from its segment's first point."""
+    n = seg.shape[0]
+    pos = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+    return pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
 
 
 def _group_starts(p, seg, groups, mask, reps):
@@ -207,17 +206,13 @@ def _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done, re
 
     def median_side(_: None) -> jnp.ndarray:
         if groups is None:
-            order = jnp.lexsort((p, seg))  # by segment, then p
-            pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
-            rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
+            rank = _rank_in_segment(jnp.lexsort((p, seg)), seg)  # by segment, then p
             return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
         # whole groups: cut at the start of the group holding the median position, or, when
         # that is the first group, at the start of the second (a cut inside a group would
         # send the whole group to one side and could leave the split degenerate)
         if reps is None:  # a group's points are contiguous; it goes where its first point goes
-            order = jnp.lexsort((groups, p, seg))
-            pos = jnp.zeros(n, jnp.int32).at[order].set(idx)
-            rank = pos - jax.ops.segment_min(pos, seg, num_segments=n)[seg]
+            rank = _rank_in_segment(jnp.lexsort((groups, p, seg)), seg)
             start = jax.ops.segment_min(rank, groups, num_segments=n)[groups]
         else:
             start = _group_starts(p, seg, groups, mask, reps)

@@ -400,7 +400,10 @@ class Pipeline:
         split, stop = self.split_stop
         gp = pad_groups(groups, len(hp))
         # the groups' first points, padded to a size bucket: the median rule sorts these
-        reps = None if gp is None else group_representatives(gp, bucket_size(len(np.unique(gp))))
+        reps = None
+        if gp is not None:
+            reps = group_representatives(gp)
+            reps = pad_rows(reps, bucket_size(len(reps)), value=len(gp))
         out = cached_call(
             "cluster",
             _cluster_jit,
