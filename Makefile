@@ -57,7 +57,8 @@ train-default: $(STAMP)
 	    --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix \
 	    "--config.stages=('stage1','stage2')"
 	$(BIN)/python launch/export_model.py --workdir=workdirs/default_mix --gnn=workdirs/default_sparse \
-	    --dense=workdirs/default_dense --dense_min_hits=25000 --input_threshold=0.005
+	    --dense=workdirs/default_dense --dense_min_hits=25000 --input_threshold=0.005 \
+	    --calibrate_stop_events=2
 
 # the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
 evaluate: $(STAMP)

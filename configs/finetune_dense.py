@@ -6,8 +6,10 @@
     python launch/export_model.py --workdir=workdirs/default_mix --dense=workdirs/default_dense \\
         --dense_min_hits=25000   # make train-default also passes --gnn (configs/finetune_sparse.py)
 
-800 steps on the 2 x 4 eta-phi sectors of 12 full events (30 min here). ``launch/export_model.py
---dense`` ships this GNN inside the default model, with the default's Split/Stop and Stop's cut,
+1400 steps in one cosine schedule on the 2 x 4 eta-phi sectors of 12 full events (~30 min
+here; 800 steps gave 0.584 on full events, 1600 gave 0.607: docs/experiments.md, E3 and E6;
+1400 keeps ``make train-default`` within 90 minutes).
+``launch/export_model.py --dense`` ships this GNN inside the default model, with the default's Split/Stop and Stop's cut,
 as its dense variant: ``Pipeline.reconstruct`` runs it on events of at least ``--dense_min_hits``
 hits (``Pipeline.for_hits``). One GNN of 4 x 32 does not serve both densities
 (``configs/finetune_full.py``: +0.06 on full events, -0.10 at 10 % of the tracks); two on one
@@ -24,5 +26,5 @@ from configs import finetune_full
 def get_config() -> ml_collections.ConfigDict:
     c = finetune_full.get_config()
     c.data.gnn_train_events = 12
-    c.gnn.steps = 800
+    c.gnn.steps = 1400
     return c

@@ -2,7 +2,7 @@
 
     python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default] \
         [--zone_bins=8 --zone_k=40 --zone_candidates=64] [--dense=workdirs/dense --dense_min_hits=N] \
-        [--gnn=workdirs/sparse] [--input_threshold=0.005]
+        [--gnn=workdirs/sparse] [--input_threshold=0.005] [--calibrate_stop_events=2]
 
 ``--dense`` attaches the stages 2-3 of another pipeline trained on the same stage 1 (e.g. on full
 mu = 200 events), or the GNN of a stage-2 workdir fine-tuned from this model's (with this
@@ -11,6 +11,11 @@ least ``--dense_min_hits`` hits (:meth:`cgnn_jax.inference.pipeline.Pipeline.for
 ``--gnn`` replaces the (non-dense) model's GNN by a stage-2 workdir's, fine-tuned from it on
 the same stage 1 (its Split/Stop kept). ``--input_threshold`` sets the edge-filter cut of the
 (non-dense) model's GNN input graph (``gnn.input_threshold``), an inference setting.
+
+``--calibrate_stop_events=N`` chooses Stop's cut again, for the GNN each variant now runs
+(:func:`cgnn_jax.train.stage3.calibrate_stop_threshold` over its grid), on ``N`` validation
+events of the model's config (the seeds stage-3 training validates on, never a test seed): the
+model at its GNN training events' track fraction, the dense variant on full events.
 
 ``--zone_bins`` > 0 adds (or replaces) the stage-1 zone map (:mod:`cgnn_jax.graph.zones`),
 learned from the truth of the stage-1 training events (simulated again from the stage-1
@@ -47,6 +52,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_float(
     "input_threshold", None, "Set the GNN input graph's filter cut (not the dense's)."
+)
+flags.DEFINE_integer(
+    "calibrate_stop_events", 0, "> 0: choose each variant's Stop cut again on N validation events."
 )
 
 
@@ -112,10 +120,27 @@ def with_input_threshold(pipe, cut: float):
     return dataclasses.replace(pipe, config=config)
 
 
+def with_calibrated_stop(pipe, n: int):
+    """``pipe`` (and its dense variant, on full events) with Stop's cut chosen on ``n`` whole
+    validation events of its config."""
+    from cgnn_jax.train.data import TrainingEvents
+    from cgnn_jax.train.stage3 import calibrate_stop_threshold
+
+    base = pipe.with_dense(None)
+    events = TrainingEvents(base.config)
+    base = calibrate_stop_threshold(base, events.validation_events(n, events.gnn_fraction))
+    if pipe.dense is None:
+        return base
+    dense = calibrate_stop_threshold(pipe.dense, events.validation_events(n, 1.0))
+    return base.with_dense(dense, pipe.dense_min_hits)
+
+
 def main(argv: list[str]) -> None:
     del argv
     from cgnn_jax.inference import Pipeline
 
+    if FLAGS.calibrate_stop_events < 0:
+        raise ValueError(f"--calibrate_stop_events={FLAGS.calibrate_stop_events}: need >= 0")
     pipe = Pipeline.restore(FLAGS.workdir)
     if FLAGS.zone_bins < 0 or FLAGS.zone_k < 1 or FLAGS.zone_candidates < FLAGS.zone_k:
         raise ValueError("need --zone_bins >= 0, --zone_k >= 1, --zone_candidates >= --zone_k")
@@ -139,6 +164,8 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"--dense={FLAGS.dense}: {e}") from None
         if FLAGS.dense:
             print(f"dense variant from {FLAGS.dense} for events of >= {min_hits} hits")
+    if FLAGS.calibrate_stop_events:
+        pipe = with_calibrated_stop(pipe, FLAGS.calibrate_stop_events)
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

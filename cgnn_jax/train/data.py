@@ -167,12 +167,17 @@ class TrainingEvents:
     def validation(self) -> list:
         """Whole events with truth (:class:`cgnn_jax.io.Event`: scored by TrackML)."""
         if self._val is None:
-            d, n = self.config.data, int(self.config.cluster.val_events)
-            self._log(f"simulating {n} validation events (mu={d.mu})")
-            self._val = simulated_events(
-                n, d.seed + 7919, d.mu, self.gnn_fraction, first_event=1000
+            self._val = self.validation_events(
+                int(self.config.cluster.val_events), self.gnn_fraction
             )
         return self._val
+
+    def validation_events(self, n: int, track_fraction: float) -> list:
+        """``n`` whole validation events with ``track_fraction`` of the tracks: the seeds of
+        :attr:`validation` (disjoint from every training and test seed), any density."""
+        d = self.config.data
+        self._log(f"simulating {n} validation events (mu={d.mu}, track_fraction={track_fraction})")
+        return simulated_events(n, d.seed + 7919, d.mu, track_fraction, first_event=1000)
 
     def graphs(
         self, stage1, events: list[PreparedEvent], kind: str, threshold: float | None = None

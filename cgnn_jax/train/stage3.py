@@ -207,7 +207,10 @@ def validation_score(pipe: Pipeline, params: dict, events: list) -> float:
     return float(np.mean(out))
 
 
-STOP_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+# 1.0: Stop never ends a cluster, so the tree splits down to its atoms (or to max_depth /
+# min_size); the grid reaches it because a model whose Stop only ever merges atoms that belong
+# apart should be calibrated to say so (the shipped model since 2026-12-02: docs/experiments.md)
+STOP_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 
 def calibrate_stop_threshold(
