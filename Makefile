@@ -44,7 +44,7 @@ train-test: $(STAMP)
 # densities with Split/Stop (configs/finetune_mix.py); then that GNN fine-tuned on full events
 # (configs/finetune_dense.py: the dense variant, for events of >= 25,000 hits) and on 10 %-track
 # events at a denser input graph (configs/finetune_sparse.py: for the other events); all copied
-# into the package; ~86 min here (2026-12-01), resumable
+# into the package, Stop's cut chosen again per variant; 1 h 21 min here (2026-12-02), resumable
 train-default: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default \
 	    "--config.stages=('stage1','stage2')"

@@ -95,21 +95,44 @@ def test_a_variant_with_another_stage1_is_refused(toy):
 
 
 def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
+    import re
+
     from cgnn_jax.inference import Pipeline
+    from cgnn_jax.train.data import TrainingEvents
+    from cgnn_jax.train.stage3 import STOP_GRID, calibrate_stop_threshold
 
     pipe, dense, _, _ = toy
     dense.save(tmp_path / "dense" / "checkpoints")
     env = {**os.environ, "CGNN_JAX_CACHE_DIR": "off"}
     out = tmp_path / "model"
     args = [sys.executable, "launch/export_model.py", f"--workdir={two_runs[0]}", f"--out={out}"]
+    dense_args = [f"--dense={tmp_path / 'dense'}", "--dense_min_hits=777"]
+    bad = subprocess.run(
+        [*args, *dense_args, "--calibrate_stop_events=-1"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--calibrate_stop_events=-1" in bad.stderr and not out.exists()
     p = subprocess.run(
-        [*args, f"--dense={tmp_path / 'dense'}", "--dense_min_hits=777"],
+        [*args, *dense_args, "--calibrate_stop_events=1"],
         cwd=ROOT, capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     back = Pipeline.restore(out)
     assert back.dense_min_hits == 777
     assert _leaves_equal(back.dense.params["gnn"], dense.params["gnn"])
+    # --calibrate_stop_events: Stop's cut chosen again per variant for the GNN it now runs (the
+    # model at its training fraction, the dense variant on full events), each its grid's best,
+    # the same as calibrating in process
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if "Stop's cut on the" in ln]
+    assert len(lines) == 2  # the model, then its dense variant
+    for line, variant in zip(lines, (back, back.dense), strict=True):
+        scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", line)]
+        assert len(scores) == len(STOP_GRID)
+        assert variant.stop_threshold == STOP_GRID[int(np.argmax(scores))]
+    full = TrainingEvents(pipe.config, log=lambda *a: None).validation_events(1, 1.0)
+    again = calibrate_stop_threshold(back.dense, full, log=lambda *a: None)
+    assert again.stop_threshold == back.dense.stop_threshold
     # another stage 1: one clear line, and the exported model stays as it was
     emb = jax.tree_util.tree_map(lambda x: np.asarray(x) + 1.0, pipe.params["embedding"])
     dataclasses.replace(dense, params={**dense.params, "embedding": emb}).save(
@@ -161,42 +184,3 @@ def test_tree_comparisons():
     assert "more than expected" in shape_mismatch(a, {**a, "c": np.ones(1)})
     assert same_leaves(a, {"w": np.zeros((3, 4)), "b": np.ones(4)})
     assert not same_leaves(a, {"w": np.zeros((3, 4)), "b": np.full(4, 2.0)})
-
-
-def test_export_model_calibrates_each_variants_stop_cut(toy, two_runs, tmp_path):
-    """``--calibrate_stop_events``: Stop's cut chosen again per variant, for the GNN it now runs
-    (the model at its training fraction, the dense variant on full events), each the best of
-    its printed grid, the same as calibrating in process; a negative count is one clear line."""
-    import re
-
-    from cgnn_jax.inference import Pipeline
-    from cgnn_jax.train.data import TrainingEvents
-    from cgnn_jax.train.stage3 import STOP_GRID, calibrate_stop_threshold
-
-    pipe, dense, _, _ = toy
-    dense.save(tmp_path / "dense" / "checkpoints")
-    env = {**os.environ, "CGNN_JAX_CACHE_DIR": "off"}
-    out = tmp_path / "model"
-    args = [sys.executable, "launch/export_model.py", f"--workdir={two_runs[0]}", f"--out={out}",
-            f"--dense={tmp_path / 'dense'}", "--dense_min_hits=10"]  # fmt: skip
-    bad = subprocess.run(
-        [*args, "--calibrate_stop_events=-1"],
-        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert "--calibrate_stop_events=-1" in bad.stderr and not out.exists()
-    p = subprocess.run(
-        [*args, "--calibrate_stop_events=1"],
-        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
-    )  # fmt: skip
-    assert p.returncode == 0, p.stderr[-2000:]
-    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if "Stop's cut on the" in ln]
-    assert len(lines) == 2  # the model, then its dense variant
-    back = Pipeline.restore(out)
-    for line, variant in zip(lines, (back, back.dense), strict=True):
-        scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", line)]
-        assert len(scores) == len(STOP_GRID)
-        assert variant.stop_threshold == STOP_GRID[int(np.argmax(scores))]
-    full = TrainingEvents(pipe.config, log=lambda *a: None).validation_events(1, 1.0)
-    again = calibrate_stop_threshold(back.dense, full, log=lambda *a: None)
-    assert again.stop_threshold == back.dense.stop_threshold
