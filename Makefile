@@ -44,7 +44,8 @@ train-test: $(STAMP)
 # densities with Split/Stop (configs/finetune_mix.py); then that GNN fine-tuned on full events
 # (configs/finetune_dense.py: the dense variant, for events of >= 25,000 hits) and on 10 %-track
 # events at a denser input graph (configs/finetune_sparse.py: for the other events); all copied
-# into the package, Stop's cut chosen again per variant; 1 h 21 min here (2026-12-02), resumable
+# into the package with the track extension along helix roads on (cluster/extend.py), Stop's cut
+# chosen again per variant; 1 h 21 min here (2026-12-02), resumable
 train-default: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default \
 	    "--config.stages=('stage1','stage2')"
@@ -58,7 +59,7 @@ train-default: $(STAMP)
 	    "--config.stages=('stage1','stage2')"
 	$(BIN)/python launch/export_model.py --workdir=workdirs/default_mix --gnn=workdirs/default_sparse \
 	    --dense=workdirs/default_dense --dense_min_hits=25000 --input_threshold=0.005 \
-	    --calibrate_stop_events=2
+	    --extend_iterations=2 --calibrate_merge_events=2 --calibrate_stop_events=2
 
 # the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
 evaluate: $(STAMP)

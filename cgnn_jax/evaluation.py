@@ -6,7 +6,8 @@ and then every other clusterer on the *same* GNN cluster space, plus the raw-hit
 =====================  ======================================================================
 method                 what it is
 =====================  ======================================================================
-``cgnn``               the clustering GNN: Split/Stop on the GNN space (stage 3)
+``cgnn``               the clustering GNN: Split/Stop on the GNN space (stage 3), then the
+                       model's track extension if it has one (:mod:`~cgnn_jax.cluster.extend`)
 ``cgnn+iterative``     the same, low-confidence clusters re-clustered (:mod:`~cgnn_jax.cluster.iterative`)
 ``gnn+dbscan``         DBSCAN in the GNN space (eps tuned on a separate event)
 ``gnn+hdbscan``        HDBSCAN in the GNN space (scikit-learn, ``min_cluster_size=3``)
@@ -115,6 +116,7 @@ def compare_methods(
                         run, st3["h"], st3["clustering"], tid, rounds=iterative_rounds,
                         groups=st3["groups"],
                     )  # fmt: skip
+                tid = run.extend(ev, tid)
             elif m == "gnn+dbscan":
                 tid = dbscan_space(gnn, cuts[m]) + 1
             elif m == "gnn+hdbscan":

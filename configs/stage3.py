@@ -50,6 +50,14 @@ def cluster_config() -> ml_collections.ConfigDict:
     c.val_loss = True  # also log the losses on the validation sub-graphs (one more compilation)
     c.iterative_rounds = 0  # > 0: reconstruct() re-clusters low-confidence clusters (iterative)
     c.iterative_cutoff = 0.5
+    # > 0: after the clustering, hits in tracks of <= extend_free_max hits join the track whose
+    # helix road (half widths extend_tol_rphi across, extend_tol_z along the layer, mm) crosses
+    # them; tracks of >= extend_min_size hits are extended (cluster/extend.py; not learned)
+    c.extend_iterations = 0
+    c.extend_tol_rphi = 12.0
+    c.extend_tol_z = 15.0
+    c.extend_free_max = 3
+    c.extend_min_size = 4
     return c
 
 

@@ -2,7 +2,8 @@
 
     python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default] \
         [--zone_bins=8 --zone_k=40 --zone_candidates=64] [--dense=workdirs/dense --dense_min_hits=N] \
-        [--gnn=workdirs/sparse] [--input_threshold=0.005] [--calibrate_stop_events=2]
+        [--gnn=workdirs/sparse] [--input_threshold=0.005] [--extend_iterations=2] \
+        [--calibrate_merge_events=2] [--calibrate_stop_events=2]
 
 ``--dense`` attaches the stages 2-3 of another pipeline trained on the same stage 1 (e.g. on full
 mu = 200 events), or the GNN of a stage-2 workdir fine-tuned from this model's (with this
@@ -11,6 +12,16 @@ least ``--dense_min_hits`` hits (:meth:`cgnn_jax.inference.pipeline.Pipeline.for
 ``--gnn`` replaces the (non-dense) model's GNN by a stage-2 workdir's, fine-tuned from it on
 the same stage 1 (its Split/Stop kept). ``--input_threshold`` sets the edge-filter cut of the
 (non-dense) model's GNN input graph (``gnn.input_threshold``), an inference setting.
+
+``--extend_iterations=N`` sets the track extension along helix roads
+(:mod:`cgnn_jax.cluster.extend`, an inference step after the clustering; 0: off) of the model and
+its dense variant, with the extension's default road widths where their configs have none.
+
+``--calibrate_merge_events=N`` chooses the layer merge's cut and shared-layer limit
+(``cluster.merge_threshold``, ``merge_max_shared``; :func:`cgnn_jax.train.stage3.calibrate_merge`
+over its grid, scoring the tracks as ``reconstruct`` delivers them, extension included) per
+variant on ``N`` validation events, as below, between two choices of Stop's cut (with
+``--calibrate_stop_events``).
 
 ``--calibrate_stop_events=N`` chooses Stop's cut again, for the GNN each variant now runs
 (:func:`cgnn_jax.train.stage3.calibrate_stop_threshold` over its grid), on ``N`` validation
@@ -52,6 +63,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_float(
     "input_threshold", None, "Set the GNN input graph's filter cut (not the dense's)."
+)
+flags.DEFINE_integer(
+    "extend_iterations", None, "Set the track extension's rounds (0: off), both variants."
+)
+flags.DEFINE_integer(
+    "calibrate_merge_events", 0, "> 0: choose each variant's layer-merge settings on N events."
 )
 flags.DEFINE_integer(
     "calibrate_stop_events", 0, "> 0: choose each variant's Stop cut again on N validation events."
@@ -120,27 +137,64 @@ def with_input_threshold(pipe, cut: float):
     return dataclasses.replace(pipe, config=config)
 
 
-def with_calibrated_stop(pipe, n: int):
-    """``pipe`` (and its dense variant, on full events) with Stop's cut chosen on ``n`` whole
-    validation events of its config."""
-    from cgnn_jax.train.data import TrainingEvents
-    from cgnn_jax.train.stage3 import calibrate_stop_threshold
+def with_extension(pipe, iterations: int):
+    """``pipe`` and its dense variant with ``cluster.extend_iterations = iterations`` (the road
+    widths and sizes of :data:`cgnn_jax.cluster.extend.DEFAULTS` where a config has none)."""
+    import dataclasses
 
-    base = pipe.with_dense(None)
-    events = TrainingEvents(base.config)
-    base = calibrate_stop_threshold(base, events.validation_events(n, events.gnn_fraction))
+    from cgnn_jax.cluster.extend import DEFAULTS
+
+    def one(p):
+        config = p.config.copy_and_resolve_references()
+        with config.unlocked():
+            for k, v in DEFAULTS.items():
+                if f"extend_{k}" not in config.cluster:
+                    config.cluster[f"extend_{k}"] = v
+            config.cluster.extend_iterations = int(iterations)
+        return dataclasses.replace(p, config=config)
+
+    out = one(pipe.with_dense(None))
+    if pipe.dense is not None:
+        out = out.with_dense(one(pipe.dense), pipe.dense_min_hits)
+    print(f"track extension: {iterations} rounds" if iterations else "track extension: off")
+    return out
+
+
+def with_calibrated(pipe, n_merge: int, n_stop: int):
+    """``pipe`` (and its dense variant, on full events) with the layer merge's settings chosen on
+    ``n_merge`` whole validation events of its config, then Stop's cut on ``n_stop`` (0: not);
+    with both, Stop's cut is chosen first too, so that the merge is scored at the cut Stop gets."""
+    from cgnn_jax.train.data import TrainingEvents
+    from cgnn_jax.train.stage3 import calibrate_merge, calibrate_stop_threshold
+
+    events = TrainingEvents(pipe.config)
+    n = max(n_merge, n_stop)
+
+    def one(p, fraction):
+        val = events.validation_events(n, fraction)
+        if n_merge and n_stop:  # the merge is scored at the cut Stop would get
+            p = calibrate_stop_threshold(p, val[:n_stop])
+        if n_merge:
+            p = calibrate_merge(p, val[:n_merge])
+        if n_stop:
+            p = calibrate_stop_threshold(p, val[:n_stop])
+        return p
+
+    base = one(pipe.with_dense(None), events.gnn_fraction)
     if pipe.dense is None:
         return base
-    dense = calibrate_stop_threshold(pipe.dense, events.validation_events(n, 1.0))
-    return base.with_dense(dense, pipe.dense_min_hits)
+    return base.with_dense(one(pipe.dense, 1.0), pipe.dense_min_hits)
 
 
 def main(argv: list[str]) -> None:
     del argv
     from cgnn_jax.inference import Pipeline
 
-    if FLAGS.calibrate_stop_events < 0:
-        raise ValueError(f"--calibrate_stop_events={FLAGS.calibrate_stop_events}: need >= 0")
+    for name in ("calibrate_merge_events", "calibrate_stop_events"):
+        if getattr(FLAGS, name) < 0:
+            raise ValueError(f"--{name}={getattr(FLAGS, name)}: need >= 0")
+    if FLAGS.extend_iterations is not None and FLAGS.extend_iterations < 0:
+        raise ValueError(f"--extend_iterations={FLAGS.extend_iterations}: need >= 0")
     pipe = Pipeline.restore(FLAGS.workdir)
     if FLAGS.zone_bins < 0 or FLAGS.zone_k < 1 or FLAGS.zone_candidates < FLAGS.zone_k:
         raise ValueError("need --zone_bins >= 0, --zone_k >= 1, --zone_candidates >= --zone_k")
@@ -164,8 +218,10 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"--dense={FLAGS.dense}: {e}") from None
         if FLAGS.dense:
             print(f"dense variant from {FLAGS.dense} for events of >= {min_hits} hits")
-    if FLAGS.calibrate_stop_events:
-        pipe = with_calibrated_stop(pipe, FLAGS.calibrate_stop_events)
+    if FLAGS.extend_iterations is not None:
+        pipe = with_extension(pipe, FLAGS.extend_iterations)
+    if FLAGS.calibrate_merge_events or FLAGS.calibrate_stop_events:
+        pipe = with_calibrated(pipe, FLAGS.calibrate_merge_events, FLAGS.calibrate_stop_events)
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

@@ -217,3 +217,43 @@ def test_iterative_reclustering_keeps_the_atoms_together(two_runs):
     tid = pipe.reconstruct(ev)
     per_atom = pd.DataFrame({"g": groups, "t": tid}).groupby("g")["t"].nunique()
     assert (per_atom == 1).all()
+
+
+def test_layer_merge_settings_are_calibrated_as_reconstruct_scores_them(two_runs):
+    """``calibrate_merge`` keeps its grid's best setting, scored on the tracks as
+    ``Pipeline.reconstruct`` delivers them (tree, then the track extension); a model without the
+    layer merge gets a clear error."""
+    import dataclasses
+
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.metrics.ceilings import score_labels
+    from cgnn_jax.train.data import TrainingEvents
+    from cgnn_jax.train.stage3 import calibrate_merge
+
+    whole, _, _ = two_runs
+    toy = Pipeline.restore(whole)
+    events = TrainingEvents(toy.config, lambda *a: None).validation
+    config = toy.config.copy_and_resolve_references()
+    with config.unlocked():
+        config.cluster.merge = "components"
+    with pytest.raises(ValueError, match="not the layer merge"):
+        calibrate_merge(dataclasses.replace(toy, config=config), events)
+    assert toy.cluster_config.merge == "layers"  # configs/test.py, as the default recipe
+    config = toy.config.copy_and_resolve_references()
+    with config.unlocked():
+        config.cluster.extend_iterations = 2
+    pipe = dataclasses.replace(toy, config=config)
+    grid = ((0.2, 1), (0.6, 1), (0.6, 2))
+    lines = []
+    out = calibrate_merge(pipe, events, grid=grid, log=lines.append)
+    scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", lines[0])]
+    assert len(scores) == len(grid)
+    kept = (out.config.cluster.merge_threshold, out.config.cluster.merge_max_shared)
+    assert kept in grid and scores[grid.index(kept)] == max(scores)
+    again = []
+    for ev in events:
+        truth = ev.truth.set_index("hit_id").reindex(ev.hits["hit_id"].to_numpy())
+        again.append(
+            score_labels(truth["particle_id"].to_numpy(), out.reconstruct(ev), truth["weight"])
+        )
+    assert abs(float(np.mean(again)) - max(scores)) < 1e-4  # printed to 4 decimals

@@ -12,7 +12,10 @@ Stages, on a whole event:
 2. the edge-weighted GNN on the refined graph, its input ``[hit features, input embedding]``
    (stage 2; the input embedding starts as the stage-1 embedding and is tuned end to end);
 3. Split/Stop on ``h = [GNN output, hit features]`` (or the GNN output alone), the recursion
-   unrolled level by level in one jit (stage 3); the leaves are the tracks.
+   unrolled level by level in one jit (stage 3); the leaves are the tracks;
+4. with ``cluster.extend_iterations > 0``, the hits left in tracks of at most
+   ``cluster.extend_free_max`` hits join the track whose helix road crosses them
+   (:mod:`cgnn_jax.cluster.extend`; geometry, not learned; :meth:`Pipeline.extend`).
 
 Parameters (``Pipeline.params``): ``embedding`` and ``filter`` (stage 1, build the graph),
 ``input_embedding`` and ``gnn`` (stage 2), ``split`` and ``stop`` (stage 3).
@@ -39,6 +42,8 @@ import ml_collections
 import numpy as np
 
 from cgnn_jax.cluster.components import edge_components
+from cgnn_jax.cluster.extend import DEFAULTS as EXTEND_DEFAULTS
+from cgnn_jax.cluster.extend import extend_tracks
 from cgnn_jax.cluster.merge import layer_merge
 from cgnn_jax.cluster.recursion import group_representatives, unrolled_clustering
 from cgnn_jax.cluster.tracks import dense_track_ids
@@ -478,10 +483,23 @@ class Pipeline:
             "track_id": dense_track_ids(clustering["cluster"][: len(h)]),
         }
 
+    def extend(self, ev: PreparedEvent, track_id: np.ndarray) -> np.ndarray:
+        """``[n]`` int64 track ids ``1..K``: ``track_id [n]`` with the hits of tracks of at most
+        ``cluster.extend_free_max`` hits given to the tracks whose helix roads cross them
+        (:func:`cgnn_jax.cluster.extend.extend_tracks`, ``cluster.extend_iterations`` rounds;
+        0 or absent: ``track_id`` unchanged)."""
+        cc = self.cluster_config
+        iterations = int(cc.get("extend_iterations", 0))
+        if iterations <= 0:
+            return np.asarray(track_id)
+        kw = {k: type(v)(cc.get(f"extend_{k}", v)) for k, v in EXTEND_DEFAULTS.items()}
+        return extend_tracks(track_id, ev.hf.pos, ev.hf.layer_index, iterations=iterations, **kw)
+
     def reconstruct(self, event: Event | PreparedEvent, return_tree: bool = False):
         """Track id ``[n_hits]`` (int64, ``1..K``) of every hit of ``event``, in hit row order;
         with ``return_tree``, also the :class:`cgnn_jax.cluster.tree.ClusterTree` (the dense
-        variant's, :meth:`for_hits`, on a dense event)."""
+        variant's, :meth:`for_hits`, on a dense event: the Split/Stop tree, before any iterative
+        re-clustering or track extension, :meth:`extend`)."""
         ev = self.prepare(event)
         pipe = self.for_hits(ev.n)
         out = pipe.stage_outputs(ev)
@@ -490,6 +508,7 @@ class Pipeline:
             from cgnn_jax.cluster.iterative import iterative_recluster
 
             tid = iterative_recluster(pipe, out["h"], out["clustering"], tid, groups=out["groups"])
+        tid = pipe.extend(ev, tid)
         if not return_tree:
             return tid
         from cgnn_jax.cluster.tree import build_tree

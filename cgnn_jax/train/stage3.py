@@ -218,18 +218,22 @@ def calibrate_stop_threshold(
 ) -> Pipeline:
     """``pipe`` with Stop's cut chosen on whole ``events`` with truth: the ``grid`` value of the
     best mean TrackML score (the lowest of equals), kept as ``learned["stop_threshold"]`` (as
-    stage 1 keeps its filter cut). Stages 1-2 run once per event; only the clustering reruns."""
+    stage 1 keeps its filter cut). Stages 1-2 run once per event; only the clustering (and the
+    track extension, :meth:`Pipeline.extend`) reruns."""
     if not events:
         raise ValueError("calibrate_stop_threshold: no validation events")
     pre = []
     for ev in events:
-        out = pipe.stage_outputs(ev, cluster=False)
-        pre.append((ev, ev.hits["hit_id"].to_numpy(), out["h"], out["groups"]))
+        prepared = pipe.prepare(ev)
+        run = pipe.for_hits(prepared.n)
+        out = run.stage_outputs(prepared, cluster=False)
+        pre.append((ev, prepared, run, ev.hits["hit_id"].to_numpy(), out["h"], out["groups"]))
     scores = []
     for t in grid:
         per = []
-        for ev, hit_id, h, groups in pre:
-            tid = pipe.track_ids(h, groups, stop_threshold=t)["track_id"]
+        for ev, prepared, run, hit_id, h, groups in pre:
+            # the tracks as reconstruct() delivers them: the tree's leaves, then the extension
+            tid = run.extend(prepared, run.track_ids(h, groups, stop_threshold=t)["track_id"])
             per.append(score_event(ev.truth, pd.DataFrame({"hit_id": hit_id, "track_id": tid})))
         scores.append(float(np.mean(per)))
     best = int(np.argmax(scores))  # argmax: the first (lowest) of equal scores
@@ -240,6 +244,62 @@ def calibrate_stop_threshold(
     )
     learned = {**pipe.learned, "stop_threshold": float(grid[best])}
     return dataclasses.replace(pipe, meta={**pipe.meta, "learned": learned})
+
+
+#: The layer merge's settings :func:`calibrate_merge` tries: ``(merge_threshold,
+#: merge_max_shared)``. With the track extension a higher cut pays on full events (purer atoms,
+#: the extension joins what the cut leaves apart): ``docs/experiments.md``, 2026-12-02 (8).
+MERGE_GRID = tuple((t, m) for m in (1, 2) for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9))
+
+
+def calibrate_merge(
+    pipe: Pipeline, events: list, grid: tuple[tuple[float, int], ...] = MERGE_GRID, log=print
+) -> Pipeline:
+    """``pipe`` (``cluster.merge = "layers"``, without a dense variant) with the layer merge's
+    cut ``merge_threshold`` and shared-layer limit ``merge_max_shared`` chosen on whole
+    ``events`` with truth: the ``grid`` setting of the best mean TrackML score of the tracks as
+    :meth:`Pipeline.reconstruct` delivers them (the tree at Stop's current cut, then the track
+    extension); ties: the first in ``grid`` order. Stages 1-2 run once per event."""
+    if not events:
+        raise ValueError("calibrate_merge: no validation events")
+    if atom_mode(pipe.cluster_config) != "layers":
+        raise ValueError(
+            f"calibrate_merge: the model's atoms are cluster.merge="
+            f"{pipe.cluster_config.get('merge', 'components')!r}, not the layer merge"
+        )
+    if pipe.dense is not None:
+        raise ValueError("calibrate_merge: calibrate the model and its dense variant one by one")
+    pre = []
+    for ev in events:
+        prepared = pipe.prepare(ev)
+        out = pipe.stage_outputs(prepared, cluster=False)
+        pre.append((ev, prepared, out))
+    scores = []
+    for threshold, shared in grid:
+        config = pipe.config.copy_and_resolve_references()
+        with config.unlocked():
+            config.cluster.merge_threshold = float(threshold)
+            config.cluster.merge_max_shared = int(shared)
+        trial = dataclasses.replace(pipe, config=config)
+        per = []
+        for ev, prepared, out in pre:
+            groups = trial.groups(prepared, out["senders"], out["receivers"], out["edge_score"])
+            tid = trial.extend(prepared, trial.track_ids(out["h"], groups)["track_id"])
+            sub = pd.DataFrame({"hit_id": ev.hits["hit_id"].to_numpy(), "track_id": tid})
+            per.append(score_event(ev.truth, sub))
+        scores.append(float(np.mean(per)))
+    best = int(np.argmax(scores))
+    threshold, shared = grid[best]
+    log(
+        "stage3: the layer merge on the validation events (cut/shared layers): "
+        + ", ".join(f"{t:g}/{m} -> {v:.4f}" for (t, m), v in zip(grid, scores, strict=True))
+        + f"; keeping {threshold:g}/{shared}"
+    )
+    config = pipe.config.copy_and_resolve_references()
+    with config.unlocked():
+        config.cluster.merge_threshold = float(threshold)
+        config.cluster.merge_max_shared = int(shared)
+    return dataclasses.replace(pipe, config=config)
 
 
 def train_phase(
