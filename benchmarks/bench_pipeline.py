@@ -203,7 +203,8 @@ def random_pipeline(config: Any = None, seed: int = 0) -> Any:
 
 def clustering_stage(pipe: Any, ev: Any, gnn: tuple, graph: dict) -> np.ndarray:
     """Stage 3 as :meth:`Pipeline.reconstruct` runs it: the atoms (``gnn = (out, edge_score)``
-    from :meth:`Pipeline.gnn_stage`), ``h``, Split/Stop, track ids ``[n]``."""
+    from :meth:`Pipeline.gnn_stage`), ``h``, Split/Stop, any iterative re-clustering and the
+    track extension (:meth:`Pipeline.extend`), track ids ``[n]``."""
     pipe = pipe.for_hits(ev.n)  # its dense variant on a dense event
     st3 = pipe.cluster_stage(ev, *gnn, graph["senders"], graph["receivers"])
     tid, h, out, groups = st3["track_id"], st3["h"], st3["clustering"], st3["groups"]
@@ -211,7 +212,7 @@ def clustering_stage(pipe: Any, ev: Any, gnn: tuple, graph: dict) -> np.ndarray:
         from cgnn_jax.cluster.iterative import iterative_recluster
 
         tid = iterative_recluster(pipe, h, out, tid, groups=groups)
-    return tid
+    return pipe.extend(ev, tid)
 
 
 def measure_stages(
