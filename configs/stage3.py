@@ -56,8 +56,8 @@ def cluster_config() -> ml_collections.ConfigDict:
     c.extend_iterations = 0
     c.extend_tol_rphi = 12.0
     c.extend_tol_z = 15.0
-    c.extend_free_max = 3
-    c.extend_min_size = 4
+    c.extend_free_max = 2  # chosen again per variant by export_model.py --calibrate_merge_events
+    c.extend_min_size = 3
     return c
 
 

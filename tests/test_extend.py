@@ -55,17 +55,17 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 def broken_tracks(particle: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The true labels with two hits of every track of >= 8 hits made singletons, and the last
-    three hits of every other such track split off as a fragment of their own."""
+    two hits of every other such track split off as a fragment of their own."""
     label = particle.copy()
     nxt = particle.max() + 1
     for p in np.unique(particle):
         idx = np.flatnonzero(particle == p)
         if len(idx) < 8:
             continue
-        for h in rng.choice(idx[:-3], size=2, replace=False):
+        for h in rng.choice(idx[:-2], size=2, replace=False):
             label[h], nxt = nxt, nxt + 1
         if p % 2:
-            label[idx[-3:]], nxt = nxt, nxt + 1
+            label[idx[-2:]], nxt = nxt, nxt + 1
     return label
 
 

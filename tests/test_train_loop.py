@@ -220,9 +220,9 @@ def test_iterative_reclustering_keeps_the_atoms_together(two_runs):
 
 
 def test_layer_merge_settings_are_calibrated_as_reconstruct_scores_them(two_runs):
-    """``calibrate_merge`` keeps its grid's best setting, scored on the tracks as
-    ``Pipeline.reconstruct`` delivers them (tree, then the track extension); a model without the
-    layer merge gets a clear error."""
+    """``calibrate_merge`` keeps its grid's best setting (merge cut and shared layers, and the
+    extension's free size), scored on the tracks as ``Pipeline.reconstruct`` delivers them (tree,
+    then the track extension); a model without the layer merge gets a clear error."""
     import dataclasses
 
     from cgnn_jax.inference import Pipeline
@@ -243,13 +243,17 @@ def test_layer_merge_settings_are_calibrated_as_reconstruct_scores_them(two_runs
     with config.unlocked():
         config.cluster.extend_iterations = 2
     pipe = dataclasses.replace(toy, config=config)
-    grid = ((0.2, 1), (0.6, 1), (0.6, 2))
+    grid, free_grid = ((0.2, 1), (0.6, 1), (0.6, 2)), (1, 3)
     lines = []
-    out = calibrate_merge(pipe, events, grid=grid, log=lines.append)
+    out = calibrate_merge(pipe, events, grid=grid, free_grid=free_grid, log=lines.append)
     scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", lines[0])]
-    assert len(scores) == len(grid)
-    kept = (out.config.cluster.merge_threshold, out.config.cluster.merge_max_shared)
-    assert kept in grid and scores[grid.index(kept)] == max(scores)
+    assert len(scores) == len(grid) * len(free_grid)
+    cc = out.cluster_config
+    kept = (cc.merge_threshold, cc.merge_max_shared)
+    assert kept in grid and cc.extend_free_max in free_grid
+    assert cc.extend_min_size == cc.extend_free_max + 1
+    at = grid.index(kept) * len(free_grid) + free_grid.index(cc.extend_free_max)
+    assert scores[at] == max(scores)
     again = []
     for ev in events:
         truth = ev.truth.set_index("hit_id").reindex(ev.hits["hit_id"].to_numpy())

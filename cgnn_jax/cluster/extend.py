@@ -38,7 +38,7 @@ from cgnn_jax.cluster.tracks import dense_track_ids
 MAX_LAYERS = 64  # layer sets are uint64 bit masks
 #: The settings chosen on validation events (``docs/experiments.md``), the keyword defaults of
 #: :func:`extend_tracks` and of ``config.cluster.extend_<name>``.
-DEFAULTS = {"tol_rphi": 12.0, "tol_z": 15.0, "free_max": 3, "min_size": 4}
+DEFAULTS = {"tol_rphi": 12.0, "tol_z": 15.0, "free_max": 2, "min_size": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +177,8 @@ def extend_tracks(
     iterations: int = 2,
     tol_rphi: float = 12.0,
     tol_z: float = 15.0,
-    free_max: int = 3,
-    min_size: int = 4,
+    free_max: int = 2,
+    min_size: int = 3,
     neighbours: int = 4,
 ) -> np.ndarray:
     """``[n]`` int64 track ids ``1..K'``: ``track_id [n]`` with free hits given to the tracks whose

@@ -250,16 +250,34 @@ def calibrate_stop_threshold(
 #: merge_max_shared)``. With the track extension a higher cut pays on full events (purer atoms,
 #: the extension joins what the cut leaves apart): ``docs/experiments.md``, 2026-12-02 (8).
 MERGE_GRID = tuple((t, m) for m in (1, 2) for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9))
+#: With each merge setting, the track extension's ``extend_free_max`` values tried (tracks of at
+#: most that many hits give theirs away; ``extend_min_size = free_max + 1``), if it is on.
+EXTEND_FREE_GRID = (1, 2, 3)
+
+
+def _with_cluster(pipe: Pipeline, **values) -> Pipeline:
+    config = pipe.config.copy_and_resolve_references()
+    with config.unlocked():
+        for k, v in values.items():
+            config.cluster[k] = v
+    return dataclasses.replace(pipe, config=config)
 
 
 def calibrate_merge(
-    pipe: Pipeline, events: list, grid: tuple[tuple[float, int], ...] = MERGE_GRID, log=print
+    pipe: Pipeline,
+    events: list,
+    grid: tuple[tuple[float, int], ...] = MERGE_GRID,
+    free_grid: tuple[int, ...] = EXTEND_FREE_GRID,
+    log=print,
 ) -> Pipeline:
     """``pipe`` (``cluster.merge = "layers"``, without a dense variant) with the layer merge's
-    cut ``merge_threshold`` and shared-layer limit ``merge_max_shared`` chosen on whole
-    ``events`` with truth: the ``grid`` setting of the best mean TrackML score of the tracks as
-    :meth:`Pipeline.reconstruct` delivers them (the tree at Stop's current cut, then the track
-    extension); ties: the first in ``grid`` order. Stages 1-2 run once per event."""
+    cut ``merge_threshold`` and shared-layer limit ``merge_max_shared`` (and, if the model extends
+    its tracks, ``cluster.extend_iterations > 0``, the extension's ``extend_free_max`` from
+    ``free_grid`` with ``extend_min_size = free_max + 1``) chosen on whole ``events`` with truth:
+    the setting of the best mean TrackML score of the tracks as :meth:`Pipeline.reconstruct`
+    delivers them (the tree at Stop's current cut, then the extension); ties: the first in
+    ``grid`` x ``free_grid`` order. Stages 1-2 run once per event, the tree once per merge
+    setting."""
     if not events:
         raise ValueError("calibrate_merge: no validation events")
     if atom_mode(pipe.cluster_config) != "layers":
@@ -269,37 +287,48 @@ def calibrate_merge(
         )
     if pipe.dense is not None:
         raise ValueError("calibrate_merge: calibrate the model and its dense variant one by one")
+    extends = int(pipe.cluster_config.get("extend_iterations", 0)) > 0
+    frees = tuple(free_grid) if extends else (None,)
     pre = []
     for ev in events:
         prepared = pipe.prepare(ev)
-        out = pipe.stage_outputs(prepared, cluster=False)
-        pre.append((ev, prepared, out))
-    scores = []
+        pre.append((ev, prepared, pipe.stage_outputs(prepared, cluster=False)))
+    settings, scores = [], []
     for threshold, shared in grid:
-        config = pipe.config.copy_and_resolve_references()
-        with config.unlocked():
-            config.cluster.merge_threshold = float(threshold)
-            config.cluster.merge_max_shared = int(shared)
-        trial = dataclasses.replace(pipe, config=config)
-        per = []
-        for ev, prepared, out in pre:
+        trial = _with_cluster(pipe, merge_threshold=float(threshold), merge_max_shared=int(shared))
+        tids = []
+        for _, prepared, out in pre:
             groups = trial.groups(prepared, out["senders"], out["receivers"], out["edge_score"])
-            tid = trial.extend(prepared, trial.track_ids(out["h"], groups)["track_id"])
-            sub = pd.DataFrame({"hit_id": ev.hits["hit_id"].to_numpy(), "track_id": tid})
-            per.append(score_event(ev.truth, sub))
-        scores.append(float(np.mean(per)))
+            tids.append(trial.track_ids(out["h"], groups)["track_id"])
+        for free in frees:
+            run = trial if free is None else _with_cluster(
+                trial, extend_free_max=int(free), extend_min_size=int(free) + 1
+            )  # fmt: skip
+            per = []
+            for (ev, prepared, _), tid in zip(pre, tids, strict=True):
+                sub = pd.DataFrame(
+                    {"hit_id": ev.hits["hit_id"].to_numpy(), "track_id": run.extend(prepared, tid)}
+                )
+                per.append(score_event(ev.truth, sub))
+            settings.append((threshold, shared, free))
+            scores.append(float(np.mean(per)))
     best = int(np.argmax(scores))
-    threshold, shared = grid[best]
+    threshold, shared, free = settings[best]
+
+    def name(t, m, f):
+        return f"{t:g}/{m}" + ("" if f is None else f"/free<={f}")
+
     log(
-        "stage3: the layer merge on the validation events (cut/shared layers): "
-        + ", ".join(f"{t:g}/{m} -> {v:.4f}" for (t, m), v in zip(grid, scores, strict=True))
-        + f"; keeping {threshold:g}/{shared}"
+        "stage3: the layer merge on the validation events (cut/shared layers"
+        + ("/extension's free size" if extends else "")
+        + "): "
+        + ", ".join(f"{name(*k)} -> {v:.4f}" for k, v in zip(settings, scores, strict=True))
+        + f"; keeping {name(threshold, shared, free)}"
     )
-    config = pipe.config.copy_and_resolve_references()
-    with config.unlocked():
-        config.cluster.merge_threshold = float(threshold)
-        config.cluster.merge_max_shared = int(shared)
-    return dataclasses.replace(pipe, config=config)
+    values = {"merge_threshold": float(threshold), "merge_max_shared": int(shared)}
+    if free is not None:
+        values.update(extend_free_max=int(free), extend_min_size=int(free) + 1)
+    return _with_cluster(pipe, **values)
 
 
 def train_phase(
