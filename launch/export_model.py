@@ -18,10 +18,10 @@ the same stage 1 (its Split/Stop kept). ``--input_threshold`` sets the edge-filt
 its dense variant, with the extension's default road widths where their configs have none.
 
 ``--calibrate_merge_events=N`` chooses the layer merge's cut and shared-layer limit
-(``cluster.merge_threshold``, ``merge_max_shared``; :func:`cgnn_jax.train.stage3.calibrate_merge`
-over its grid, scoring the tracks as ``reconstruct`` delivers them, extension included) per
-variant on ``N`` validation events, as below, between two choices of Stop's cut (with
-``--calibrate_stop_events``).
+(``cluster.merge_threshold``, ``merge_max_shared``) and, with the extension on, its free size
+(``extend_free_max``, ``extend_min_size``), by :func:`cgnn_jax.train.stage3.calibrate_merge` over
+its grid, scoring the tracks as ``reconstruct`` delivers them; per variant on ``N`` validation
+events, as below, between two choices of Stop's cut (with ``--calibrate_stop_events``).
 
 ``--calibrate_stop_events=N`` chooses Stop's cut again, for the GNN each variant now runs
 (:func:`cgnn_jax.train.stage3.calibrate_stop_threshold` over its grid), on ``N`` validation
@@ -68,7 +68,7 @@ flags.DEFINE_integer(
     "extend_iterations", None, "Set the track extension's rounds (0: off), both variants."
 )
 flags.DEFINE_integer(
-    "calibrate_merge_events", 0, "> 0: choose each variant's layer-merge settings on N events."
+    "calibrate_merge_events", 0, "> 0: choose each variant's merge/extension sizes on N events."
 )
 flags.DEFINE_integer(
     "calibrate_stop_events", 0, "> 0: choose each variant's Stop cut again on N validation events."

@@ -243,7 +243,7 @@ def test_layer_merge_settings_are_calibrated_as_reconstruct_scores_them(two_runs
     with config.unlocked():
         config.cluster.extend_iterations = 2
     pipe = dataclasses.replace(toy, config=config)
-    grid, free_grid = ((0.2, 1), (0.6, 1), (0.6, 2)), (1, 3)
+    grid, free_grid = ((0.2, 1), (0.6, 2)), (1, 3)
     lines = []
     out = calibrate_merge(pipe, events, grid=grid, free_grid=free_grid, log=lines.append)
     scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", lines[0])]
