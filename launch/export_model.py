@@ -140,18 +140,13 @@ def with_input_threshold(pipe, cut: float):
 def with_extension(pipe, iterations: int):
     """``pipe`` and its dense variant with ``cluster.extend_iterations = iterations`` (the road
     widths and sizes of :data:`cgnn_jax.cluster.extend.DEFAULTS` where a config has none)."""
-    import dataclasses
-
     from cgnn_jax.cluster.extend import DEFAULTS
 
     def one(p):
-        config = p.config.copy_and_resolve_references()
-        with config.unlocked():
-            for k, v in DEFAULTS.items():
-                if f"extend_{k}" not in config.cluster:
-                    config.cluster[f"extend_{k}"] = v
-            config.cluster.extend_iterations = int(iterations)
-        return dataclasses.replace(p, config=config)
+        missing = {
+            f"extend_{k}": v for k, v in DEFAULTS.items() if f"extend_{k}" not in p.config.cluster
+        }
+        return p.with_cluster_config(**missing, extend_iterations=int(iterations))
 
     out = one(pipe.with_dense(None))
     if pipe.dense is not None:

@@ -252,6 +252,15 @@ class Pipeline:
         )
         return dataclasses.replace(self, dense=dense, dense_min_hits=int(min_hits))
 
+    def with_cluster_config(self, **values: Any) -> Pipeline:
+        """This pipeline (not its dense variant) with ``config.cluster.<key> = value`` for every
+        keyword: the inference settings of stage 3 (merge, Stop's configured cut, extension)."""
+        config = self.config.copy_and_resolve_references()
+        with config.unlocked():
+            for k, v in values.items():
+                config.cluster[k] = v
+        return dataclasses.replace(self, config=config)
+
     def with_gnn(self, gnn_params: Any, stage1_params: dict[str, Any] | None = None) -> Pipeline:
         """This pipeline with other GNN parameters (e.g. a :class:`~cgnn_jax.inference.Stage2`'s,
         fine-tuned from these), its Split/Stop and Stop's cut kept, without a dense variant.

@@ -255,14 +255,6 @@ MERGE_GRID = tuple((t, m) for m in (1, 2) for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9
 EXTEND_FREE_GRID = (1, 2, 3)
 
 
-def _with_cluster(pipe: Pipeline, **values) -> Pipeline:
-    config = pipe.config.copy_and_resolve_references()
-    with config.unlocked():
-        for k, v in values.items():
-            config.cluster[k] = v
-    return dataclasses.replace(pipe, config=config)
-
-
 def calibrate_merge(
     pipe: Pipeline,
     events: list,
@@ -295,14 +287,16 @@ def calibrate_merge(
         pre.append((ev, prepared, pipe.stage_outputs(prepared, cluster=False)))
     settings, scores = [], []
     for threshold, shared in grid:
-        trial = _with_cluster(pipe, merge_threshold=float(threshold), merge_max_shared=int(shared))
+        trial = pipe.with_cluster_config(
+            merge_threshold=float(threshold), merge_max_shared=int(shared)
+        )
         tids = []
         for _, prepared, out in pre:
             groups = trial.groups(prepared, out["senders"], out["receivers"], out["edge_score"])
             tids.append(trial.track_ids(out["h"], groups)["track_id"])
         for free in frees:
-            run = trial if free is None else _with_cluster(
-                trial, extend_free_max=int(free), extend_min_size=int(free) + 1
+            run = trial if free is None else trial.with_cluster_config(
+                extend_free_max=int(free), extend_min_size=int(free) + 1
             )  # fmt: skip
             per = []
             for (ev, prepared, _), tid in zip(pre, tids, strict=True):
@@ -328,7 +322,7 @@ def calibrate_merge(
     values = {"merge_threshold": float(threshold), "merge_max_shared": int(shared)}
     if free is not None:
         values.update(extend_free_max=int(free), extend_min_size=int(free) + 1)
-    return _with_cluster(pipe, **values)
+    return pipe.with_cluster_config(**values)
 
 
 def train_phase(
