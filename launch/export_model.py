@@ -3,7 +3,7 @@
     python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default] \
         [--zone_bins=8 --zone_k=40 --zone_candidates=64] [--dense=workdirs/dense --dense_min_hits=N] \
         [--gnn=workdirs/sparse] [--input_threshold=0.005] [--extend_iterations=2] \
-        [--calibrate_merge_events=2] [--calibrate_stop_events=2]
+        [--tree_rows=atoms] [--calibrate_merge_events=2] [--calibrate_stop_events=2]
 
 ``--dense`` attaches the stages 2-3 of another pipeline trained on the same stage 1 (e.g. on full
 mu = 200 events), or the GNN of a stage-2 workdir fine-tuned from this model's (with this
@@ -16,6 +16,10 @@ the same stage 1 (its Split/Stop kept). ``--input_threshold`` sets the edge-filt
 ``--extend_iterations=N`` sets the track extension along helix roads
 (:mod:`cgnn_jax.cluster.extend`, an inference step after the clustering; 0: off) of the model and
 its dense variant, with the extension's default road widths where their configs have none.
+
+``--tree_rows=atoms`` runs the inference tree of the model and its dense variant on one weighted row
+per atom instead of one per hit (``cluster.tree_rows``, :func:`cgnn_jax.cluster.recursion.atom_rows`;
+``points``: per hit).
 
 ``--calibrate_merge_events=N`` chooses the layer merge's cut and shared-layer limit
 (``cluster.merge_threshold``, ``merge_max_shared``) and, with the extension on, its free size
@@ -66,6 +70,12 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer(
     "extend_iterations", None, "Set the track extension's rounds (0: off), both variants."
+)
+flags.DEFINE_enum(
+    "tree_rows",
+    None,
+    ["points", "atoms"],
+    "Set what a row of the inference tree is, both variants.",
 )
 flags.DEFINE_integer(
     "calibrate_merge_events", 0, "> 0: choose each variant's merge/extension sizes on N events."
@@ -135,6 +145,14 @@ def with_input_threshold(pipe, cut: float):
         config.gnn.input_threshold = float(cut)
     print(f"GNN input graph: filter cut {cut}")
     return dataclasses.replace(pipe, config=config)
+
+
+def with_both(pipe, **values):
+    """``pipe`` and its dense variant with the cluster config ``values`` set."""
+    out = pipe.with_dense(None).with_cluster_config(**values)
+    if pipe.dense is not None:
+        out = out.with_dense(pipe.dense.with_cluster_config(**values), pipe.dense_min_hits)
+    return out
 
 
 def with_extension(pipe, iterations: int):
@@ -215,6 +233,9 @@ def main(argv: list[str]) -> None:
             print(f"dense variant from {FLAGS.dense} for events of >= {min_hits} hits")
     if FLAGS.extend_iterations is not None:
         pipe = with_extension(pipe, FLAGS.extend_iterations)
+    if FLAGS.tree_rows is not None:
+        pipe = with_both(pipe, tree_rows=FLAGS.tree_rows)
+        print(f"inference tree on {FLAGS.tree_rows}")
     if FLAGS.calibrate_merge_events or FLAGS.calibrate_stop_events:
         pipe = with_calibrated(pipe, FLAGS.calibrate_merge_events, FLAGS.calibrate_stop_events)
     out = Path(FLAGS.out)

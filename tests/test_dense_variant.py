@@ -153,7 +153,8 @@ def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
     out2 = tmp_path / "model2"
     p = subprocess.run(
         [sys.executable, "launch/export_model.py", f"--workdir={out}", f"--out={out2}",
-         f"--gnn={two_runs[0]}", "--input_threshold=0.005", "--extend_iterations=2"],
+         f"--gnn={two_runs[0]}", "--input_threshold=0.005", "--extend_iterations=2",
+         "--tree_rows=atoms"],
         cwd=ROOT, capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
@@ -166,6 +167,7 @@ def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
     for variant in (back2, back2.dense):
         cc = variant.cluster_config
         assert cc.extend_iterations == 2 and cc.extend_free_max == DEFAULTS["free_max"]
+        assert cc.tree_rows == "atoms"  # --tree_rows, both variants too
     assert back2.dense_min_hits == 777 and _leaves_equal(back2.dense.params, back.dense.params)
 
 

@@ -219,6 +219,36 @@ def test_iterative_reclustering_keeps_the_atoms_together(two_runs):
     assert (per_atom == 1).all()
 
 
+def test_tree_on_atom_rows_keeps_the_atoms_whole_and_builds_its_tree(two_runs):
+    """``cluster.tree_rows = "atoms"`` (one weighted row per atom): every atom in one track, the
+    tree's leaves are the tracks, the tree is a point tree's (the root holds every hit), iterative
+    re-clustering runs on it, and a bad value is named."""
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.sim import simulate_event
+
+    whole, _, _ = two_runs
+    toy = Pipeline.restore(whole)
+    rows = toy.with_cluster_config(tree_rows="atoms", component_cut=0.5, merge="components")
+    ev = simulate_event(33, 10.0, event_id=33, track_fraction=0.3)
+    out = rows.stage_outputs(ev)
+    groups, tid = out["groups"], out["track_id"]
+    assert groups is not None and len(np.unique(groups)) < len(groups)
+    assert (pd.Series(tid).groupby(groups).nunique() == 1).all()
+    assert len(np.unique(tid)) > 1
+    got, tree = rows.reconstruct(ev, return_tree=True)
+    np.testing.assert_array_equal(got, tid)  # no iterative rounds, no extension in the toy
+    assert len(np.unique(np.c_[tid, tree.leaves], axis=0)) == len(np.unique(tid))
+    root = tree.nodes[tree.nodes["level"] == 0]
+    assert len(root) == 1 and int(root["size"].iloc[0]) == len(ev.hits)
+    with rows.config.unlocked():
+        rows.config.cluster.iterative_rounds = 2
+        rows.config.cluster.iterative_cutoff = 1.01  # every cluster re-clustered
+    again = rows.reconstruct(ev)
+    assert (pd.Series(again).groupby(groups).nunique() == 1).all()
+    with pytest.raises(ValueError, match="tree_rows='hits'"):
+        toy.with_cluster_config(tree_rows="hits").stage_outputs(ev)
+
+
 def test_layer_merge_settings_are_calibrated_as_reconstruct_scores_them(two_runs):
     """``calibrate_merge`` keeps its grid's best setting (merge cut and shared layers, and the
     extension's free size), scored on the tracks as ``Pipeline.reconstruct`` delivers them (tree,

@@ -50,6 +50,8 @@ def unrolled_clustering(
     groups: jnp.ndarray | None = None,
     compact: bool = False,
     group_reps: jnp.ndarray | None = None,
+    weights: jnp.ndarray | None = None,
+    h_var: jnp.ndarray | None = None,
 ) -> dict[str, jnp.ndarray]:
     """Cluster the points ``h`` top-down for ``max_depth`` levels (jit with ``max_depth`` static).
 
@@ -79,6 +81,12 @@ def unrolled_clustering(
         instead of the ``N`` points at the levels that run on the whole array (a group's points
         share their segment and ``p``, so the order and the cut are the same; on a full event
         ~3x fewer items to sort, and the sort is most of a level's cost beyond Split and Stop).
+      weights: ``[N]`` int32 optional (not with ``groups``): each row stands for ``weights``
+        points, an atom (:func:`atom_rows`): ``h`` is their mean and ``h_var [N, D]`` their
+        variance. Sizes, ``min_size``, the median rule and Split/Stop's cluster statistics
+        count points (``split_fn`` / ``stop_fn`` get ``weight=`` and ``h_var=`` keywords); a
+        cluster of one row is a leaf. The tree of the rows is that of the atoms with each
+        atom's ``p`` computed from its points' mean (not the mean of its points' ``p``).
     Returns:
       dict with
         ``cluster [N]`` int32: final cluster id per point (the smallest point index of its
@@ -93,24 +101,35 @@ def unrolled_clustering(
     n = h.shape[0]
     groups = None if groups is None else jnp.asarray(groups, jnp.int32)
     group_reps = None if group_reps is None else jnp.asarray(group_reps, jnp.int32)
+    if weights is not None:
+        if groups is not None:
+            raise ValueError("unrolled_clustering: give groups or weights (atom rows), not both")
+        weights = jnp.where(mask, jnp.asarray(weights, jnp.int32), 0)
     idx = jnp.arange(n, dtype=jnp.int32)
     first = jnp.argmax(mask).astype(jnp.int32)
     seg0 = jnp.where(mask, first, idx)
     lo = max(int(min_size), 2)
+    count = mask.astype(jnp.int32) if weights is None else weights
 
     def sizes(seg: jnp.ndarray) -> jnp.ndarray:
-        return jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
+        return jax.ops.segment_sum(count, seg, num_segments=n)
 
     def idle(seg: jnp.ndarray, done: jnp.ndarray):
         zeros = jnp.zeros(n, h.dtype)
         return (seg, done), (seg, sizes(seg), zeros, zeros, jnp.zeros(n, bool))
 
+    rows = None if weights is None else (weights, h_var)
+
     def work(seg: jnp.ndarray, done: jnp.ndarray):
-        return _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done, group_reps)
+        return _level(
+            split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done, group_reps, rows
+        )
 
     tiers = _compact_tiers(n) if compact else ()
     branches = [idle, work] + [
-        functools.partial(_compact_level, t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold)
+        functools.partial(
+            _compact_level, t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold, rows
+        )
         for t in tiers
     ]
 
@@ -182,36 +201,54 @@ def _group_starts(p, seg, groups, mask, reps):
     return by_gid[groups]
 
 
-def _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done, reps=None):
+def _weighted_starts(p, seg, weights):
+    """``[n]`` per row: the points (``weights``) of its segment before it in the order
+    ``(p, row index)`` -- the ``start`` of :func:`_level`'s median rule for atom rows."""
+    n = p.shape[0]
+    order = jnp.lexsort((p, seg))  # stable: ties in p keep the row order
+    s_w, s_seg = weights[order], seg[order]
+    before = jnp.cumsum(s_w) - s_w
+    start = before - jax.ops.segment_min(before, s_seg, num_segments=n)[s_seg]
+    return jnp.zeros(n, jnp.int32).at[order].set(start)
+
+
+def _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done, reps=None, rows=None):
     """One level on ``n`` points: ``((new_seg, new_done), (seg, size, p, stop, active))``;
-    ``reps``: the groups' representatives (:func:`group_representatives`), or None."""
+    ``reps``: the groups' representatives (:func:`group_representatives`), or None; ``rows``:
+    ``(weights, h_var)`` when the rows stand for atoms (see :func:`unrolled_clustering`)."""
     n = h.shape[0]
     idx = jnp.arange(n, dtype=jnp.int32)
-    size = jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
-    stop = stop_fn(h, seg, mask, n)
+    kw = {} if rows is None else {"weight": rows[0], "h_var": rows[1]}
+    count = mask.astype(jnp.int32) if rows is None else rows[0]
+    size = jax.ops.segment_sum(count, seg, num_segments=n)
+    stop = stop_fn(h, seg, mask, n, **kw)
     seg_done = jax.ops.segment_max(done.astype(jnp.int32), seg, num_segments=n) > 0
     active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
     if groups is not None:  # a cluster that is one atom cannot be split: it is a leaf
         g_lo = jax.ops.segment_min(jnp.where(mask, groups, n), seg, num_segments=n)
         g_hi = jax.ops.segment_max(jnp.where(mask, groups, -1), seg, num_segments=n)
         active = active & (g_lo != g_hi)
+    if rows is not None:  # nor can one row (one atom)
+        active = active & (jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n) > 1)
     active_pt = active[seg] & mask
 
-    p = jnp.where(mask, split_fn(h, seg, mask, n), 0.0).astype(h.dtype)
+    p = jnp.where(mask, split_fn(h, seg, mask, n, **kw), 0.0).astype(h.dtype)
     if groups is not None:
         p = group_mean(p, groups, mask)
     right = p > 0.5
-    n_right = jax.ops.segment_sum((right & mask).astype(jnp.int32), seg, num_segments=n)
+    n_right = jax.ops.segment_sum(jnp.where(right & mask, count, 0), seg, num_segments=n)
     degenerate = (n_right == 0) | (n_right == size)
 
     def median_side(_: None) -> jnp.ndarray:
-        if groups is None:
+        if groups is None and rows is None:
             rank = _rank_in_segment(jnp.lexsort((p, seg)), seg)  # by segment, then p
             return jnp.where(degenerate[seg], rank >= size[seg] // 2, right)
         # whole groups: cut at the start of the group holding the median position, or, when
         # that is the first group, at the start of the second (a cut inside a group would
         # send the whole group to one side and could leave the split degenerate)
-        if reps is None:  # a group's points are contiguous; it goes where its first point goes
+        if rows is not None:  # every row is a group of ``weights`` points
+            start = _weighted_starts(p, seg, rows[0])
+        elif reps is None:  # a group's points are contiguous; it goes where its first point goes
             rank = _rank_in_segment(jnp.lexsort((groups, p, seg)), seg)
             start = jax.ops.segment_min(rank, groups, num_segments=n)[groups]
         else:
@@ -233,7 +270,7 @@ def _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done, re
     return (new_seg, new_done), (seg, size, p, stop.astype(h.dtype), active)
 
 
-def _compact_level(t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done):
+def _compact_level(t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold, rows, seg, done):
     """:func:`_level` on the ``<= t`` points not yet frozen, gathered (in index order) into a
     block of ``t``: a cluster's id (its smallest point) maps to its smallest point's position in
     the block, and back, so ids, sizes and decisions are those of the whole-array level."""
@@ -254,15 +291,21 @@ def _compact_level(t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold, se
     if groups is not None:  # an atom's smallest block position (order-preserving relabel)
         g_min = jax.ops.segment_min(jnp.where(live, pos, t), groups, num_segments=n)
         groups_c = jnp.where(mask_c, g_min[groups[orig]], kc)
+    rows_c = None
+    if rows is not None:
+        w_c = jnp.where(mask_c, rows[0][orig], 0)
+        v_c = None if rows[1] is None else jnp.where(mask_c[:, None], rows[1][orig], 0.0)
+        rows_c = (w_c, v_c)
     (new_c, done_c), (_, _, p_c, stop_c, active_c) = _level(
-        split_fn, stop_fn, h_c, mask_c, groups_c, lo, stop_threshold, seg_c, ~mask_c
+        split_fn, stop_fn, h_c, mask_c, groups_c, lo, stop_threshold, seg_c, ~mask_c, None, rows_c
     )
     back = jnp.where(live, pos, 0)  # block position of each point (valid where live)
     new_seg = jnp.where(live, orig[new_c[back]], seg)
     new_done = jnp.where(live, done_c[back], done)
     put = jnp.where(mask_c, orig, n)  # a block id's whole-array id; padding dropped
     # sizes of every cluster, frozen ones too (the tree table finds its nodes by them)
-    size = jax.ops.segment_sum(mask.astype(jnp.int32), seg, num_segments=n)
+    count = mask.astype(jnp.int32) if rows is None else rows[0]
+    size = jax.ops.segment_sum(count, seg, num_segments=n)
     p = jnp.zeros(n, h.dtype).at[put].set(p_c, mode="drop")
     stop = jnp.zeros(n, h.dtype).at[put].set(stop_c, mode="drop")
     active = jnp.zeros(n, bool).at[put].set(active_c, mode="drop")
@@ -326,3 +369,74 @@ def tree_to_table(out: dict[str, jnp.ndarray]) -> pd.DataFrame:
     table.insert(0, "node_id", np.arange(len(table), dtype=np.int64))
     table["leaf"] = ~table["split"].to_numpy()
     return table
+
+
+def atom_rows(h: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """The atoms ``groups [n]`` of the points ``h [n, D]`` as weighted rows for
+    :func:`unrolled_clustering` (``weights=``, ``h_var=``), numpy.
+
+    Rows are in the order of their atoms' first points, so a cluster of rows is named by its
+    smallest row exactly when it is named by its smallest point (:func:`rows_to_points`).
+
+    Returns:
+      dict with ``row [n]`` (each point's row), ``first [G]`` (each row's first point,
+      ascending), ``weights [G]`` int32 (points per row), ``h [G, D]`` (their mean) and
+      ``h_var [G, D]`` (their variance), float32.
+    """
+    h = np.asarray(h, np.float32)
+    _, first, inv, counts = np.unique(
+        np.asarray(groups), return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    row = rank[inv.ravel()].astype(np.int32)
+    by_row = np.argsort(row, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts[order])[:-1]])
+    w = counts[order].astype(np.float32)[:, None]
+    hs = h[by_row].astype(np.float64)
+    mean = np.add.reduceat(hs, starts, axis=0) / w
+    var = np.maximum(np.add.reduceat(hs * hs, starts, axis=0) / w - mean * mean, 0.0)
+    return {
+        "row": row,
+        "first": first[order].astype(np.int32),
+        "weights": counts[order].astype(np.int32),
+        "h": mean.astype(np.float32),
+        "h_var": var.astype(np.float32),
+    }
+
+
+def rows_to_points(
+    out: dict[str, np.ndarray], row: np.ndarray, first: np.ndarray, size: int
+) -> dict[str, np.ndarray]:
+    """:func:`unrolled_clustering`'s output on atom rows (:func:`atom_rows`) as the output on
+    the ``n = len(row)`` points padded to ``size``: per-point arrays through each point's row,
+    per-segment arrays at each row's first point, segment ids (a row id) as point ids; padding
+    points in their own segments of size 0, as :func:`unrolled_clustering` leaves them."""
+    n, g = len(row), len(first)
+    pad = np.arange(n, size, dtype=np.int32)
+
+    def ids(a: np.ndarray) -> np.ndarray:  # [..., G_padded] row ids -> [..., size] point ids
+        rows = a[..., row]
+        return np.concatenate([first[rows], np.broadcast_to(pad, rows.shape[:-1] + pad.shape)], -1)
+
+    def per_point(a: np.ndarray) -> np.ndarray:
+        z = np.zeros((*a.shape[:-1], size - n), a.dtype)
+        return np.concatenate([a[..., row], z], -1)
+
+    def per_segment(a: np.ndarray) -> np.ndarray:
+        z = np.zeros((*a.shape[:-1], size), a.dtype)
+        z[..., first] = a[..., :g]
+        return z
+
+    cluster = np.full(size, -1, np.int32)
+    cluster[:n] = first[np.asarray(out["cluster"])[row]]
+    return {
+        "cluster": cluster,
+        "segment": ids(np.asarray(out["segment"])),
+        "p_right": per_point(np.asarray(out["p_right"])),
+        "stop": per_segment(np.asarray(out["stop"])),
+        "active": per_segment(np.asarray(out["active"])),
+        "size": per_segment(np.asarray(out["size"])),
+        "mask": np.arange(size) < n,
+    }

@@ -45,7 +45,12 @@ from cgnn_jax.cluster.components import edge_components
 from cgnn_jax.cluster.extend import DEFAULTS as EXTEND_DEFAULTS
 from cgnn_jax.cluster.extend import extend_tracks
 from cgnn_jax.cluster.merge import layer_merge
-from cgnn_jax.cluster.recursion import group_representatives, unrolled_clustering
+from cgnn_jax.cluster.recursion import (
+    atom_rows,
+    group_representatives,
+    rows_to_points,
+    unrolled_clustering,
+)
 from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.graph.batch import padded_graph
 from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
@@ -113,6 +118,19 @@ def atom_mode(cluster_config) -> str | None:
     return mode
 
 
+TREE_ROWS = ("points", "atoms")
+
+
+def tree_rows(cluster_config) -> str:
+    """What a row of the inference tree is (``cluster.tree_rows``): ``"points"`` (every hit,
+    each atom's ``p`` the mean of its hits'), or ``"atoms"`` (one weighted row per atom,
+    :func:`cgnn_jax.cluster.recursion.atom_rows`: ~2.3x fewer rows on a full event)."""
+    mode = str(cluster_config.get("tree_rows", "points"))
+    if mode not in TREE_ROWS:
+        raise ValueError(f"config.cluster.tree_rows={mode!r}; valid: {', '.join(TREE_ROWS)}")
+    return mode
+
+
 def atom_cut(cluster_config) -> float:
     """The edge-score cut below which edges never join atoms (for the atoms' mode)."""
     if atom_mode(cluster_config) == "layers":
@@ -176,10 +194,12 @@ def _cluster_jit(
     mask,
     groups=None,
     reps=None,
+    weights=None,
+    h_var=None,
 ):
     return unrolled_clustering(
-        lambda *a: split.apply(p_split, *a),
-        lambda *a: stop.apply(p_stop, *a),
+        lambda *a, **kw: split.apply(p_split, *a, **kw),
+        lambda *a, **kw: stop.apply(p_stop, *a, **kw),
         h,
         mask,
         max_depth,
@@ -188,6 +208,8 @@ def _cluster_jit(
         groups,
         compact=True,
         group_reps=reps,
+        weights=weights,
+        h_var=h_var,
     )
 
 
@@ -410,6 +432,8 @@ class Pipeline:
         never separates (:meth:`groups`); ``stop_threshold``: Stop's cut (default
         :attr:`stop_threshold`)."""
         cc = self.cluster_config
+        if groups is not None and tree_rows(cc) == "atoms":
+            return self._cluster_atoms(h, groups, max_depth, stop_threshold)
         hp, mask = padded_points(h)
         split, stop = self.split_stop
         gp = pad_groups(groups, len(hp))
@@ -433,6 +457,31 @@ class Pipeline:
             ),
         )
         return {k: np.asarray(v) for k, v in out.items()}
+
+    def _cluster_atoms(self, h, groups, max_depth, stop_threshold) -> dict[str, np.ndarray]:
+        """:meth:`cluster` with one row per atom (``cluster.tree_rows = "atoms"``,
+        :func:`atom_rows`), its output mapped back to the points (:func:`rows_to_points`)."""
+        cc = self.cluster_config
+        r = atom_rows(h, groups)
+        hp, mask = padded_points(r["h"])
+        split, stop = self.split_stop
+        out = cached_call(
+            "cluster",
+            _cluster_jit,
+            (split, stop, int(max_depth or cc.max_depth), int(cc.min_size)),
+            (
+                np.float32(self.stop_threshold if stop_threshold is None else stop_threshold),
+                self.params["split"],
+                self.params["stop"],
+                hp,
+                mask,
+                None,
+                None,
+                pad_rows(r["weights"], len(hp)),
+                pad_rows(r["h_var"], len(hp)),
+            ),
+        )
+        return rows_to_points(out, r["row"], r["first"], bucket_size(len(h)))
 
     def stage_outputs(self, event: Event | PreparedEvent, cluster: bool = True) -> dict[str, Any]:
         """Every stage's output on one event (numpy), for analysis (without ``cluster``, the

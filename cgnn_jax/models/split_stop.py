@@ -26,7 +26,12 @@ import jax.numpy as jnp
 
 
 def segment_mean_var(
-    x: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+    x: jnp.ndarray,
+    seg: jnp.ndarray,
+    mask: jnp.ndarray,
+    num_segments: int,
+    weight: jnp.ndarray | None = None,
+    x_var: jnp.ndarray | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Masked per-segment mean and (biased) variance of ``x``.
 
@@ -35,16 +40,22 @@ def segment_mean_var(
       seg: ``[N]`` int segment id of each point, in ``[0, num_segments)``.
       mask: ``[N]`` bool, False for padding points (left out of every statistic).
       num_segments: static number of segments.
+      weight: ``[N]`` optional: each row stands for ``weight`` points (an atom's row, with ``x``
+        its points' mean; 0 on padding). Default: 1 per real point.
+      x_var: ``[N, D]`` optional, with ``weight``: the variance of the points each row stands
+        for (added to the spread of the rows, so the statistics are those of the points).
     Returns:
-      ``(mean [S, D], var [S, D], count [S])``; empty segments get mean and variance 0. The
-      variance is computed in two passes (``E[(x - mean)^2]``), never negative.
+      ``(mean [S, D], var [S, D], count [S])`` (``count``: points); empty segments get mean and
+      variance 0. The variance is computed in two passes (``E[(x - mean)^2]``), never negative.
     """
-    w = mask.astype(x.dtype)
+    w = mask.astype(x.dtype) if weight is None else jnp.where(mask, weight, 0).astype(x.dtype)
     cnt = jax.ops.segment_sum(w, seg, num_segments=num_segments)
     denom = jnp.maximum(cnt, 1.0)[:, None]
     mean = jax.ops.segment_sum(x * w[:, None], seg, num_segments=num_segments) / denom
-    dev = (x - mean[seg]) ** 2 * w[:, None]
-    var = jax.ops.segment_sum(dev, seg, num_segments=num_segments) / denom
+    dev = (x - mean[seg]) ** 2
+    if x_var is not None:
+        dev = dev + x_var
+    var = jax.ops.segment_sum(dev * w[:, None], seg, num_segments=num_segments) / denom
     return mean, var, cnt
 
 
@@ -67,7 +78,13 @@ class ClusterStatsMLP(nn.Module):
 
     @nn.compact
     def __call__(
-        self, h: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+        self,
+        h: jnp.ndarray,
+        seg: jnp.ndarray,
+        mask: jnp.ndarray,
+        num_segments: int,
+        weight: jnp.ndarray | None = None,
+        h_var: jnp.ndarray | None = None,
     ) -> jnp.ndarray:
         """Apply the network.
 
@@ -76,13 +93,17 @@ class ClusterStatsMLP(nn.Module):
           seg: ``[N]`` int32 cluster (segment) id of each point.
           mask: ``[N]`` bool, False for padding points.
           num_segments: static (Python int) number of segments, ``> seg.max()``.
+          weight: ``[N]`` optional points per row, when a row stands for an atom (``h``: its
+            points' mean, ``h_var [N, D]``: their variance); the cluster statistics are then
+            weighted (:func:`segment_mean_var`; ``h_var`` enters the first layer's).
         Returns:
           ``[N]`` logits (``[N, out]`` if ``out > 1``); 0 on padding points.
         """
         m = mask[:, None]
         x = jnp.where(m, h, 0.0)
-        for width in self.hidden:
-            mean, var, _ = segment_mean_var(x, seg, mask, num_segments)
+        for i, width in enumerate(self.hidden):
+            xv = h_var if i == 0 else None
+            mean, var, _ = segment_mean_var(x, seg, mask, num_segments, weight, xv)
             x = nn.relu(nn.Dense(width)(jnp.concatenate([x, mean[seg], var[seg]], -1)))
             x = jnp.where(m, x, 0.0)
         init = nn.initializers.variance_scaling(self.output_scale**2, "fan_in", "truncated_normal")
@@ -91,7 +112,12 @@ class ClusterStatsMLP(nn.Module):
 
 
 def principal_projection(
-    x: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int, iters: int = 6
+    x: jnp.ndarray,
+    seg: jnp.ndarray,
+    mask: jnp.ndarray,
+    num_segments: int,
+    iters: int = 6,
+    weight: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
     """``[N]``: each point's coordinate along its cluster's first principal axis, in units of
     the cluster's standard deviation along it (0 on padding).
@@ -101,15 +127,16 @@ def principal_projection(
     of this projection is principal-direction divisive partitioning, the classic top-down
     clustering; :class:`Split` starts from it and learns corrections.
     """
-    w = mask.astype(x.dtype)[:, None]
-    mean, _, cnt = segment_mean_var(x, seg, mask, num_segments)
-    xc = (x - mean[seg]) * w
+    m = mask.astype(x.dtype)[:, None]
+    w = m if weight is None else jnp.where(mask, weight, 0).astype(x.dtype)[:, None]
+    mean, _, cnt = segment_mean_var(x, seg, mask, num_segments, weight)
+    xc = (x - mean[seg]) * m
     d = x.shape[-1]
     v = jnp.broadcast_to(jnp.linspace(1.0, 0.5, d) / jnp.sqrt(d), (num_segments, d))
     # a fixed, non-symmetric start direction (orthogonal to an axis only by accident)
     for _ in range(iters):
         proj = jnp.sum(xc * v[seg], -1, keepdims=True)
-        v = jax.ops.segment_sum(xc * proj, seg, num_segments=num_segments)
+        v = jax.ops.segment_sum(xc * proj * w, seg, num_segments=num_segments)
         v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
     # the axis and the scale are treated as constants for the gradient (it flows through the
     # centred points only): differentiating the normalisations of power iteration is unstable
@@ -145,20 +172,22 @@ class Split(nn.Module):
 
     @nn.compact
     def __call__(
-        self, h: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+        self,
+        h: jnp.ndarray,
+        seg: jnp.ndarray,
+        mask: jnp.ndarray,
+        num_segments: int,
+        weight: jnp.ndarray | None = None,
+        h_var: jnp.ndarray | None = None,
     ) -> jnp.ndarray:
-        """``h [N, D], seg [N], mask [N] -> p_right [N]`` (0 on padding points)."""
+        """``h [N, D], seg [N], mask [N] -> p_right [N]`` (0 on padding points); ``weight``,
+        ``h_var``: rows that stand for atoms (:class:`ClusterStatsMLP`)."""
         logits = ClusterStatsMLP(self.hidden, 1, self.output_scale, name="mlp")(
-            h, seg, mask, num_segments
+            h, seg, mask, num_segments, weight, h_var
         )
         if self.prior_dims or self.prior_columns:
             cols = jnp.asarray(self.prior_columns or tuple(range(self.prior_dims)))
-            z = principal_projection(
-                h[:, cols],
-                seg,
-                mask,
-                num_segments,
-            )
+            z = principal_projection(h[:, cols], seg, mask, num_segments, weight=weight)
             gain = self.param("prior_gain", lambda _: jnp.asarray(self.prior_gain, jnp.float32))
             logits = logits + gain * z
         return jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
@@ -180,11 +209,22 @@ class Stop(nn.Module):
 
     @nn.compact
     def __call__(
-        self, h: jnp.ndarray, seg: jnp.ndarray, mask: jnp.ndarray, num_segments: int
+        self,
+        h: jnp.ndarray,
+        seg: jnp.ndarray,
+        mask: jnp.ndarray,
+        num_segments: int,
+        weight: jnp.ndarray | None = None,
+        h_var: jnp.ndarray | None = None,
     ) -> jnp.ndarray:
-        """``h [N, D], seg [N], mask [N] -> stop [num_segments]``."""
-        logits = ClusterStatsMLP(self.hidden, 1, name="mlp")(h, seg, mask, num_segments)
-        return aggregate_votes(jax.nn.sigmoid(logits), seg, mask, num_segments, self.aggregate)
+        """``h [N, D], seg [N], mask [N] -> stop [num_segments]``; ``weight``, ``h_var``: rows
+        that stand for atoms (:class:`ClusterStatsMLP`; a row's vote counts ``weight`` times)."""
+        logits = ClusterStatsMLP(self.hidden, 1, name="mlp")(
+            h, seg, mask, num_segments, weight, h_var
+        )
+        return aggregate_votes(
+            jax.nn.sigmoid(logits), seg, mask, num_segments, self.aggregate, weight
+        )
 
 
 def aggregate_votes(
@@ -193,12 +233,16 @@ def aggregate_votes(
     mask: jnp.ndarray,
     num_segments: int,
     aggregate: str = "mean",
+    weight: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
-    """Masked per-segment mean or max of per-point votes ``[N]`` in ``[0, 1]`` -> ``[num_segments]``."""
+    """Masked per-segment mean or max of per-point votes ``[N]`` in ``[0, 1]`` -> ``[num_segments]``
+    (``weight [N]``: optional votes per row, for the mean)."""
     v = jnp.where(mask, votes, 0.0)
     if aggregate == "mean":
-        cnt = jax.ops.segment_sum(mask.astype(votes.dtype), seg, num_segments=num_segments)
-        return jax.ops.segment_sum(v, seg, num_segments=num_segments) / jnp.maximum(cnt, 1.0)
+        w = mask.astype(votes.dtype) if weight is None else jnp.where(mask, weight, 0)
+        w = w.astype(votes.dtype)
+        cnt = jax.ops.segment_sum(w, seg, num_segments=num_segments)
+        return jax.ops.segment_sum(v * w, seg, num_segments=num_segments) / jnp.maximum(cnt, 1.0)
     if aggregate == "max":
         out = jax.ops.segment_max(v, seg, num_segments=num_segments)
         return jnp.maximum(out, 0.0)  # empty segments: -inf -> 0

@@ -1,0 +1,107 @@
+"""The inference tree on atom rows (``cluster.tree_rows = "atoms"``): one weighted row per atom,
+the output mapped back to the points."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from cgnn_jax.cluster.recursion import (
+    atom_rows,
+    group_representatives,
+    rows_to_points,
+    unrolled_clustering,
+)
+from cgnn_jax.models.split_stop import Split, Stop, segment_mean_var
+from cgnn_jax.utils.padding import pad_rows
+from tests.helpers import reorder_tol
+
+
+def _atoms(n: int, n_atoms: int, seed: int):
+    """Points in ``n_atoms`` atoms (ids: the atom's smallest point, as the pipeline's are)."""
+    rng = np.random.default_rng(seed)
+    comp = rng.integers(0, n_atoms, n)
+    first = pd.Series(np.arange(n)).groupby(comp).transform("min").to_numpy().astype(np.int32)
+    return rng, first
+
+
+def test_weighted_rows_give_the_statistics_of_their_points():
+    rng, groups = _atoms(500, 120, 0)
+    h = rng.normal(size=(500, 4)).astype(np.float32)
+    seg = (groups % 7).astype(np.int32)  # clusters made of whole atoms
+    mask = np.ones(500, bool)
+    mean, var, cnt = (np.asarray(a) for a in segment_mean_var(h, seg, mask, 500))
+    r = atom_rows(h, groups)
+    assert (r["first"] == np.sort(np.unique(groups))).all()  # rows in first-point order
+    assert (r["first"][r["row"]] == groups).all() and r["weights"].sum() == 500
+    rseg = seg[r["first"]]
+    rmask = np.ones(len(rseg), bool)
+    m2, v2, c2 = (
+        np.asarray(a) for a in segment_mean_var(r["h"], rseg, rmask, 500, r["weights"], r["h_var"])
+    )
+    tol = reorder_tol(500, 2)
+    np.testing.assert_array_equal(cnt, c2)
+    np.testing.assert_allclose(m2, mean, rtol=tol, atol=tol * 4)
+    np.testing.assert_allclose(v2, var, rtol=tol, atol=tol * 4)
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_atom_rows_build_the_tree_of_the_points(compact):
+    # atoms whose points share their features: the point tree (groups, each atom's p the mean
+    # of its points') and the row tree must be the same tree, whatever the learned Split/Stop
+    n, size, d = 900, 1024, 3
+    rng, groups = _atoms(n, 260, 1)
+    centres = rng.normal(size=(n, d)).astype(np.float32)
+    h = np.zeros((size, d), np.float32)
+    h[:n] = centres[groups]
+    mask = np.arange(size) < n
+    gp = np.arange(size, dtype=np.int32)
+    gp[:n] = groups
+    split, stop = Split((8, 8), output_scale=3.0), Stop((8,))
+    seg0, m0 = np.zeros(8, np.int32), np.ones(8, bool)
+    ps = split.init(jax.random.PRNGKey(0), h[:8], seg0, m0, 8)
+    pt = stop.init(jax.random.PRNGKey(1), h[:8], seg0, m0, 8)
+    out_layer = pt["params"]["mlp"]["Dense_1"]  # spread the votes: some clusters stop, not all
+    out_layer["kernel"] = out_layer["kernel"] * 12.0
+
+    def run(x, m, **kw):
+        out = unrolled_clustering(
+            lambda *a, **k: split.apply(ps, *a, **k),
+            lambda *a, **k: stop.apply(pt, *a, **k),
+            x,
+            m,
+            24,
+            3,
+            0.5,
+            compact=compact,
+            **kw,
+        )
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    reps = pad_rows(group_representatives(gp), 512, value=size)
+    ref = run(h, mask, groups=gp, group_reps=reps)
+    r = atom_rows(h[:n], groups)
+    g_size = 512
+    rows = run(
+        pad_rows(r["h"], g_size),
+        np.arange(g_size) < len(r["first"]),
+        weights=pad_rows(r["weights"], g_size),
+        h_var=pad_rows(r["h_var"], g_size),
+    )
+    got = rows_to_points(rows, r["row"], r["first"], size)
+    assert len(np.unique(ref["cluster"][:n])) > 40  # the tree did split
+    assert (ref["stop"] > 0.5).any()  # and Stop froze some clusters
+    for k in ("cluster", "segment", "size", "active", "mask"):
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+    tol = reorder_tol(n, 3)
+    for k in ("p_right", "stop"):
+        np.testing.assert_allclose(got[k], ref[k], rtol=tol, atol=tol, err_msg=k)
+
+
+def test_atom_rows_and_groups_together_are_refused():
+    h, mask = np.zeros((8, 2), np.float32), np.ones(8, bool)
+    f = lambda h_, seg, m, k, **kw: jax.numpy.zeros(len(h_))  # noqa: E731
+    with pytest.raises(ValueError, match="not both"):
+        unrolled_clustering(f, f, h, mask, 4, groups=np.arange(8), weights=np.ones(8, np.int32))
