@@ -588,8 +588,12 @@ def test_csv_bytes_equals_pandas() -> None:
             "charge": rng.choice(np.float32([0.3, 0.05, 1.25e-3, np.nan, 0.0]), m),
             "signed": rng.choice(np.float32([-0.0, 0.0, 2.5]), m),
             "flag": rng.random(m) < 0.1,
+            # runs of a sorted id column (cells' hit ids), formatted once per run
+            "sorted": np.sort(rng.integers(-5, 2**31 - 1, m // 3))[rng.integers(0, m // 3, m)],
+            "runs": np.repeat(np.arange(m, dtype=np.int64) * 7, 3)[:m],
         }
     )
+    rep["sorted"] = np.sort(rep["sorted"].to_numpy())
     assert csv_bytes(rep) == rep.to_csv(index=False, lineterminator="\n").encode()
     empty = df.iloc[:0]
     assert csv_bytes(empty) == empty.to_csv(index=False, lineterminator="\n").encode()

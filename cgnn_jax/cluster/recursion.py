@@ -27,7 +27,8 @@ the end, as :func:`cgnn_jax.utils.padding.pad_rows` makes it).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -407,36 +408,59 @@ def atom_rows(h: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def rows_to_points(
-    out: dict[str, np.ndarray], row: np.ndarray, first: np.ndarray, size: int
-) -> dict[str, np.ndarray]:
+    out: Mapping[str, Any], row: np.ndarray, first: np.ndarray, size: int
+) -> Mapping[str, np.ndarray]:
     """:func:`unrolled_clustering`'s output on atom rows (:func:`atom_rows`) as the output on
     the ``n = len(row)`` points padded to ``size``: per-point arrays through each point's row,
     per-segment arrays at each row's first point, segment ids (a row id) as point ids; padding
-    points in their own segments of size 0, as :func:`unrolled_clustering` leaves them."""
-    n, g = len(row), len(first)
-    pad = np.arange(n, size, dtype=np.int32)
+    points in their own segments of size 0, as :func:`unrolled_clustering` leaves them.
 
-    def ids(a: np.ndarray) -> np.ndarray:  # [..., G_padded] row ids -> [..., size] point ids
-        rows = a[..., row]
-        return np.concatenate([first[rows], np.broadcast_to(pad, rows.shape[:-1] + pad.shape)], -1)
+    A read-only mapping with the keys of :func:`unrolled_clustering`'s output; each array is
+    made when first read (a full event's ``[L, N]`` arrays cost ~0.15 s, and
+    :meth:`~cgnn_jax.inference.Pipeline.reconstruct` reads only ``cluster``)."""
+    return _PointsView(out, np.asarray(row), np.asarray(first), int(size))
 
-    def per_point(a: np.ndarray) -> np.ndarray:
-        z = np.zeros((*a.shape[:-1], size - n), a.dtype)
-        return np.concatenate([a[..., row], z], -1)
 
-    def per_segment(a: np.ndarray) -> np.ndarray:
-        z = np.zeros((*a.shape[:-1], size), a.dtype)
+class _PointsView(Mapping):
+    """The lazily mapped output of :func:`rows_to_points`."""
+
+    _KEYS = ("cluster", "segment", "p_right", "stop", "active", "size", "mask")
+
+    def __init__(self, out, row, first, size):
+        self._out, self._row, self._first, self._size = out, row, first, size
+        self._done: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+    def __iter__(self):
+        return iter(self._KEYS)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._KEYS:
+            raise KeyError(key)
+        if key not in self._done:
+            self._done[key] = self._make(key)
+        return self._done[key]
+
+    def _make(self, key: str) -> np.ndarray:
+        row, first, size = self._row, self._first, self._size
+        n, g = len(row), len(first)
+        if key == "mask":
+            return np.arange(size) < n
+        a = np.asarray(self._out[key])
+        if key == "cluster":
+            out = np.full(size, -1, np.int32)
+            out[:n] = first[a[row]]
+            return out
+        if key == "segment":  # [..., G_padded] row ids -> [..., size] point ids
+            rows = a[..., row]
+            pad = np.arange(n, size, dtype=np.int32)
+            return np.concatenate(
+                [first[rows], np.broadcast_to(pad, (*rows.shape[:-1], size - n))], -1
+            )
+        if key == "p_right":  # per point
+            return np.concatenate([a[..., row], np.zeros((*a.shape[:-1], size - n), a.dtype)], -1)
+        z = np.zeros((*a.shape[:-1], size), a.dtype)  # per segment id
         z[..., first] = a[..., :g]
         return z
-
-    cluster = np.full(size, -1, np.int32)
-    cluster[:n] = first[np.asarray(out["cluster"])[row]]
-    return {
-        "cluster": cluster,
-        "segment": ids(np.asarray(out["segment"])),
-        "p_right": per_point(np.asarray(out["p_right"])),
-        "stop": per_segment(np.asarray(out["stop"])),
-        "active": per_segment(np.asarray(out["active"])),
-        "size": per_segment(np.asarray(out["size"])),
-        "mask": np.arange(size) < n,
-    }

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -425,12 +426,14 @@ class Pipeline:
         max_depth: int | None = None,
         groups: np.ndarray | None = None,
         stop_threshold: float | None = None,
-    ) -> dict[str, np.ndarray]:
+    ) -> Mapping[str, np.ndarray]:
         """Stage 3 on points ``h [n, D]``: the :func:`unrolled_clustering` output on the points
         padded to their bucket ``N`` (per-point arrays ``cluster [N]``, ``segment [L+1, N]``...:
         the first ``n`` entries are the points, the rest padding). ``groups [n]``: atoms the tree
         never separates (:meth:`groups`); ``stop_threshold``: Stop's cut (default
-        :attr:`stop_threshold`)."""
+        :attr:`stop_threshold`). With ``cluster.tree_rows = "atoms"`` the tree runs on one row
+        per atom and the output is mapped back to the points as it is read
+        (:func:`~cgnn_jax.cluster.recursion.rows_to_points`)."""
         cc = self.cluster_config
         if groups is not None and tree_rows(cc) == "atoms":
             return self._cluster_atoms(h, groups, max_depth, stop_threshold)
@@ -458,7 +461,7 @@ class Pipeline:
         )
         return {k: np.asarray(v) for k, v in out.items()}
 
-    def _cluster_atoms(self, h, groups, max_depth, stop_threshold) -> dict[str, np.ndarray]:
+    def _cluster_atoms(self, h, groups, max_depth, stop_threshold) -> Mapping[str, np.ndarray]:
         """:meth:`cluster` with one row per atom (``cluster.tree_rows = "atoms"``,
         :func:`atom_rows`), its output mapped back to the points (:func:`rows_to_points`)."""
         cc = self.cluster_config

@@ -85,7 +85,14 @@ def _as_bytes(a: np.ndarray) -> np.ndarray:
     """``a.astype("S")``, formatting each distinct value once where values repeat (ids of
     volumes, layers, modules and particles, cell channels, charges: ~3x faster on an event's
     cells); the same bytes. Floats with a negative zero keep the plain path (``np.unique``
-    merges -0.0 with 0.0, which print differently)."""
+    merges -0.0 with 0.0, which print differently); runs of a sorted integer column are formatted
+    once per run without sorting."""
+    if len(a) >= 4096 and a.dtype.kind in "iu":  # runs of a sorted column (cells' hit ids)
+        d = a[1:] != a[:-1]
+        runs = int(np.count_nonzero(d)) + 1
+        if 2 * runs <= len(a) and not np.any(a[1:] < a[:-1]):
+            starts = np.concatenate([[0], np.flatnonzero(d) + 1])
+            return np.repeat(a[starts].astype("S"), np.diff(np.append(starts, len(a))))
     if len(a) >= 4096 and not (a.dtype.kind == "f" and np.any((a == 0) & np.signbit(a))):
         u, inv = np.unique(a, return_inverse=True)
         if 4 * len(u) <= len(a):
