@@ -1,9 +1,12 @@
 r"""Stage-1 graph construction on a full μ = 200 event: per-step time, compile time apart.
 
-    python benchmarks/bench_graph.py --checkpoint=workdirs/stage1 [--repeats=5]
+    python benchmarks/bench_graph.py [--checkpoint=PATH] [--repeats=5]
 
-Steps: hit features, embedding MLP (jit), kd-tree neighbour graph, pair features, edge filter (jit).
-Each figure is the median (min, max) over repeats on the same event after a first, compiling call.
+Steps of ``Pipeline.graph`` (the shipped model's stage 1 by default; a stage-1 workdir or any
+pipeline checkpoint with ``--checkpoint``): hit features, embedding MLP (jit), kd-tree neighbour
+graph (the zone-map query when the model has one), pair features and edge filter (one jit
+program). Each figure is the median (min, max) over repeats on the same event after a first,
+compiling call.
 """
 
 from __future__ import annotations
@@ -19,42 +22,38 @@ from _common import machine, peak_rss_gib, repeat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--checkpoint", default=None, help="stage 1 or pipeline (default: shipped)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=4242)
     args = ap.parse_args()
     import jax
     import numpy as np
 
-    from cgnn_jax.features import hit_features, pair_features
+    from cgnn_jax.features import hit_features
+    from cgnn_jax.inference import Pipeline
     from cgnn_jax.inference.events import prepare_event
-    from cgnn_jax.inference.stage1 import Stage1, edge_probabilities
+    from cgnn_jax.inference.stage1 import edge_probabilities_fused
     from cgnn_jax.sim import simulate_event
+    from cgnn_jax.train.stage2 import restore_stage1
 
-    model = Stage1.restore(args.checkpoint)
+    model = restore_stage1(args.checkpoint) if args.checkpoint else Pipeline.restore().stage1
     raw = simulate_event(args.seed)
     ev = prepare_event(raw)
     t = time.perf_counter()
     e = model.embed(ev)
     compile_embed = time.perf_counter() - t
-    s, r = model.embedding_graph(ev)
-    z = pair_features(ev.hf, s, r)
+    s, r = model.embedding_graph(ev, e)
     t = time.perf_counter()
-    edge_probabilities(model.filter_model, model.filter_params, ev.hf.x, z, s, r)
+    edge_probabilities_fused(model.filter_model, model.filter_params, ev.hf, s, r)
     compile_filter = time.perf_counter() - t
 
-    from cgnn_jax.graph import neighbor_graph
-
-    g = model.config.graph
+    # the steps of Pipeline.graph (the shipped model's zone-map query when it has one)
     steps = {
         "hit features": lambda: hit_features(raw),
         "embedding MLP": lambda: model.embed(ev),
-        "kd-tree graph": lambda: neighbor_graph(
-            e, g.mode, k=g.k, radius=g.radius, approx=g.get("approx", 0.0)
-        ),
-        "pair features": lambda: pair_features(ev.hf, s, r),
-        "edge filter": lambda: edge_probabilities(
-            model.filter_model, model.filter_params, ev.hf.x, z, s, r
+        "kd-tree graph": lambda: model.embedding_graph(ev, e),
+        "pair features + edge filter": lambda: edge_probabilities_fused(
+            model.filter_model, model.filter_params, ev.hf, s, r
         ),
     }
     print(f"machine: {machine()}; jax backend: {jax.default_backend()}")
@@ -64,10 +63,10 @@ def main() -> None:
         st = repeat(fn, args.repeats)
         total += st["median"]
         print(
-            f"  {name:14s} median {st['median']:.3f} s (min {st['min']:.3f}, max {st['max']:.3f})"
+            f"  {name:28s} median {st['median']:.3f} s (min {st['min']:.3f}, max {st['max']:.3f})"
         )
     print(
-        f"  {'total':14s} {total:.3f} s; first-call compile overhead: embedding "
+        f"  {'total':28s} {total:.3f} s; first-call compile overhead: embedding "
         f"{compile_embed:.2f} s, filter {compile_filter:.2f} s; peak memory {peak_rss_gib():.2f} GiB"
     )
     del np

@@ -46,7 +46,9 @@ def as_markdown(text: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(HERE / "REPORT.md"))
-    ap.add_argument("--checkpoint", default=None, help="stage-1 checkpoint for bench_graph.py")
+    ap.add_argument(
+        "--checkpoint", default=None, help="stage 1 for bench_graph.py (default: shipped)"
+    )
     ap.add_argument(
         "--pipeline", default=None, help="Pipeline for bench_pipeline.py (default: pretrained)"
     )
@@ -61,8 +63,8 @@ def main() -> None:
     pipe_flag = [f"--checkpoint={args.pipeline}"] if args.pipeline else []
     runs.append(["bench_pipeline.py", "--mu=200", "--repeats=3", *pipe_flag])
     runs.append(["bench_pipeline.py", "--mu=300", "--full_event_only", *pipe_flag])
-    if args.checkpoint:
-        runs.append(["bench_graph.py", f"--checkpoint={args.checkpoint}"])
+    graph_flag = [f"--checkpoint={args.checkpoint}"] if args.checkpoint else []
+    runs.append(["bench_graph.py", *graph_flag])
     import jax
 
     lines = [

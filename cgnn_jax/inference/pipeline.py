@@ -353,8 +353,9 @@ class Pipeline:
     def graph(self, ev: PreparedEvent) -> dict[str, np.ndarray]:
         """Stage 1: ``embedding [n, d]``, the embedding graph and the refined (GNN input) graph."""
         s1 = self.stage1
-        es, er = s1.embedding_graph(ev)
-        out = {"embedding": s1.embed(ev), "emb_senders": es, "emb_receivers": er}
+        e = s1.embed(ev)
+        es, er = s1.embedding_graph(ev, e)
+        out = {"embedding": e, "emb_senders": es, "emb_receivers": er}
         if self.config.gnn.input_graph == "refined":
             s, r, p = s1.refined_graph(ev, es, er, threshold=input_threshold(self.config.gnn))
         else:
