@@ -45,6 +45,8 @@ def test_weighted_rows_give_the_statistics_of_their_points():
     np.testing.assert_array_equal(cnt, c2)
     np.testing.assert_allclose(m2, mean, rtol=tol, atol=tol * 4)
     np.testing.assert_allclose(v2, var, rtol=tol, atol=tol * 4)
+    empty = atom_rows(np.zeros((0, 4), np.float32), np.zeros(0, np.int32))
+    assert empty["h"].shape == (0, 4) and len(empty["row"]) == len(empty["first"]) == 0
 
 
 @pytest.mark.parametrize("compact", [False, True])

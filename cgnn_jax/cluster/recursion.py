@@ -385,6 +385,10 @@ def atom_rows(h: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
       ``h_var [G, D]`` (their variance), float32.
     """
     h = np.asarray(h, np.float32)
+    if len(h) == 0:
+        e = np.zeros(0, np.int32)
+        z = np.zeros((0, *h.shape[1:]), np.float32)
+        return {"row": e, "first": e, "weights": e, "h": z, "h_var": z}
     _, first, inv, counts = np.unique(
         np.asarray(groups), return_index=True, return_inverse=True, return_counts=True
     )
