@@ -147,11 +147,12 @@ def with_input_threshold(pipe, cut: float):
     return dataclasses.replace(pipe, config=config)
 
 
-def with_both(pipe, **values):
-    """``pipe`` and its dense variant with the cluster config ``values`` set."""
-    out = pipe.with_dense(None).with_cluster_config(**values)
+def each_variant(pipe, fn):
+    """``pipe`` with ``fn(variant, dense)`` applied to the model (``dense`` False) and to its dense
+    variant (True), if it has one."""
+    out = fn(pipe.with_dense(None), False)
     if pipe.dense is not None:
-        out = out.with_dense(pipe.dense.with_cluster_config(**values), pipe.dense_min_hits)
+        out = out.with_dense(fn(pipe.dense, True), pipe.dense_min_hits)
     return out
 
 
@@ -166,9 +167,7 @@ def with_extension(pipe, iterations: int):
         }
         return p.with_cluster_config(**missing, extend_iterations=int(iterations))
 
-    out = one(pipe.with_dense(None))
-    if pipe.dense is not None:
-        out = out.with_dense(one(pipe.dense), pipe.dense_min_hits)
+    out = each_variant(pipe, lambda p, _: one(p))
     print(f"track extension: {iterations} rounds" if iterations else "track extension: off")
     return out
 
@@ -193,10 +192,7 @@ def with_calibrated(pipe, n_merge: int, n_stop: int):
             p = calibrate_stop_threshold(p, val[:n_stop])
         return p
 
-    base = one(pipe.with_dense(None), events.gnn_fraction)
-    if pipe.dense is None:
-        return base
-    return base.with_dense(one(pipe.dense, 1.0), pipe.dense_min_hits)
+    return each_variant(pipe, lambda p, dense: one(p, 1.0 if dense else events.gnn_fraction))
 
 
 def main(argv: list[str]) -> None:
@@ -234,7 +230,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.extend_iterations is not None:
         pipe = with_extension(pipe, FLAGS.extend_iterations)
     if FLAGS.tree_rows is not None:
-        pipe = with_both(pipe, tree_rows=FLAGS.tree_rows)
+        pipe = each_variant(pipe, lambda p, _: p.with_cluster_config(tree_rows=FLAGS.tree_rows))
         print(f"inference tree on {FLAGS.tree_rows}")
     if FLAGS.calibrate_merge_events or FLAGS.calibrate_stop_events:
         pipe = with_calibrated(pipe, FLAGS.calibrate_merge_events, FLAGS.calibrate_stop_events)
