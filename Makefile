@@ -59,7 +59,8 @@ train-default: $(STAMP)
 	    "--config.stages=('stage1','stage2')"
 	$(BIN)/python launch/export_model.py --workdir=workdirs/default_mix --gnn=workdirs/default_sparse \
 	    --dense=workdirs/default_dense --dense_min_hits=25000 --input_threshold=0.005 \
-	    --extend_iterations=2 --tree_rows=atoms --calibrate_merge_events=2 --calibrate_stop_events=2
+	    --dense_input_threshold=0.05 --graph_approx=2.0 --extend_iterations=2 --tree_rows=atoms \
+	    --calibrate_merge_events=2 --calibrate_stop_events=2
 
 # the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
 evaluate: $(STAMP)

@@ -206,9 +206,12 @@ def clustering_stage(pipe: Any, ev: Any, gnn: tuple, graph: dict) -> np.ndarray:
     from :meth:`Pipeline.gnn_stage`), ``h``, Split/Stop, any iterative re-clustering and the
     track extension (:meth:`Pipeline.extend`), track ids ``[n]``."""
     pipe = pipe.for_hits(ev.n)  # its dense variant on a dense event
-    st3 = pipe.cluster_stage(ev, *gnn, graph["senders"], graph["receivers"])
+    iterative = pipe.cluster_config.get("iterative_rounds", 0) > 0
+    st3 = pipe.cluster_stage(
+        ev, *gnn, graph["senders"], graph["receivers"], votes=iterative
+    )  # Stop's votes only where read, as reconstruct asks
     tid, h, out, groups = st3["track_id"], st3["h"], st3["clustering"], st3["groups"]
-    if pipe.cluster_config.get("iterative_rounds", 0) > 0:
+    if iterative:
         from cgnn_jax.cluster.iterative import iterative_recluster
 
         tid = iterative_recluster(pipe, h, out, tid, groups=groups)

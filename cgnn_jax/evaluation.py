@@ -109,7 +109,10 @@ def compare_methods(
         for m in methods:
             t = time.perf_counter()
             if m in ("cgnn", "cgnn+iterative"):
-                st3 = run.cluster_stage(ev, gnn, edge_score, g["senders"], g["receivers"])
+                st3 = run.cluster_stage(
+                    ev, gnn, edge_score, g["senders"], g["receivers"],
+                    votes=m == "cgnn+iterative",  # only the re-clustering reads Stop's votes
+                )  # fmt: skip
                 tid = st3["track_id"]
                 if m == "cgnn+iterative":
                     tid = iterative_recluster(

@@ -68,6 +68,12 @@ flags.DEFINE_string(
 flags.DEFINE_float(
     "input_threshold", None, "Set the GNN input graph's filter cut (not the dense's)."
 )
+flags.DEFINE_float(
+    "dense_input_threshold", None, "Set the dense variant's GNN input graph's filter cut."
+)
+flags.DEFINE_float(
+    "graph_approx", None, "Set the stage-1 kd-tree query's approximation (graph.approx), both."
+)
 flags.DEFINE_integer(
     "extend_iterations", None, "Set the track extension's rounds (0: off), both variants."
 )
@@ -147,6 +153,18 @@ def with_input_threshold(pipe, cut: float):
     return dataclasses.replace(pipe, config=config)
 
 
+def with_graph_approx(pipe, approx: float):
+    """``pipe`` with its stage-1 kd-tree query's approximation ``graph.approx`` set to ``approx``
+    (neighbours within ``1 + approx`` times the true k-th distance; the dense variant shares it)."""
+    import dataclasses
+
+    c1 = pipe.stage1_config.copy_and_resolve_references()
+    with c1.unlocked():
+        c1.graph.approx = float(approx)
+    print(f"stage-1 graph: kd-tree approximation {approx}")
+    return dataclasses.replace(pipe, stage1_config=c1)
+
+
 def each_variant(pipe, fn):
     """``pipe`` with ``fn(variant, dense)`` applied to the model (``dense`` False) and to its dense
     variant (True), if it has one."""
@@ -204,7 +222,15 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"--{name}={getattr(FLAGS, name)}: need >= 0")
     if FLAGS.extend_iterations is not None and FLAGS.extend_iterations < 0:
         raise ValueError(f"--extend_iterations={FLAGS.extend_iterations}: need >= 0")
+    for name in ("input_threshold", "dense_input_threshold"):
+        cut = getattr(FLAGS, name)
+        if cut is not None and not 0.0 <= cut < 1.0:
+            raise ValueError(f"--{name}={cut}: need 0 <= cut < 1")
+    if FLAGS.graph_approx is not None and FLAGS.graph_approx < 0:
+        raise ValueError(f"--graph_approx={FLAGS.graph_approx}: need >= 0")
     pipe = Pipeline.restore(FLAGS.workdir)
+    if FLAGS.graph_approx is not None:
+        pipe = with_graph_approx(pipe, FLAGS.graph_approx)
     if FLAGS.zone_bins < 0 or FLAGS.zone_k < 1 or FLAGS.zone_candidates < FLAGS.zone_k:
         raise ValueError("need --zone_bins >= 0, --zone_k >= 1, --zone_candidates >= --zone_k")
     if FLAGS.zone_bins:
@@ -217,9 +243,11 @@ def main(argv: list[str]) -> None:
         pipe = with_stage2_gnn(pipe, FLAGS.gnn, "--gnn")
         print(f"GNN from {FLAGS.gnn}")
     if FLAGS.input_threshold is not None:
-        if not 0.0 <= FLAGS.input_threshold < 1.0:
-            raise ValueError(f"--input_threshold={FLAGS.input_threshold}: need 0 <= cut < 1")
         pipe = with_input_threshold(pipe, FLAGS.input_threshold)
+    if FLAGS.dense_input_threshold is not None:
+        if dense is None:
+            raise ValueError("--dense_input_threshold: the model has no dense variant (--dense)")
+        dense = with_input_threshold(dense, FLAGS.dense_input_threshold)
     if dense is not None:
         try:
             pipe = pipe.with_dense(dense, min_hits)

@@ -107,3 +107,47 @@ def test_atom_rows_and_groups_together_are_refused():
     f = lambda h_, seg, m, k, **kw: jax.numpy.zeros(len(h_))  # noqa: E731
     with pytest.raises(ValueError, match="not both"):
         unrolled_clustering(f, f, h, mask, 4, groups=np.arange(8), weights=np.ones(8, np.int32))
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_no_stop_builds_the_tree_of_a_cut_no_vote_exceeds(compact):
+    # stop_fn None (Stop not evaluated) must give the tree of any Stop at a cut of 1, on atom
+    # rows as the shipped model runs it: the same decisions, Stop's votes NaN
+    n, d = 700, 3
+    rng, groups = _atoms(n, 300, 2)
+    h = rng.normal(size=(n, d)).astype(np.float32)
+    r = atom_rows(h, groups)
+    g = 512
+    x, m = pad_rows(r["h"], g), np.arange(g) < len(r["first"])
+    w, v = pad_rows(r["weights"], g), pad_rows(r["h_var"], g)
+    split, stop = Split((8, 8), output_scale=3.0), Stop((8,))
+    seg0, m0 = np.zeros(8, np.int32), np.ones(8, bool)
+    ps = split.init(jax.random.PRNGKey(3), x[:8], seg0, m0, 8)
+    pt = stop.init(jax.random.PRNGKey(4), x[:8], seg0, m0, 8)
+
+    def run(stop_fn, cut):
+        out = unrolled_clustering(
+            lambda *a, **k: split.apply(ps, *a, **k),
+            stop_fn,
+            x,
+            m,
+            30,
+            3,
+            cut,
+            compact=compact,
+            weights=w,
+            h_var=v,
+        )
+        return {k: np.asarray(o) for k, o in out.items()}
+
+    ref = run(lambda *a, **k: stop.apply(pt, *a, **k), 1.0)
+    got = run(None, 1.0)
+    assert len(np.unique(ref["cluster"][: len(r["first"])])) > 100  # the tree did split
+    for k in ("cluster", "segment", "size", "active", "mask"):
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+    tol = reorder_tol(n, 3)
+    np.testing.assert_allclose(got["p_right"], ref["p_right"], rtol=tol, atol=tol)
+    assert np.isnan(got["stop"]).all() and not np.isnan(ref["stop"]).any()
+    # and at a lower cut Stop does freeze clusters the run without it splits
+    low = run(lambda *a, **k: stop.apply(pt, *a, **k), 0.4)
+    assert len(np.unique(low["cluster"])) < len(np.unique(got["cluster"]))

@@ -154,13 +154,22 @@ def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
     p = subprocess.run(
         [sys.executable, "launch/export_model.py", f"--workdir={out}", f"--out={out2}",
          f"--gnn={two_runs[0]}", "--input_threshold=0.005", "--extend_iterations=2",
-         "--tree_rows=atoms"],
+         "--tree_rows=atoms", "--dense_input_threshold=0.05", "--graph_approx=2.0"],
         cwd=ROOT, capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     back2 = Pipeline.restore(out2)
     assert _leaves_equal(back2.params["gnn"], Stage2.restore(two_runs[0]).params)
     assert back2.config.gnn.input_threshold == 0.005
+    assert back2.dense.config.gnn.input_threshold == 0.05  # --dense_input_threshold
+    assert back2.stage1_config.graph.approx == back2.dense.stage1_config.graph.approx == 2.0
+    p = subprocess.run(
+        [sys.executable, "launch/export_model.py", f"--workdir={out}",
+         f"--out={tmp_path / 'bad'}", "--graph_approx=-1"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert p.returncode != 0 and "Traceback" not in p.stderr and "need >= 0" in p.stderr
+    assert not (tmp_path / "bad").exists()
     # --extend_iterations: the track extension on for both variants, default sizes filled in
     from cgnn_jax.cluster.extend import DEFAULTS
 

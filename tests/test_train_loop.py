@@ -240,6 +240,15 @@ def test_tree_on_atom_rows_keeps_the_atoms_whole_and_builds_its_tree(two_runs):
     assert len(np.unique(np.c_[tid, tree.leaves], axis=0)) == len(np.unique(tid))
     root = tree.nodes[tree.nodes["level"] == 0]
     assert len(root) == 1 and int(root["size"].iloc[0]) == len(ev.hits)
+    # at Stop's cut 1, the tree without Stop's votes (what reconstruct runs) is the same tree
+    h = out["h"]
+    full = rows.cluster(h, groups=groups, stop_threshold=1.0)
+    bare = rows.cluster(h, groups=groups, stop_threshold=1.0, votes=False)
+    for k in ("cluster", "segment", "active", "size"):
+        np.testing.assert_array_equal(bare[k], full[k], err_msg=k)
+    assert np.isnan(bare["stop"]).all() and not np.isnan(full["stop"]).any()
+    kept = rows.cluster(h, groups=groups, stop_threshold=0.9, votes=False)  # votes decide: kept
+    assert not np.isnan(kept["stop"]).all()
     with rows.config.unlocked():
         rows.config.cluster.iterative_rounds = 2
         rows.config.cluster.iterative_cutoff = 1.01  # every cluster re-clustered

@@ -42,7 +42,7 @@ SegmentFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, int], jnp.ndarray]
 
 def unrolled_clustering(
     split_fn: SegmentFn,
-    stop_fn: SegmentFn,
+    stop_fn: SegmentFn | None,
     h: jnp.ndarray,
     mask: jnp.ndarray,
     max_depth: int,
@@ -59,7 +59,10 @@ def unrolled_clustering(
     Args:
       split_fn: ``(h [N, D], seg [N], mask [N], num_segments) -> p_right [N]`` in ``[0, 1]``, e.g.
         ``lambda *a: Split(hidden).apply(params, *a)``.
-      stop_fn: ``(h, seg, mask, num_segments) -> stop [num_segments]`` in ``[0, 1]``.
+      stop_fn: ``(h, seg, mask, num_segments) -> stop [num_segments]`` in ``[0, 1]``; None: no
+        Stop, every cluster above ``min_size`` is split (what any ``stop_threshold >= 1`` does,
+        as no vote exceeds 1: the same tree without evaluating Stop, ~40 % of a level's cost),
+        and ``stop`` is NaN in the output.
       h: ``[N, D]`` point features.
       mask: ``[N]`` bool, False for padding points.
       max_depth: number of levels ``L`` (static; the levels are a ``lax.scan``; once every
@@ -94,7 +97,7 @@ def unrolled_clustering(
         cluster), -1 on padding;
         ``segment [L + 1, N]`` int32: segment id per point before each level (row ``L``: final);
         ``p_right [L, N]``: split probability per point at each level (0 on padding);
-        ``stop [L, N]``: stop probability per segment id at each level;
+        ``stop [L, N]``: stop probability per segment id at each level (NaN without ``stop_fn``);
         ``active [L, N]`` bool: per segment id, whether that cluster was split at that level;
         ``size [L + 1, N]`` int32: points per segment id before each level;
         ``mask [N]``: the input mask.
@@ -117,7 +120,8 @@ def unrolled_clustering(
 
     def idle(seg: jnp.ndarray, done: jnp.ndarray):
         zeros = jnp.zeros(n, h.dtype)
-        return (seg, done), (seg, sizes(seg), zeros, zeros, jnp.zeros(n, bool))
+        stops = zeros if stop_fn is not None else jnp.full(n, jnp.nan, h.dtype)
+        return (seg, done), (seg, sizes(seg), zeros, stops, jnp.zeros(n, bool))
 
     rows = None if weights is None else (weights, h_var)
 
@@ -222,9 +226,13 @@ def _level(split_fn, stop_fn, h, mask, groups, lo, stop_threshold, seg, done, re
     kw = {} if rows is None else {"weight": rows[0], "h_var": rows[1]}
     count = mask.astype(jnp.int32) if rows is None else rows[0]
     size = jax.ops.segment_sum(count, seg, num_segments=n)
-    stop = stop_fn(h, seg, mask, n, **kw)
     seg_done = jax.ops.segment_max(done.astype(jnp.int32), seg, num_segments=n) > 0
-    active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
+    if stop_fn is None:  # no Stop: as a cut no vote exceeds
+        stop = jnp.full(n, jnp.nan, h.dtype)
+        active = (size >= lo) & ~seg_done
+    else:
+        stop = stop_fn(h, seg, mask, n, **kw)
+        active = (size >= lo) & (stop <= stop_threshold) & ~seg_done
     if groups is not None:  # a cluster that is one atom cannot be split: it is a leaf
         g_lo = jax.ops.segment_min(jnp.where(mask, groups, n), seg, num_segments=n)
         g_hi = jax.ops.segment_max(jnp.where(mask, groups, -1), seg, num_segments=n)
@@ -308,7 +316,11 @@ def _compact_level(t, split_fn, stop_fn, h, mask, groups, lo, stop_threshold, ro
     count = mask.astype(jnp.int32) if rows is None else rows[0]
     size = jax.ops.segment_sum(count, seg, num_segments=n)
     p = jnp.zeros(n, h.dtype).at[put].set(p_c, mode="drop")
-    stop = jnp.zeros(n, h.dtype).at[put].set(stop_c, mode="drop")
+    stop = (
+        jnp.full(n, 0.0 if stop_fn is not None else jnp.nan, h.dtype)
+        .at[put]
+        .set(stop_c, mode="drop")
+    )
     active = jnp.zeros(n, bool).at[put].set(active_c, mode="drop")
     return (new_seg, new_done), (seg, size, p, stop, active)
 
@@ -465,6 +477,8 @@ class _PointsView(Mapping):
             )
         if key == "p_right":  # per point
             return np.concatenate([a[..., row], np.zeros((*a.shape[:-1], size - n), a.dtype)], -1)
-        z = np.zeros((*a.shape[:-1], size), a.dtype)  # per segment id
+        # per segment id (Stop's votes NaN throughout where Stop was not evaluated)
+        fill = np.nan if key == "stop" and a.size and np.isnan(a).all() else 0
+        z = np.full((*a.shape[:-1], size), fill, a.dtype)
         z[..., first] = a[..., :g]
         return z

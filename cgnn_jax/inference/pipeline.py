@@ -200,7 +200,7 @@ def _cluster_jit(
 ):
     return unrolled_clustering(
         lambda *a, **kw: split.apply(p_split, *a, **kw),
-        lambda *a, **kw: stop.apply(p_stop, *a, **kw),
+        None if stop is None else lambda *a, **kw: stop.apply(p_stop, *a, **kw),
         h,
         mask,
         max_depth,
@@ -427,6 +427,7 @@ class Pipeline:
         max_depth: int | None = None,
         groups: np.ndarray | None = None,
         stop_threshold: float | None = None,
+        votes: bool = True,
     ) -> Mapping[str, np.ndarray]:
         """Stage 3 on points ``h [n, D]``: the :func:`unrolled_clustering` output on the points
         padded to their bucket ``N`` (per-point arrays ``cluster [N]``, ``segment [L+1, N]``...:
@@ -434,12 +435,17 @@ class Pipeline:
         never separates (:meth:`groups`); ``stop_threshold``: Stop's cut (default
         :attr:`stop_threshold`). With ``cluster.tree_rows = "atoms"`` the tree runs on one row
         per atom and the output is mapped back to the points as it is read
-        (:func:`~cgnn_jax.cluster.recursion.rows_to_points`)."""
+        (:func:`~cgnn_jax.cluster.recursion.rows_to_points`). Without ``votes``, at a Stop's cut
+        of 1 or more (no vote exceeds it) Stop is not evaluated: the same tree, ``stop`` NaN."""
         cc = self.cluster_config
-        if groups is not None and tree_rows(cc) == "atoms":
-            return self._cluster_atoms(h, groups, max_depth, stop_threshold)
-        hp, mask = padded_points(h)
+        if stop_threshold is None:
+            stop_threshold = self.stop_threshold
         split, stop = self.split_stop
+        if not votes and stop_threshold >= 1.0:
+            stop = None
+        if groups is not None and tree_rows(cc) == "atoms":
+            return self._cluster_atoms(h, groups, max_depth, stop_threshold, stop)
+        hp, mask = padded_points(h)
         gp = pad_groups(groups, len(hp))
         # the groups' first points, padded to a size bucket: the median rule sorts these
         reps = None
@@ -451,7 +457,7 @@ class Pipeline:
             _cluster_jit,
             (split, stop, int(max_depth or cc.max_depth), int(cc.min_size)),
             (
-                np.float32(self.stop_threshold if stop_threshold is None else stop_threshold),
+                np.float32(stop_threshold),
                 self.params["split"],
                 self.params["stop"],
                 hp,
@@ -462,19 +468,21 @@ class Pipeline:
         )
         return {k: np.asarray(v) for k, v in out.items()}
 
-    def _cluster_atoms(self, h, groups, max_depth, stop_threshold) -> Mapping[str, np.ndarray]:
+    def _cluster_atoms(
+        self, h, groups, max_depth, stop_threshold, stop
+    ) -> Mapping[str, np.ndarray]:
         """:meth:`cluster` with one row per atom (``cluster.tree_rows = "atoms"``,
         :func:`atom_rows`), its output mapped back to the points (:func:`rows_to_points`)."""
         cc = self.cluster_config
         r = atom_rows(h, groups)
         hp, mask = padded_points(r["h"])
-        split, stop = self.split_stop
+        split = self.split_stop[0]
         out = cached_call(
             "cluster",
             _cluster_jit,
             (split, stop, int(max_depth or cc.max_depth), int(cc.min_size)),
             (
-                np.float32(self.stop_threshold if stop_threshold is None else stop_threshold),
+                np.float32(stop_threshold),
                 self.params["split"],
                 self.params["stop"],
                 hp,
@@ -487,9 +495,12 @@ class Pipeline:
         )
         return rows_to_points(out, r["row"], r["first"], bucket_size(len(h)))
 
-    def stage_outputs(self, event: Event | PreparedEvent, cluster: bool = True) -> dict[str, Any]:
+    def stage_outputs(
+        self, event: Event | PreparedEvent, cluster: bool = True, votes: bool = True
+    ) -> dict[str, Any]:
         """Every stage's output on one event (numpy), for analysis (without ``cluster``, the
-        keys up to ``h``: stages 1-2 and the atoms, not the tree).
+        keys up to ``h``: stages 1-2 and the atoms, not the tree; without ``votes``, Stop's votes
+        may be left out, :meth:`cluster`).
 
         Keys: ``features [n, F]``, ``pid [n]``, ``embedding [n, d]``, ``emb_senders/receivers``,
         ``senders/receivers/edge_prob`` (the GNN's input graph), ``gnn [n, out]``,
@@ -500,13 +511,19 @@ class Pipeline:
         ev = self.prepare(event)
         pipe = self.for_hits(ev.n)
         if pipe is not self:
-            return pipe.stage_outputs(ev, cluster=cluster)
+            return pipe.stage_outputs(ev, cluster=cluster, votes=votes)
         out: dict[str, Any] = {"features": ev.hf.x, "pid": ev.pid}
         out.update(self.graph(ev))
         out["gnn"], out["edge_score"] = self.gnn_stage(ev, out["senders"], out["receivers"])
         out.update(
             self.cluster_stage(
-                ev, out["gnn"], out["edge_score"], out["senders"], out["receivers"], cluster=cluster
+                ev,
+                out["gnn"],
+                out["edge_score"],
+                out["senders"],
+                out["receivers"],
+                cluster=cluster,
+                votes=votes,
             )
         )
         return out
@@ -520,6 +537,7 @@ class Pipeline:
         receivers: np.ndarray,
         stop_threshold: float | None = None,
         cluster: bool = True,
+        votes: bool = True,
     ) -> dict[str, Any]:
         """Stage 3 as :meth:`reconstruct` runs it, from stage 2's output ``gnn_out [n, out]`` and
         edge score ``[E]`` on the input graph ``(senders, receivers)``: ``groups [n]`` (the
@@ -531,15 +549,19 @@ class Pipeline:
             "h": self.cluster_inputs(ev, gnn_out),
         }
         if cluster:
-            out.update(self.track_ids(out["h"], out["groups"], stop_threshold))
+            out.update(self.track_ids(out["h"], out["groups"], stop_threshold, votes))
         return out
 
     def track_ids(
-        self, h: np.ndarray, groups: np.ndarray | None = None, stop_threshold: float | None = None
+        self,
+        h: np.ndarray,
+        groups: np.ndarray | None = None,
+        stop_threshold: float | None = None,
+        votes: bool = True,
     ) -> dict[str, Any]:
         """Cluster the points ``h [n, D]`` (:meth:`cluster`): ``{"clustering": <its padded
         output>, "track_id": [n] int64 1..K}``."""
-        clustering = self.cluster(h, groups=groups, stop_threshold=stop_threshold)
+        clustering = self.cluster(h, groups=groups, stop_threshold=stop_threshold, votes=votes)
         return {
             "clustering": clustering,
             "track_id": dense_track_ids(clustering["cluster"][: len(h)]),
@@ -564,9 +586,11 @@ class Pipeline:
         re-clustering or track extension, :meth:`extend`)."""
         ev = self.prepare(event)
         pipe = self.for_hits(ev.n)
-        out = pipe.stage_outputs(ev)
+        iterative = pipe.cluster_config.iterative_rounds > 0
+        # Stop's votes are read by the tree and the re-clustering only (see cluster)
+        out = pipe.stage_outputs(ev, votes=return_tree or iterative)
         tid = out["track_id"]
-        if pipe.cluster_config.iterative_rounds > 0:
+        if iterative:
             from cgnn_jax.cluster.iterative import iterative_recluster
 
             tid = iterative_recluster(pipe, out["h"], out["clustering"], tid, groups=out["groups"])

@@ -233,7 +233,9 @@ def calibrate_stop_threshold(
         per = []
         for ev, prepared, run, hit_id, h, groups in pre:
             # the tracks as reconstruct() delivers them: the tree's leaves, then the extension
-            tid = run.extend(prepared, run.track_ids(h, groups, stop_threshold=t)["track_id"])
+            tid = run.extend(
+                prepared, run.track_ids(h, groups, stop_threshold=t, votes=False)["track_id"]
+            )
             per.append(score_event(ev.truth, pd.DataFrame({"hit_id": hit_id, "track_id": tid})))
         scores.append(float(np.mean(per)))
     best = int(np.argmax(scores))  # argmax: the first (lowest) of equal scores
@@ -293,7 +295,7 @@ def calibrate_merge(
         tids = []
         for _, prepared, out in pre:
             groups = trial.groups(prepared, out["senders"], out["receivers"], out["edge_score"])
-            tids.append(trial.track_ids(out["h"], groups)["track_id"])
+            tids.append(trial.track_ids(out["h"], groups, votes=False)["track_id"])
         for free in frees:
             run = trial if free is None else trial.with_cluster_config(
                 extend_free_max=int(free), extend_min_size=int(free) + 1
