@@ -57,7 +57,7 @@ def tune_space_cuts(
     pipe: Pipeline, event: Event, grid: Sequence[float] = EPS_GRID
 ) -> dict[str, float]:
     """The DBSCAN eps and the edge cut in the GNN space that maximise the score on ``event``."""
-    parts = pipe.stage_outputs(event)
+    parts = pipe.stage_outputs(event, cluster=False)  # the GNN space and graph: no tree
     best: dict[str, float] = {}
     for name, fn in (
         ("gnn+dbscan", lambda c: dbscan_space(parts["gnn"], c)),
