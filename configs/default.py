@@ -28,7 +28,9 @@ in fresh workdirs (docs/experiments.md), resumable:
   (``configs/finetune_dense.py``, 1791 s), shipped inside the model as its dense variant for events
   of >= 25,000 hits, and on 10 %-track events at GNN input cut 0.005
   (``configs/finetune_sparse.py``, 428 s) for the others (``launch/export_model.py --gnn ...
-  --dense ...``): ~86 min in all.
+  --dense ...``, which also sets the inference settings chosen later: the dense variant's input cut
+  0.05, the stage-1 query's ``graph.approx = 2``, the track extension, the tree on atom rows, the
+  calibrated merge and Stop's cut): ~86 min in all.
 """
 
 import ml_collections
