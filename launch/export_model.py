@@ -142,14 +142,14 @@ def dense_variant(pipe, path: str):
             raise first from None
 
 
-def with_input_threshold(pipe, cut: float):
+def with_input_threshold(pipe, cut: float, what: str = "GNN input graph"):
     """``pipe`` with its GNN input graph's filter cut ``gnn.input_threshold`` set to ``cut``."""
     import dataclasses
 
     config = pipe.config.copy_and_resolve_references()
     with config.unlocked():
         config.gnn.input_threshold = float(cut)
-    print(f"GNN input graph: filter cut {cut}")
+    print(f"{what}: filter cut {cut}")
     return dataclasses.replace(pipe, config=config)
 
 
@@ -247,7 +247,9 @@ def main(argv: list[str]) -> None:
     if FLAGS.dense_input_threshold is not None:
         if dense is None:
             raise ValueError("--dense_input_threshold: the model has no dense variant (--dense)")
-        dense = with_input_threshold(dense, FLAGS.dense_input_threshold)
+        dense = with_input_threshold(
+            dense, FLAGS.dense_input_threshold, "the dense variant's GNN input graph"
+        )
     if dense is not None:
         try:
             pipe = pipe.with_dense(dense, min_hits)
