@@ -440,9 +440,7 @@ class Pipeline:
         cc = self.cluster_config
         if stop_threshold is None:
             stop_threshold = self.stop_threshold
-        split, stop = self.split_stop
-        if not votes and stop_threshold >= 1.0:
-            stop = None
+        stop = None if not votes and stop_threshold >= 1.0 else self.split_stop[1]
         if groups is not None and tree_rows(cc) == "atoms":
             return self._cluster_atoms(h, groups, max_depth, stop_threshold, stop)
         hp, mask = padded_points(h)
@@ -452,47 +450,30 @@ class Pipeline:
         if gp is not None:
             reps = group_representatives(gp)
             reps = pad_rows(reps, bucket_size(len(reps)), value=len(gp))
-        out = cached_call(
+        out = self._tree(stop, max_depth, stop_threshold, hp, mask, gp, reps)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def _tree(self, stop, max_depth, stop_threshold, *arrays):
+        """:func:`_cluster_jit` through the traced-program cache, with this pipeline's Split and
+        ``stop`` (its Stop, or None: not evaluated); ``arrays``: the padded ``h, mask``, then the
+        optional ``groups, reps, weights, h_var``."""
+        cc = self.cluster_config
+        return cached_call(
             "cluster",
             _cluster_jit,
-            (split, stop, int(max_depth or cc.max_depth), int(cc.min_size)),
-            (
-                np.float32(stop_threshold),
-                self.params["split"],
-                self.params["stop"],
-                hp,
-                mask,
-                gp,
-                reps,
-            ),
+            (self.split_stop[0], stop, int(max_depth or cc.max_depth), int(cc.min_size)),
+            (np.float32(stop_threshold), self.params["split"], self.params["stop"], *arrays),
         )
-        return {k: np.asarray(v) for k, v in out.items()}
 
     def _cluster_atoms(
         self, h, groups, max_depth, stop_threshold, stop
     ) -> Mapping[str, np.ndarray]:
         """:meth:`cluster` with one row per atom (``cluster.tree_rows = "atoms"``,
         :func:`atom_rows`), its output mapped back to the points (:func:`rows_to_points`)."""
-        cc = self.cluster_config
         r = atom_rows(h, groups)
         hp, mask = padded_points(r["h"])
-        split = self.split_stop[0]
-        out = cached_call(
-            "cluster",
-            _cluster_jit,
-            (split, stop, int(max_depth or cc.max_depth), int(cc.min_size)),
-            (
-                np.float32(stop_threshold),
-                self.params["split"],
-                self.params["stop"],
-                hp,
-                mask,
-                None,
-                None,
-                pad_rows(r["weights"], len(hp)),
-                pad_rows(r["h_var"], len(hp)),
-            ),
-        )
+        weights, h_var = pad_rows(r["weights"], len(hp)), pad_rows(r["h_var"], len(hp))
+        out = self._tree(stop, max_depth, stop_threshold, hp, mask, None, None, weights, h_var)
         return rows_to_points(out, r["row"], r["first"], bucket_size(len(h)))
 
     def stage_outputs(
