@@ -85,4 +85,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, fast_exit=True)

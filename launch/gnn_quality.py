@@ -36,4 +36,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, fast_exit=True)

@@ -71,4 +71,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main, uses_jax=False)
+    _cli.run(main, uses_jax=False, fast_exit=True)

@@ -239,6 +239,12 @@ def restore_checkpoint(
         raise CheckpointError(f"{directory / str(step) / 'state'}: cannot restore ({e})") from e
     if cache is not None:
         _write_restore_cache(cache, state, {**meta, "step": int(step)})
+        # the state as later runs will read it: orbax's arrays are committed to a device, the
+        # cache's are not, and jitted programs compile (and are cached) differently for each;
+        # so the first run fills the compilation cache with what the later runs look up
+        again = _read_restore_cache(cache)
+        if again is not None:
+            state = again[0]
     return state, meta
 
 

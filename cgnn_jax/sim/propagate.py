@@ -184,6 +184,128 @@ def _kick(
     return _unit(direction + turn)
 
 
+class _Chunk:
+    """The live particles of one slice of the event, stepped in lockstep with the other slices.
+
+    A step is :meth:`cross` (the next crossing, the move there, the record, the material's
+    scattering width) then :meth:`scatter` (the drawn angles, the energy loss, the end of
+    particles that stop). The slices only meet at the scattering draws, which the caller makes
+    in one call for all slices in particle order, so any number of slices gives the same event.
+    """
+
+    def __init__(self, sim: dict, idx: np.ndarray, vertex, momentum, charge, max_crossings):
+        self.sim = sim
+        self.idx = idx
+        self.pos = vertex[idx].astype(np.float64).copy()
+        mom = momentum[idx].astype(np.float64)
+        self.p = np.linalg.norm(mom, axis=1)
+        self.direction = mom / self.p[:, None]
+        self.q = np.sign(charge[idx]).astype(np.float64)
+        self.left = max_crossings[idx].astype(np.int64)
+        self.last = np.full(len(idx), -1)
+        self.records: dict[int, tuple[np.ndarray, ...]] = {}
+
+    def cross(self, step: int) -> int:
+        """Move every live particle to its next crossing and record it; returns the number of
+        particles that then need scattering angles (0 when none is left)."""
+        sim, surf, field = self.sim, self.sim["surf"], self.sim["field"]
+        pos, direction, p, q, last = self.pos, self.direction, self.p, self.q, self.last
+        idx, left = self.idx, self.left
+        if field is None:
+            bz = np.full(len(idx), float(sim["b_field"]))
+            h = -q * np.sign(bz)
+            s, layer, hx = _next_crossing(surf, pos, direction, p, h, bz, last, sim["turns"])
+        else:
+            # Predict the step in the local axial field, then redo it in the field at its midpoint.
+            b0 = field(pos)
+            h = -q * np.sign(b0[:, 2])
+            s, _, hx = _next_crossing(surf, pos, direction, p, h, b0[:, 2], last, 1)
+            s_half = np.where(np.isfinite(s), 0.5 * s, 0.0)
+            mid, _ = _helix_point(pos, hx, h, s_half)
+            bm = field(mid)
+            b_perp = bm * np.array([1.0, 1.0, 0.0])
+            dt = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)
+            path = np.where(np.isfinite(s), s / dt, 0.0)
+            direction = _kick(direction, q / p, 0.5 * path, b_perp)
+            bz = bm[:, 2]
+            h = -q * np.sign(bz)
+            s, layer, hx = _next_crossing(surf, pos, direction, p, h, bz, last, sim["turns"])
+        alive = np.isfinite(s)
+        if not alive.all():
+            keep = np.flatnonzero(alive)
+            idx, pos, p, direction, q, h, left, last, layer, s = (
+                a[keep] for a in (idx, pos, p, direction, q, h, left, last, layer, s)
+            )
+            hx = {k: v[keep] for k, v in hx.items()}
+            if field is not None:
+                b_perp = b_perp[keep]
+            if len(idx) == 0:
+                self.idx = idx
+                return 0
+        pos, direction = _helix_point(pos, hx, h, s)
+        if field is not None:
+            dt = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)
+            direction = _kick(direction, q / p, 0.5 * s / dt, b_perp)
+        rec = layer < sim["n_layers"]
+        n_rec = int(np.count_nonzero(rec))
+        self.records[step] = (
+            idx[rec],
+            layer[rec],
+            np.full(n_rec, step, dtype=np.int32),
+            pos[rec],
+            direction[rec],
+            p[rec],
+        )
+
+        # Material: scattering and energy loss, path scaled by the incidence angle.
+        is_barrel = sim["surf_barrel"][layer]
+        r_xy = np.maximum(np.hypot(pos[:, 0], pos[:, 1]), 1e-9)
+        cos_inc = np.where(
+            is_barrel,
+            np.abs(direction[:, 0] * pos[:, 0] + direction[:, 1] * pos[:, 1]) / r_xy,
+            np.abs(direction[:, 2]),
+        )
+        x0 = sim["layer_x0"][layer] / np.maximum(cos_inc, 0.05)
+        energy = np.sqrt(p**2 + PION_MASS**2)
+        if sim["multiple_scattering"]:
+            beta_v = p / energy
+            self.theta0 = (
+                0.0136 / (beta_v * p) * np.sqrt(x0) * (1.0 + 0.038 * np.log(x0 / beta_v**2))
+            )
+        self.idx, self.pos, self.direction, self.p, self.q = idx, pos, direction, p, q
+        self.left, self.last, self.rec, self.x0, self.energy = left, layer, rec, x0, energy
+        return len(idx) if sim["multiple_scattering"] else 0
+
+    def scatter(self, normal: np.ndarray | None) -> None:
+        """Turn the directions by the angles ``normal [A, 2]`` (unit normal draws; None without
+        multiple scattering), lose energy, and end particles out of range or below ``p_min``."""
+        sim, direction, p = self.sim, self.direction, self.p
+        if normal is not None:
+            e1 = np.cross(direction, np.array([0.0, 0.0, 1.0]))
+            n1 = np.linalg.norm(e1, axis=1, keepdims=True)
+            e1 = np.where(n1 > 1e-9, e1 / np.maximum(n1, 1e-12), np.array([1.0, 0.0, 0.0]))
+            e2 = np.cross(direction, e1)
+            th = normal * self.theta0[:, None]
+            direction = _unit(direction + th[:, :1] * e1 + th[:, 1:] * e2)
+        if sim["energy_loss"]:
+            energy = self.energy - DEDX_PER_X0 * self.x0
+            p = np.sqrt(np.maximum(energy**2 - PION_MASS**2, 0.0))
+        left = self.left - self.rec
+        live = (left > 0) & (p > sim["p_min"])
+        idx, pos, q, last = self.idx, self.pos, self.q, self.last
+        if not live.all():
+            keep = np.flatnonzero(live)
+            idx, pos, p, direction, q, left, last = (
+                a[keep] for a in (idx, pos, p, direction, q, left, last)
+            )
+        self.idx, self.pos, self.p, self.direction, self.q = idx, pos, p, direction, q
+        self.left, self.last = left, last
+
+
+# Below this many live particles a step runs in one thread (thread hand-offs would cost more).
+_MIN_THREADED = 4096
+
+
 def propagate(
     geometry: Geometry,
     vertex: np.ndarray,
@@ -200,6 +322,7 @@ def propagate(
     max_steps: int = 64,
     turns: int = 3,
     passive: Sequence[tuple[float, float, float]] = (),
+    threads: int | None = None,
 ) -> Crossings:
     """Propagate particles ``[P]`` from their vertices; see the module docstring.
 
@@ -214,99 +337,73 @@ def propagate(
         field at the step's midpoint, between two half kicks of the transverse field there.
       passive: passive material cylinders ``(radius mm, half length mm, x/X0)`` (beam pipe,
         support tubes): crossing one scatters and slows the particle but records no crossing.
+      threads: step this many slices of the particles in parallel threads (numpy releases the
+        GIL in its array loops); default: the CPU count, at most 4. The slices draw their
+        scattering angles from ``rng`` in one call per step, in particle order, so the result
+        is the same for any number of threads.
     Returns:
-      All crossings as :class:`Crossings`.
+      All crossings as :class:`Crossings`, step-major, in particle order within a step.
     """
+    import os
+
     surf = _surfaces(geometry, passive)
-    layer_x0, surf_barrel = surf["x0"], surf["is_barrel"]
-    n_layers = geometry.n_layers
+    sim = {
+        "surf": surf,
+        "layer_x0": surf["x0"],
+        "surf_barrel": surf["is_barrel"],
+        "n_layers": geometry.n_layers,
+        "field": field,
+        "b_field": b_field,
+        "turns": turns,
+        "multiple_scattering": multiple_scattering,
+        "energy_loss": energy_loss,
+        "p_min": p_min,
+    }
     idx = np.flatnonzero(max_crossings > 0)
-    pos = vertex[idx].astype(np.float64).copy()
-    mom = momentum[idx].astype(np.float64)
-    p = np.linalg.norm(mom, axis=1)
-    direction = mom / p[:, None]
-    q = np.sign(charge[idx]).astype(np.float64)
-    left = max_crossings[idx].astype(np.int64)
-    last = np.full(len(idx), -1)
-    out = {k: [] for k in ("particle", "layer", "step", "pos", "direction", "p")}
+    n_threads = max(1, min(4, os.cpu_count() or 1) if threads is None else int(threads))
+    n_threads = min(n_threads, max(1, len(idx) // _MIN_THREADED))
+    chunks = [
+        _Chunk(sim, part, vertex, momentum, charge, max_crossings)
+        for part in np.array_split(idx, n_threads)
+    ]
+    pool = None
+    if n_threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
 
-    for step in range(max_steps):
-        if len(idx) == 0:
-            break
-        if field is None:
-            bz = np.full(len(idx), float(b_field))
-            h = -q * np.sign(bz)
-            s, layer, hx = _next_crossing(surf, pos, direction, p, h, bz, last, turns)
-        else:
-            # Predict the step in the local axial field, then redo it in the field at its midpoint.
-            b0 = field(pos)
-            h = -q * np.sign(b0[:, 2])
-            s, _, hx = _next_crossing(surf, pos, direction, p, h, b0[:, 2], last, 1)
-            s_half = np.where(np.isfinite(s), 0.5 * s, 0.0)
-            mid, _ = _helix_point(pos, hx, h, s_half)
-            bm = field(mid)
-            b_perp = bm * np.array([1.0, 1.0, 0.0])
-            dt = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)
-            path = np.where(np.isfinite(s), s / dt, 0.0)
-            direction = _kick(direction, q / p, 0.5 * path, b_perp)
-            bz = bm[:, 2]
-            h = -q * np.sign(bz)
-            s, layer, hx = _next_crossing(surf, pos, direction, p, h, bz, last, turns)
-        alive = np.isfinite(s)
-        if not alive.all():
-            keep = np.flatnonzero(alive)
-            idx, pos, p, direction, q, h, left, last, layer, s = (
-                a[keep] for a in (idx, pos, p, direction, q, h, left, last, layer, s)
-            )
-            hx = {k: v[keep] for k, v in hx.items()}
-            if field is not None:
-                b_perp = b_perp[keep]
-            if len(idx) == 0:
+        pool = ThreadPoolExecutor(n_threads, thread_name_prefix="propagate")
+    try:
+        for step in range(max_steps):
+            live = [c for c in chunks if len(c.idx)]
+            if not live:
                 break
-        pos, direction = _helix_point(pos, hx, h, s)
-        if field is not None:
-            dt = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)
-            direction = _kick(direction, q / p, 0.5 * s / dt, b_perp)
-        rec = layer < n_layers
-        out["particle"].append(idx[rec])
-        out["layer"].append(layer[rec])
-        out["step"].append(np.full(int(rec.sum()), step, dtype=np.int32))
-        out["pos"].append(pos[rec])
-        out["direction"].append(direction[rec])
-        out["p"].append(p[rec])
-
-        # Material: scattering and energy loss, path scaled by the incidence angle.
-        is_barrel = surf_barrel[layer]
-        r_xy = np.maximum(np.hypot(pos[:, 0], pos[:, 1]), 1e-9)
-        cos_inc = np.where(
-            is_barrel,
-            np.abs(direction[:, 0] * pos[:, 0] + direction[:, 1] * pos[:, 1]) / r_xy,
-            np.abs(direction[:, 2]),
-        )
-        x0 = layer_x0[layer] / np.maximum(cos_inc, 0.05)
-        energy = np.sqrt(p**2 + PION_MASS**2)
-        if multiple_scattering:
-            beta_v = p / energy
-            theta0 = 0.0136 / (beta_v * p) * np.sqrt(x0) * (1.0 + 0.038 * np.log(x0 / beta_v**2))
-            e1 = np.cross(direction, np.array([0.0, 0.0, 1.0]))
-            n1 = np.linalg.norm(e1, axis=1, keepdims=True)
-            e1 = np.where(n1 > 1e-9, e1 / np.maximum(n1, 1e-12), np.array([1.0, 0.0, 0.0]))
-            e2 = np.cross(direction, e1)
-            th = rng.normal(size=(len(idx), 2)) * theta0[:, None]
-            direction = _unit(direction + th[:, :1] * e1 + th[:, 1:] * e2)
-        if energy_loss:
-            energy = energy - DEDX_PER_X0 * x0
-            p = np.sqrt(np.maximum(energy**2 - PION_MASS**2, 0.0))
-        left = left - rec
-        last = layer
-        live = (left > 0) & (p > p_min)
-        if not live.all():
-            keep = np.flatnonzero(live)
-            idx, pos, p, direction, q, left, last = (
-                a[keep] for a in (idx, pos, p, direction, q, left, last)
+            par = (
+                pool is not None
+                and len(live) > 1
+                and sum(len(c.idx) for c in live) >= _MIN_THREADED
             )
+            if par:
+                draws = list(pool.map(_Chunk.cross, live, [step] * len(live)))
+            else:
+                draws = [c.cross(step) for c in live]
+            live = [c for c in live if len(c.idx)]
+            if not live:
+                break
+            normals: list[np.ndarray | None] = [None] * len(live)
+            if multiple_scattering:
+                th = rng.normal(size=(sum(draws), 2))
+                normals = np.split(th, np.cumsum([len(c.idx) for c in live])[:-1])
+            if par:
+                list(pool.map(_Chunk.scatter, live, normals))
+            else:
+                for c, n in zip(live, normals, strict=True):
+                    c.scatter(n)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
-    if not out["particle"]:
+    # step-major, then particle order (the slices are consecutive runs of particles)
+    recs = [c.records[k] for k in range(max_steps) for c in chunks if k in c.records]
+    if not recs:
         z = np.zeros(0)
         return Crossings(
             z.astype(np.int64),
@@ -316,4 +413,4 @@ def propagate(
             np.zeros((0, 3)),
             z,
         )
-    return Crossings(**{k: np.concatenate(v) for k, v in out.items()})
+    return Crossings(*(np.concatenate(col) for col in zip(*recs, strict=True)))

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from cgnn_jax.sim.geometry import PIXEL_VOLUMES, Geometry
@@ -100,10 +102,19 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
     # in blocks of crossings: the [block, k, 3] temporaries stay small enough to be reused by
     # the allocator (fresh large arrays cost page faults: ~2x the arithmetic on a VM), and the
     # result is the same as in one piece (blocks are consecutive crossings, kept in order)
-    parts = [
-        _module_hits_block(geometry, crossings, cand, a, min(a + _BLOCK, n))
-        for a in range(0, n, _BLOCK)
-    ]
+    starts = range(0, n, _BLOCK)
+
+    def block(a: int) -> dict[str, np.ndarray]:
+        return _module_hits_block(geometry, crossings, cand, a, min(a + _BLOCK, n))
+
+    workers = min(os.cpu_count() or 1, len(starts))
+    if workers > 1:  # numpy frees the GIL in its loops; blocks are independent, kept in order
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(block, starts))
+    else:
+        parts = [block(a) for a in starts]
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
