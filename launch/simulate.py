@@ -9,7 +9,6 @@ changes earlier ones. Files are written atomically; an existing event is overwri
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -18,6 +17,7 @@ from absl import app, flags
 from tqdm import tqdm
 
 from cgnn_jax.sim.dataset import simulate_dataset
+from cgnn_jax.utils.cpus import usable_cpus
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output directory.", required=True)
@@ -63,7 +63,7 @@ def _simulate() -> None:
         noise=FLAGS.noise,
         first_event=FLAGS.first_event,
         compress=FLAGS.compress,
-        write_workers=min(4, os.cpu_count() or 1),
+        write_workers=min(4, usable_cpus()),
     ):
         bar.set_postfix(hits=ev.n_hits)
         bar.update(1)

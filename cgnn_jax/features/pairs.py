@@ -28,12 +28,12 @@ cell features are 0 where a hit has no cells or the chord has zero length.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from cgnn_jax.features.hits import HitFeatures
+from cgnn_jax.utils.cpus import usable_cpus
 
 PAIR_FEATURE_NAMES: tuple[str, ...] = (
     "dr",
@@ -171,7 +171,7 @@ def pair_features(
         a, b = block
         _pair_block(cols, s[a:b], t[a:b], out[a:b])
 
-    workers = threads if threads is not None else (os.cpu_count() or 1)
+    workers = threads if threads is not None else usable_cpus()
     if workers <= 1 or len(blocks) <= 1:
         for block in blocks:
             work(block)

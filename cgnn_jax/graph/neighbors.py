@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
+
+from cgnn_jax.utils.cpus import usable_cpus
 
 MODES = ("knn", "radius", "knn_radius")
 _BLOCK_ROWS = 8192  # rows of the candidate table per block in zone_knn_graph
@@ -124,7 +125,7 @@ def zone_knn_graph(
 
     # blocks of rows small enough for the cache, on the query's threads (numpy releases the
     # GIL): ~2x faster than whole [n, candidates] temporaries on a full event
-    threads = (os.cpu_count() or 1) if workers < 0 else max(int(workers), 1)
+    threads = usable_cpus() if workers < 0 else max(int(workers), 1)
     starts = range(0, n, _BLOCK_ROWS)
     with ThreadPoolExecutor(threads) as ex:
         parts = list(ex.map(lambda a: block(a, min(a + _BLOCK_ROWS, n)), starts))

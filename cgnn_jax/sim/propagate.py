@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cgnn_jax.sim.geometry import Geometry
+from cgnn_jax.utils.cpus import usable_cpus
 
 PION_MASS = 0.13957  # GeV
 # Mean ionisation loss per unit radiation length, silicon-equivalent material: 0.387 MeV/mm * 93.7 mm.
@@ -344,8 +345,6 @@ def propagate(
     Returns:
       All crossings as :class:`Crossings`, step-major, in particle order within a step.
     """
-    import os
-
     surf = _surfaces(geometry, passive)
     sim = {
         "surf": surf,
@@ -360,7 +359,7 @@ def propagate(
         "p_min": p_min,
     }
     idx = np.flatnonzero(max_crossings > 0)
-    n_threads = max(1, min(4, os.cpu_count() or 1) if threads is None else int(threads))
+    n_threads = max(1, min(4, usable_cpus()) if threads is None else int(threads))
     n_threads = min(n_threads, max(1, len(idx) // _MIN_THREADED))
     chunks = [
         _Chunk(sim, part, vertex, momentum, charge, max_crossings)

@@ -19,12 +19,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from cgnn_jax.sim.geometry import PIXEL_VOLUMES, Geometry
 from cgnn_jax.sim.propagate import Crossings
+from cgnn_jax.utils.cpus import usable_cpus
 
 # Charge-collecting depth as a fraction of 2t (t = the detector file's module_t), by volume:
 # calibrated so that cells per hit match real events (pixel barrel 7.0 mean / 5 median, pixel
@@ -107,7 +106,7 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
     def block(a: int) -> dict[str, np.ndarray]:
         return _module_hits_block(geometry, crossings, cand, a, min(a + _BLOCK, n))
 
-    workers = min(os.cpu_count() or 1, len(starts))
+    workers = min(usable_cpus(), len(starts))
     if workers > 1:  # numpy frees the GIL in its loops; blocks are independent, kept in order
         from concurrent.futures import ThreadPoolExecutor
 
