@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-INTERRUPT_AFTER = 6  # steps; configs/test.py checkpoints every 4
+INTERRUPT_AFTER = (
+    6  # steps (or one before a shorter run's end); configs/test.py checkpoints every 4
+)
 
 
 RESUME_DRIVER = textwrap.dedent(
@@ -37,9 +39,11 @@ RESUME_DRIVER = textwrap.dedent(
         if desc in interrupted or batch_at is None:
             return loop.fit(state, step_fn, batch_at, **kw)
         s0 = int(state.step)
+        # within the run whatever its length (steps per epoch depend on the device count)
+        cut = min(after, kw["num_steps"] - 1)
 
         def dying(step):
-            if step - s0 >= after:
+            if step - s0 >= cut:
                 interrupted.add(desc)
                 raise Interrupted(desc)
             return batch_at(step)
