@@ -194,7 +194,18 @@ class _Chunk:
     in one call for all slices in particle order, so any number of slices gives the same event.
     """
 
-    def __init__(self, sim: dict, idx: np.ndarray, vertex, momentum, charge, max_crossings):
+    def __init__(
+        self,
+        sim: dict,
+        idx: np.ndarray,
+        vertex: np.ndarray,
+        momentum: np.ndarray,
+        charge: np.ndarray,
+        max_crossings: np.ndarray,
+    ) -> None:
+        """``sim``: the settings :func:`propagate` shares between slices; ``idx`` ``[A]``: this
+        slice's particles (rows of ``vertex [P, 3]``, ``momentum [P, 3]``, ``charge [P]``,
+        ``max_crossings [P]``)."""
         self.sim = sim
         self.idx = idx
         self.pos = vertex[idx].astype(np.float64).copy()
@@ -204,7 +215,10 @@ class _Chunk:
         self.q = np.sign(charge[idx]).astype(np.float64)
         self.left = max_crossings[idx].astype(np.int64)
         self.last = np.full(len(idx), -1)
+        # per step: (particle, layer, step, pos, direction, p) of the crossings recorded
         self.records: dict[int, tuple[np.ndarray, ...]] = {}
+        # between cross() and scatter(): the step's layer flags, material and energy [A]
+        self.rec = self.x0 = self.energy = self.theta0 = np.zeros(0)
 
     def cross(self, step: int) -> int:
         """Move every live particle to its next crossing and record it; returns the number of
