@@ -173,6 +173,21 @@ def test_helix_high_pt(high_pt):
     assert track_efficiency(pid, helix_dbscan_tracks(hits, n_scan=41)) >= 0.8
 
 
+def test_helix_steps_on_threads_give_the_serial_tracks(low_pt, monkeypatch):
+    """The scan's steps are clustered ahead on threads and merged in scan order: the same ids
+    as one thread, for more steps than the threads look ahead."""
+    import cgnn_jax.baselines.helix as helix
+
+    hits, _ = low_pt
+    runs = {}
+    for cpus in (1, 2, 3):
+        monkeypatch.setattr(helix, "usable_cpus", lambda cpus=cpus: cpus)
+        runs[cpus] = helix_dbscan_tracks(hits, n_scan=31)
+    assert len(np.unique(runs[1])) > 10
+    np.testing.assert_array_equal(runs[2], runs[1])
+    np.testing.assert_array_equal(runs[3], runs[1])
+
+
 def test_unknown_method_lists_valid():
     with pytest.raises(ValueError, match=r"valid methods: dbscan, helix_dbscan"):
         get_method("nope")

@@ -20,12 +20,15 @@ convention of :mod:`cgnn_jax.baselines.dbscan` (``int64``, consecutive from 1).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
 from cgnn_jax.baselines.dbscan import Backend, cluster_labels, hit_xyz, standardize
+from cgnn_jax.utils.cpus import usable_cpus
 
 B_FIELD_T = 2.0
 """The TrackML solenoid field (tesla)."""
@@ -170,9 +173,26 @@ def helix_dbscan_tracks(
     geo = _geometry(hits)
     labels = np.arange(n, dtype=np.int64)
     sizes = np.ones(n, dtype=np.int64)
-    for i, kappa in enumerate(grid):
-        feats = helix_features(hits, float(kappa), weights, _cache=geo)
-        step_eps = eps + i * eps_step
-        new = cluster_labels(feats, step_eps, min_samples, algorithm, n_jobs, backend)
-        labels, sizes = merge_step(labels, sizes, new, max_track_size)
+
+    def step_labels(i: int) -> np.ndarray:
+        feats = helix_features(hits, float(grid[i]), weights, _cache=geo)
+        return cluster_labels(feats, eps + i * eps_step, min_samples, algorithm, n_jobs, backend)
+
+    # The steps' clusterings are independent (the kd-tree queries free the GIL): computed a
+    # few steps ahead on threads, merged in scan order, so the result is the serial one
+    # (~2x faster on 2 cores: a full event 16.8 -> 8.7 s).
+    workers = min(usable_cpus(), len(grid))
+    if workers <= 1:
+        for i in range(len(grid)):
+            labels, sizes = merge_step(labels, sizes, step_labels(i), max_track_size)
+        return labels + 1
+    with ThreadPoolExecutor(workers) as pool:
+        ahead = deque(pool.submit(step_labels, i) for i in range(min(2 * workers, len(grid))))
+        following = len(ahead)
+        while ahead:
+            new = ahead.popleft().result()
+            if following < len(grid):  # at most 2 x workers steps ahead: bounded memory
+                ahead.append(pool.submit(step_labels, following))
+                following += 1
+            labels, sizes = merge_step(labels, sizes, new, max_track_size)
     return labels + 1
