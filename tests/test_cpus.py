@@ -21,3 +21,28 @@ def test_usable_cpus_follows_the_affinity():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"  # pinned to one core (as benchmarks/ pin): one thread
+
+
+def test_ordered_map_keeps_the_order_and_bounds_the_work_ahead():
+    import threading
+    import time
+
+    from cgnn_jax.utils.cpus import ordered_map
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def slow_first(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.02 if i % 3 == 0 else 0.0)  # later items finish first
+        return i * i
+
+    want = [i * i for i in range(20)]
+    for workers in (1, 2, 3):
+        started.clear()
+        results = ordered_map(slow_first, range(20), workers, ahead=4)
+        assert next(results) == 0
+        assert len(started) <= 4 + 1  # no more than `ahead` submitted before the first read
+        assert [0, *results] == want
+    assert list(ordered_map(slow_first, [], 2)) == []

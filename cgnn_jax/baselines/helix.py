@@ -20,15 +20,13 @@ convention of :mod:`cgnn_jax.baselines.dbscan` (``int64``, consecutive from 1).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
 from cgnn_jax.baselines.dbscan import Backend, cluster_labels, hit_xyz, standardize
-from cgnn_jax.utils.cpus import usable_cpus
+from cgnn_jax.utils.cpus import ordered_map, usable_cpus
 
 B_FIELD_T = 2.0
 """The TrackML solenoid field (tesla)."""
@@ -180,19 +178,7 @@ def helix_dbscan_tracks(
 
     # The steps' clusterings are independent (the kd-tree queries free the GIL): computed a
     # few steps ahead on threads, merged in scan order, so the result is the serial one
-    # (~2x faster on 2 cores: a full event 16.8 -> 8.7 s).
-    workers = min(usable_cpus(), len(grid))
-    if workers <= 1:
-        for i in range(len(grid)):
-            labels, sizes = merge_step(labels, sizes, step_labels(i), max_track_size)
-        return labels + 1
-    with ThreadPoolExecutor(workers) as pool:
-        ahead = deque(pool.submit(step_labels, i) for i in range(min(2 * workers, len(grid))))
-        following = len(ahead)
-        while ahead:
-            new = ahead.popleft().result()
-            if following < len(grid):  # at most 2 x workers steps ahead: bounded memory
-                ahead.append(pool.submit(step_labels, following))
-                following += 1
-            labels, sizes = merge_step(labels, sizes, new, max_track_size)
+    # (~2x faster on 2 cores: a full event 14.3 -> 7.4 s).
+    for new in ordered_map(step_labels, range(len(grid)), usable_cpus()):
+        labels, sizes = merge_step(labels, sizes, new, max_track_size)
     return labels + 1

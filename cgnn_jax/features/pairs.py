@@ -28,12 +28,10 @@ cell features are 0 where a hit has no cells or the chord has zero length.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from cgnn_jax.features.hits import HitFeatures
-from cgnn_jax.utils.cpus import usable_cpus
+from cgnn_jax.utils.cpus import ordered_map
 
 PAIR_FEATURE_NAMES: tuple[str, ...] = (
     "dr",
@@ -171,11 +169,6 @@ def pair_features(
         a, b = block
         _pair_block(cols, s[a:b], t[a:b], out[a:b])
 
-    workers = threads if threads is not None else usable_cpus()
-    if workers <= 1 or len(blocks) <= 1:
-        for block in blocks:
-            work(block)
-    else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(blocks))) as pool:
-            list(pool.map(work, blocks))
+    for _ in ordered_map(work, blocks, threads):  # on threads: the blocks write apart
+        pass
     return out

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from cgnn_jax.utils.cpus import usable_cpus
+from cgnn_jax.utils.cpus import ordered_map, usable_cpus
 
 MODES = ("knn", "radius", "knn_radius")
 _BLOCK_ROWS = 8192  # rows of the candidate table per block in zone_knn_graph
@@ -127,8 +125,7 @@ def zone_knn_graph(
     # GIL): ~2x faster than whole [n, candidates] temporaries on a full event
     threads = usable_cpus() if workers < 0 else max(int(workers), 1)
     starts = range(0, n, _BLOCK_ROWS)
-    with ThreadPoolExecutor(threads) as ex:
-        parts = list(ex.map(lambda a: block(a, min(a + _BLOCK_ROWS, n)), starts))
+    parts = list(ordered_map(lambda a: block(a, min(a + _BLOCK_ROWS, n)), starts, threads))
     rows = np.concatenate([p[0] for p in parts])
     cols = np.concatenate([p[1] for p in parts])
     return _edges(rows, cols, n, symmetric=True)

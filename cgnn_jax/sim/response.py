@@ -23,7 +23,7 @@ import numpy as np
 
 from cgnn_jax.sim.geometry import PIXEL_VOLUMES, Geometry
 from cgnn_jax.sim.propagate import Crossings
-from cgnn_jax.utils.cpus import usable_cpus
+from cgnn_jax.utils.cpus import ordered_map
 
 # Charge-collecting depth as a fraction of 2t (t = the detector file's module_t), by volume:
 # calibrated so that cells per hit match real events (pixel barrel 7.0 mean / 5 median, pixel
@@ -106,14 +106,7 @@ def module_hits(geometry: Geometry, crossings: Crossings) -> dict[str, np.ndarra
     def block(a: int) -> dict[str, np.ndarray]:
         return _module_hits_block(geometry, crossings, cand, a, min(a + _BLOCK, n))
 
-    workers = min(usable_cpus(), len(starts))
-    if workers > 1:  # numpy frees the GIL in its loops; blocks are independent, kept in order
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(block, starts))
-    else:
-        parts = [block(a) for a in starts]
+    parts = list(ordered_map(block, starts))  # on threads (numpy frees the GIL), in order
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
