@@ -15,6 +15,7 @@ from cgnn_jax.io.atomic import atomic_write
 from cgnn_jax.io.event import Event
 from cgnn_jax.io.read import schema_columns
 from cgnn_jax.io.schema import SUBMISSION_DTYPES, event_prefix
+from cgnn_jax.utils.cpus import ordered_map
 
 PathLike = str | os.PathLike[str]
 
@@ -219,15 +220,9 @@ def write_event(
         frames.append(_cast(df, schema_columns(part, df.columns), path))
     data = _parallel_csv_bytes(frames, max(1, int(workers)))
     jobs = [(d, path, compress) for d, (_, path) in zip(data, paths, strict=True)]
-    if compress and workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(int(workers), len(jobs))) as pool:  # zlib frees the GIL
-            for f in [pool.submit(_write_bytes, *j) for j in jobs]:
-                f.result()
-    else:
-        for j in jobs:
-            _write_bytes(*j)
+    # gzip on threads (zlib frees the GIL); plain files in this thread
+    for _ in ordered_map(lambda j: _write_bytes(*j), jobs, workers if compress else 1):
+        pass
     written = []
     for part, path in paths:
         other = out / f"{prefix}-{part}{'.csv' if compress else '.csv.gz'}"
