@@ -209,7 +209,7 @@ def validation_score(pipe: Pipeline, params: dict, events: list) -> float:
 
 # 1.0: Stop never ends a cluster, so the tree splits down to its atoms (or to max_depth /
 # min_size); the grid reaches it because a model whose Stop only ever merges atoms that belong
-# apart should be calibrated to say so (the shipped model since 2026-12-02: docs/experiments.md)
+# apart should be calibrated to say so (the shipped model is one: docs/experiments.md)
 STOP_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 
@@ -250,7 +250,7 @@ def calibrate_stop_threshold(
 
 #: The layer merge's settings :func:`calibrate_merge` tries: ``(merge_threshold,
 #: merge_max_shared)``. With the track extension a higher cut pays on full events (purer atoms,
-#: the extension joins what the cut leaves apart): ``docs/experiments.md``, 2026-12-02 (8).
+#: the extension joins what the cut leaves apart): ``docs/experiments.md``, track extension.
 MERGE_GRID = tuple((t, m) for m in (1, 2) for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9))
 #: With each merge setting, the track extension's ``extend_free_max`` values tried (tracks of at
 #: most that many hits give theirs away; ``extend_min_size = free_max + 1``), if it is on.
