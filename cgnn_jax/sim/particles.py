@@ -48,7 +48,10 @@ class Particles:
     momentum: np.ndarray  # [P, 3]
     charge: np.ndarray  # [P] ±1
     max_hits: np.ndarray  # [P] int
-    collision: np.ndarray | None = None  # [P] the particle's collision (with ``vertex_sigma_z``)
+    # With ``vertex_sigma_z``: each particle's collision ``[P]`` and the collisions' vertices
+    # ``[C, 3]`` (mm); ``None`` otherwise.
+    collision: np.ndarray | None = None
+    collision_vertex: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.particle_id)
@@ -124,7 +127,7 @@ def sample_particles(
         keeps the real event's own vertices (σ_z ≈ 6 mm) and its random stream unchanged.
     Returns:
       :class:`Particles` with ``P ~ Poisson(12263 mu / 200)`` entries; with ``vertex_sigma_z``
-      their ``collision`` too.
+      their ``collision`` and the collisions' vertices too.
     """
     if not mu > 0:
         raise ValueError(f"mu must be positive, got {mu}")
@@ -167,8 +170,14 @@ def sample_particles(
     d = real[["vx", "vy", "vz"]].to_numpy(np.float64)[idx] - col.vertex[c]
     d = np.stack([ca * d[:, 0] - sa * d[:, 1], sa * d[:, 0] + ca * d[:, 1], d[:, 2]], axis=1)
     d[flip, 2] *= -1.0
-    z = collision_z(rng, col.vertex[:, 2], col.sigma_z, float(vertex_sigma_z))
-    v = np.stack([col.vertex[c, 0], col.vertex[c, 1], z[c]], axis=1) + d
+    cv = col.vertex.copy()
+    cv[:, 2] = collision_z(rng, cv[:, 2], col.sigma_z, float(vertex_sigma_z))
     return Particles(
-        particle_id=ids, vertex=v, momentum=p, charge=q, max_hits=nh, collision=c.astype(np.int64)
+        particle_id=ids,
+        vertex=cv[c] + d,
+        momentum=p,
+        charge=q,
+        max_hits=nh,
+        collision=c.astype(np.int64),
+        collision_vertex=cv,
     )

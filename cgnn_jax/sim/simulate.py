@@ -66,6 +66,7 @@ def _subset(p: Particles, keep: np.ndarray) -> Particles:
         p.charge[keep],
         p.max_hits[keep],
         None if p.collision is None else p.collision[keep],
+        p.collision_vertex,
     )
 
 
