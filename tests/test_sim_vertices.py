@@ -155,3 +155,22 @@ def test_simulate_cli_flag(tmp_path):
     )
     assert bad.returncode != 0 and "--vertex_sigma_z" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_training_events_take_the_luminous_region_from_the_config():
+    import ml_collections
+
+    from cgnn_jax.train.data import TrainingEvents
+
+    spread = {}
+    for region in (None, (40.0, 60.0)):
+        data = {"seed": 5, "mu": 200.0, "track_fraction": 0.02, "train_events": 1}
+        if region is not None:
+            data["vertex_sigma_z"] = region
+        cfg = ml_collections.ConfigDict({"data": data})
+        te = TrainingEvents(cfg, log=lambda *_: None)
+        assert te.vertex_sigma_z == region
+        (ev,) = te.validation_events(1, 0.05)
+        p = ev.particles
+        spread[region] = float(p.vz[np.hypot(p.vx, p.vy) < 1.0].std())
+    assert spread[None] < 12.0 < 25.0 < spread[(40.0, 60.0)]
