@@ -27,8 +27,10 @@ def event_vertex_sigma_z(vertex_sigma_z: VertexSigmaZ, seed: int, index: int) ->
         return None
     if isinstance(vertex_sigma_z, (tuple, list)):
         if len(vertex_sigma_z) != 2 or not 0 <= vertex_sigma_z[0] <= vertex_sigma_z[1]:
-            raise ValueError(f"vertex_sigma_z range must be (low, high), 0 <= low <= high, got "
-                             f"{vertex_sigma_z}")  # fmt: skip
+            raise ValueError(
+                f"vertex_sigma_z range must be (low, high) with 0 <= low <= high, got "
+                f"{vertex_sigma_z}"
+            )
         low, high = map(float, vertex_sigma_z)
         return float(np.random.default_rng([int(seed), int(index), 1]).uniform(low, high))
     return float(vertex_sigma_z)
