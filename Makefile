@@ -77,6 +77,8 @@ graph-quality: $(STAMP)
 
 fidelity: $(STAMP)
 	$(BIN)/python benchmarks/sim_fidelity.py --events=5 --rough_events=10 --score_events=5
+	$(BIN)/python benchmarks/sim_vs_real.py --top=40 --md_out=out/fidelity/sim_vs_real.md \
+	    --json_out=out/fidelity/sim_vs_real.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

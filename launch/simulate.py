@@ -1,7 +1,8 @@
 r"""Simulate TrackML events in the challenge's CSV format.
 
     python launch/simulate.py --out=data/sim --events=10 --mu=200 --seed=0 \
-        [--track_fraction=0.1] [--noise=0.12] [--first_event=1000] [--compress]
+        [--track_fraction=0.1] [--noise=0.12] [--first_event=1000] [--compress] \
+        [--vertex_sigma_z=50]
 
 Event ``i`` uses the seed ``(seed, i)``, so any event can be re-made alone and adding events never
 changes earlier ones. Files are written atomically; an existing event is overwritten only whole.
@@ -28,12 +29,23 @@ flags.DEFINE_float("track_fraction", 1.0, "Keep this random fraction of particle
 flags.DEFINE_float("noise", None, "Noise-hit fraction in [0, 1) (default: as in real events).")
 flags.DEFINE_integer("first_event", 1000, "Event id of the first event.")
 flags.DEFINE_bool("compress", False, "Write .csv.gz files.")
+flags.DEFINE_float(
+    "vertex_sigma_z",
+    None,
+    "Luminous region: RMS (mm) of the collisions' z along the beam, each collision's particles "
+    "sharing its vertex (default: the real event's own vertices, about 6 mm).",
+)
 flags.register_validator("mu", lambda v: v > 0, message="--mu must be positive")
 flags.register_validator(
     "track_fraction", lambda v: 0 < v <= 1, message="--track_fraction must be in (0, 1]"
 )
 flags.register_validator(
     "noise", lambda v: v is None or 0 <= v < 1, message="--noise must be in [0, 1)"
+)
+flags.register_validator(
+    "vertex_sigma_z",
+    lambda v: v is None or 0 <= v < float("inf"),
+    message="--vertex_sigma_z must be a finite length >= 0 (mm)",
 )
 flags.register_validator("first_event", lambda v: v >= 0, message="--first_event must be >= 0")
 
@@ -64,6 +76,7 @@ def _simulate() -> None:
         first_event=FLAGS.first_event,
         compress=FLAGS.compress,
         write_workers=min(4, usable_cpus()),
+        vertex_sigma_z=FLAGS.vertex_sigma_z,
     ):
         bar.set_postfix(hits=ev.n_hits)
         bar.update(1)

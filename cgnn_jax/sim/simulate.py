@@ -5,6 +5,7 @@ Usage::
     from cgnn_jax.sim import simulate_event
     event = simulate_event(seed=0, mu=200)          # cgnn_jax.io.Event, the challenge's format
     small = simulate_event(seed=0, track_fraction=0.1)
+    long_region = simulate_event(seed=0, vertex_sigma_z=50.0)  # collisions spread by 50 mm in z
 
 The output has the four parts of a TrackML training event (hits, cells, particles, truth) with the
 challenge's columns and dtypes, hit ids sorted by (volume, layer, module) as in real files, and the
@@ -59,7 +60,13 @@ class SimConfig:
 
 def _subset(p: Particles, keep: np.ndarray) -> Particles:
     return Particles(
-        p.particle_id[keep], p.vertex[keep], p.momentum[keep], p.charge[keep], p.max_hits[keep]
+        p.particle_id[keep],
+        p.vertex[keep],
+        p.momentum[keep],
+        p.charge[keep],
+        p.max_hits[keep],
+        None if p.collision is None else p.collision[keep],
+        p.collision_vertex,
     )
 
 
@@ -71,6 +78,7 @@ def simulate_event(
     noise: float = DEFAULT_NOISE,
     event_id: int = 0,
     config: SimConfig = SimConfig(),
+    vertex_sigma_z: float | None = None,
 ) -> Event:
     """Simulate one event.
 
@@ -82,6 +90,9 @@ def simulate_event(
       noise: the fraction of all hits that are noise (``particle_id == 0``), in ``[0, 1)``.
       event_id: the id written into the Event.
       config: :class:`SimConfig`.
+      vertex_sigma_z: the luminous region, RMS (mm) of the collisions' z along the beam: every
+        collision's particles share its new vertex (:func:`cgnn_jax.sim.particles.sample_particles`);
+        ``None`` keeps the real event's own vertices (σ_z ≈ 6 mm) and the event unchanged.
     Returns:
       An :class:`cgnn_jax.io.Event` with hits, cells, particles and truth (with weights).
     """
@@ -91,7 +102,7 @@ def simulate_event(
         raise ValueError(f"noise must be in [0, 1), got {noise}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     geo = load_geometry()
-    parts = sample_particles(rng, mu)
+    parts = sample_particles(rng, mu, vertex_sigma_z)
     if track_fraction < 1.0:
         parts = _subset(parts, rng.random(len(parts)) < track_fraction)
     n_part = len(parts)

@@ -100,6 +100,9 @@ class TrainingEvents:
     when both are unset); ``validation``: the held-out events of stages 3 and e2e
     (``cluster.val_events``, seed ``data.seed + 7919``, ids from 1000, at the stage-2 fraction).
     All are simulated on first use; :meth:`graphs` caches each event's stage-1 graphs.
+    ``data.vertex_sigma_z`` (optional): the luminous region of all of them, an RMS in mm or a
+    range ``(low, high)`` each event draws its own from (:func:`cgnn_jax.sim.dataset.
+    event_vertex_sigma_z`); unset: the simulator's native vertices (σ_z ≈ 6 mm).
     """
 
     def __init__(self, config, log=print):
@@ -110,6 +113,16 @@ class TrainingEvents:
         self._mix: list[PreparedEvent] | None = None
         self._val: list | None = None
         self._graphs: dict = {}
+
+    @property
+    def vertex_sigma_z(self):
+        """``data.vertex_sigma_z`` (``None`` when unset), a range as a tuple."""
+        v = self.config.data.get("vertex_sigma_z", None)
+        return tuple(float(x) for x in v) if isinstance(v, (tuple, list)) else v
+
+    def _region(self) -> str:
+        v = self.vertex_sigma_z
+        return "" if v is None else f", vertex_sigma_z={v}"
 
     @property
     def gnn_fraction(self) -> float:
@@ -127,9 +140,12 @@ class TrainingEvents:
             n = int(d.train_events if n is None else n)
             self._log(
                 f"simulating {n} stage-2 training events (mu={d.mu}, "
-                f"track_fraction={self.gnn_fraction})"
+                f"track_fraction={self.gnn_fraction}{self._region()})"
             )
-            raw = simulated_events(n, d.seed + 104729, d.mu, self.gnn_fraction, first_event=2000)
+            raw = simulated_events(
+                n, d.seed + 104729, d.mu, self.gnn_fraction,
+                first_event=2000, vertex_sigma_z=self.vertex_sigma_z,
+            )  # fmt: skip
             self._gnn = [prepare_event(e) for e in raw]
         return self._gnn
 
@@ -145,9 +161,12 @@ class TrainingEvents:
         if self._mix is None:
             f = float(d.get("gnn_mix_fraction", 1.0))
             self._log(
-                f"simulating {n} more stage-2 training events (mu={d.mu}, track_fraction={f})"
+                f"simulating {n} more stage-2 training events (mu={d.mu}, track_fraction={f}"
+                f"{self._region()})"
             )
-            raw = simulated_events(n, d.seed + 15485863, d.mu, f, first_event=3000)
+            raw = simulated_events(
+                n, d.seed + 15485863, d.mu, f, first_event=3000, vertex_sigma_z=self.vertex_sigma_z
+            )
             self._mix = [prepare_event(e) for e in raw]
         return self._mix
 
@@ -157,9 +176,11 @@ class TrainingEvents:
             d = self.config.data
             self._log(
                 f"simulating {d.train_events} training events (mu={d.mu}, "
-                f"track_fraction={d.track_fraction})"
+                f"track_fraction={d.track_fraction}{self._region()})"
             )
-            raw = simulated_events(d.train_events, d.seed, d.mu, d.track_fraction)
+            raw = simulated_events(
+                d.train_events, d.seed, d.mu, d.track_fraction, vertex_sigma_z=self.vertex_sigma_z
+            )
             self._train = [prepare_event(e) for e in raw]
         return self._train
 
@@ -176,8 +197,14 @@ class TrainingEvents:
         """``n`` whole validation events with ``track_fraction`` of the tracks: the seeds of
         :attr:`validation` (disjoint from every training and test seed), any density."""
         d = self.config.data
-        self._log(f"simulating {n} validation events (mu={d.mu}, track_fraction={track_fraction})")
-        return simulated_events(n, d.seed + 7919, d.mu, track_fraction, first_event=1000)
+        self._log(
+            f"simulating {n} validation events (mu={d.mu}, track_fraction={track_fraction}"
+            f"{self._region()})"
+        )
+        return simulated_events(
+            n, d.seed + 7919, d.mu, track_fraction,
+            first_event=1000, vertex_sigma_z=self.vertex_sigma_z,
+        )  # fmt: skip
 
     def graphs(
         self, stage1, events: list[PreparedEvent], kind: str, threshold: float | None = None
