@@ -5,7 +5,7 @@ from cgnn_jax.io.errors import TrackMLFormatError
 from cgnn_jax.io.event import Event
 from cgnn_jax.io.read import iter_events, list_event_ids, read_event, read_submission
 from cgnn_jax.io.schema import DTYPES, PARTS, event_prefix
-from cgnn_jax.io.write import write_event, write_submission
+from cgnn_jax.io.write import submission_frame, write_event, write_submission
 
 __all__ = [
     "DTYPES",
@@ -18,6 +18,7 @@ __all__ = [
     "list_event_ids",
     "read_event",
     "read_submission",
+    "submission_frame",
     "write_event",
     "write_submission",
 ]

@@ -24,6 +24,18 @@ PathLike = str | os.PathLike[str]
 _GZIP: dict[str, Any] = {"method": "gzip", "compresslevel": 6, "mtime": 0}
 
 
+def submission_frame(event_id: int, hit_id: np.ndarray, track_id: np.ndarray) -> pd.DataFrame:
+    """A ``[n]`` submission frame ``event_id, hit_id, track_id`` with the schema dtypes."""
+    n = len(hit_id)
+    return pd.DataFrame(
+        {
+            "event_id": np.full(n, int(event_id), dtype=SUBMISSION_DTYPES["event_id"]),
+            "hit_id": np.asarray(hit_id).astype(SUBMISSION_DTYPES["hit_id"]),
+            "track_id": np.asarray(track_id).astype(SUBMISSION_DTYPES["track_id"]),
+        }
+    )
+
+
 def _cast(df: pd.DataFrame, dtypes: dict[str, str], target: Path) -> pd.DataFrame:
     """``df[list(dtypes)]`` cast to the schema dtypes, refusing lossy integer casts."""
     missing = [c for c in dtypes if c not in df.columns]
