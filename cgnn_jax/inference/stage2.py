@@ -21,9 +21,9 @@ import numpy as np
 from cgnn_jax.graph.batch import PaddedGraph, padded_graph
 from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
+from cgnn_jax.inference.jax_cache import cached_call
 from cgnn_jax.inference.stage1 import Stage1, checkpoint_dir
 from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, create_model
-from cgnn_jax.utils.jax_cache import cached_call
 
 STAGE2_KIND = "stage2"
 STAGE2_DIR = "stage2"  # <workdir>/stage2/checkpoints

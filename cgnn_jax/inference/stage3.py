@@ -39,8 +39,8 @@ from cgnn_jax.cluster.recursion import (
 )
 from cgnn_jax.cluster.tracks import dense_track_ids
 from cgnn_jax.inference.events import PreparedEvent
+from cgnn_jax.inference.jax_cache import cached_call
 from cgnn_jax.models import Split, Stop, create_model
-from cgnn_jax.utils.jax_cache import cached_call
 from cgnn_jax.utils.padding import bucket_size, pad_rows, padded_points
 
 MERGE_MODES = ("components", "layers")
