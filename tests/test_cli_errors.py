@@ -204,7 +204,7 @@ def test_user_errors_are_one_line_and_leave_nothing(env, data_a, tmp_path):
             ["nope"],
         ),
         # missing or bad data
-        (("inspect.py", f"--data={work / 'missing'}"), ["missing"]),
+        (("dataset_stats.py", f"--data={work / 'missing'}"), ["missing"]),
         (
             ("reconstruct.py", f"--data={broken}", "--method=dbscan", f"--out={work / 's.csv'}"),
             ["event000000007-hits.csv"],

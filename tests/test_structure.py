@@ -141,7 +141,8 @@ def _public_methods(cls: ast.ClassDef) -> list[str]:
     return [
         node.name
         for node in cls.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_")
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and not node.name.startswith("_")
     ]
 
 
@@ -152,8 +153,12 @@ def test_no_class_has_more_than_twelve_public_methods():
             if isinstance(node, ast.ClassDef):
                 names = _public_methods(node)
                 if len(names) > MAX_PUBLIC_METHODS:
-                    big.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name}: {names}")
-    assert not big, f"classes with more than {MAX_PUBLIC_METHODS} public methods:\n" + "\n".join(big)
+                    big.append(
+                        f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name}: {names}"
+                    )
+    assert not big, f"classes with more than {MAX_PUBLIC_METHODS} public methods:\n" + "\n".join(
+        big
+    )
 
 
 def test_the_method_count_sees_properties_and_classmethods():
