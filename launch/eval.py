@@ -172,7 +172,7 @@ def main(argv: list[str]) -> int:
         return evaluate_model()
     if FLAGS.data is None:
         raise app.UsageError("--submission needs --data (the events with truth)")
-    from cgnn_jax.io.read import read_submission
+    from cgnn_jax.io import read_submission
 
     try:
         submission = read_submission(FLAGS.submission)

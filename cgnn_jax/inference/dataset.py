@@ -22,9 +22,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cgnn_jax.baselines import MethodFn, get_method, reconstruct_baseline
-from cgnn_jax.io import Event, iter_events, list_event_ids, read_event, submission_frame
+from cgnn_jax.io import (
+    Event,
+    event_fingerprints,
+    iter_events,
+    list_event_ids,
+    read_event,
+    submission_frame,
+)
 from cgnn_jax.io.parts import PartStore, directory_fingerprint
-from cgnn_jax.io.read import event_fingerprints
 
 if TYPE_CHECKING:  # pragma: no cover
     from cgnn_jax.inference.pipeline import Pipeline

@@ -13,8 +13,8 @@ import pandas as pd
 
 from cgnn_jax.io.atomic import atomic_write
 from cgnn_jax.io.event import Event
-from cgnn_jax.io.read import schema_columns
 from cgnn_jax.io.schema import SUBMISSION_DTYPES, event_prefix
+from cgnn_jax.io.tables import schema_columns
 from cgnn_jax.utils.cpus import ordered_map
 
 PathLike = str | os.PathLike[str]
