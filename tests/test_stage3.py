@@ -222,10 +222,10 @@ def test_iterative_reclustering_keeps_confident_clusters(tiny_pipeline):
     n = len(h)
     conf = leaf_confidence(out, n, 3)
     assert conf.shape == (n,) and np.all((conf >= 0) & (conf <= 1))
-    same = iterative_recluster(pipe, h, out, tid, rounds=1, cutoff=0.0)  # nothing below 0
+    same = iterative_recluster(pipe.stage3, h, out, tid, rounds=1, cutoff=0.0)  # nothing below 0
     assert len(np.unique(np.c_[same, tid], axis=0)) == len(np.unique(tid))
     cut = float(np.median(conf)) if np.median(conf) > 0 else 0.5
-    new = iterative_recluster(pipe, h, out, tid, rounds=2, cutoff=cut)
+    new = iterative_recluster(pipe.stage3, h, out, tid, rounds=2, cutoff=cut)
     keep = conf >= cut
     # confident clusters are untouched: same partition of their points, no point joins them
     a, b = tid[keep], new[keep]
