@@ -10,7 +10,7 @@ regimes:
 * ``few large``: 10 blobs of ~``n / 10`` points each.
 
 Split and Stop are randomly initialised (hidden ``(32, 32)``) unless ``--checkpoint`` names a
-trained :class:`cgnn_jax.pipeline.Pipeline`, whose parameters and ``config.cluster`` are used.
+trained :class:`cgnn_jax.inference.Pipeline`, whose parameters and ``config.cluster`` are used.
 Every level is a fixed-shape pass over all ``N`` (padded) points, whatever the networks decide
 (the MLPs and a few ``segment_sum``\ s, ``O(N)``, plus the median rule's sort, ``O(N log N)``,
 at the levels that need it), and the ``lax.scan`` runs all ``max_depth`` levels; so the time is
@@ -94,9 +94,9 @@ def load_models(args: argparse.Namespace) -> dict[str, Any]:
             "what": "randomly initialised Split/Stop, hidden (32, 32)",
         }
     try:
-        from cgnn_jax.pipeline import Pipeline
+        from cgnn_jax.inference import Pipeline
     except ImportError as e:
-        sys.exit(f"--checkpoint needs cgnn_jax.pipeline.Pipeline, which is not importable: {e}")
+        sys.exit(f"--checkpoint needs cgnn_jax.inference.Pipeline, which is not importable: {e}")
     pipe = Pipeline.restore(args.checkpoint)
     cc = getattr(pipe, "cluster_config", None) or pipe.config.cluster
     params = getattr(pipe, "params", {}) or {}

@@ -30,11 +30,10 @@ def main() -> None:
     import numpy as np
 
     from cgnn_jax.features import hit_features
-    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.inference import Pipeline, restore_stage1
     from cgnn_jax.inference.events import prepare_event
     from cgnn_jax.inference.stage1 import edge_probabilities_fused
     from cgnn_jax.sim import simulate_event
-    from cgnn_jax.train.stage2 import restore_stage1
 
     model = restore_stage1(args.checkpoint) if args.checkpoint else Pipeline.restore().stage1
     raw = simulate_event(args.seed)

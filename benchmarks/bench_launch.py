@@ -9,7 +9,7 @@ median (min, max) of ``--repeats`` runs:
 * ``simulate.py --events=1`` (a full μ = 200 event written as TrackML CSV files);
 * ``reconstruct.py`` (the shipped model) on one full μ = 200 event and on one μ = 50 event,
   each after one earlier run on the machine (JAX's persistent compilation cache is warm, as it
-  is for a user's second run; see ``cgnn_jax.utils.jax_cache``), and the first and second
+  is for a user's second run; see ``cgnn_jax.inference.jax_cache``), and the first and second
   runs from an empty cache (the second must be as fast as the later ones);
 * the split into fixed cost and per-event cost: ``reconstruct.py`` on 1 and on 3 full events
   (warm cache); per event = (t3 - t1) / 2, fixed = t1 - per event (imports, restore, cache

@@ -3,16 +3,16 @@ r"""The whole clustering GNN on a full event, stage by stage: time (compile apar
     python benchmarks/bench_pipeline.py [--checkpoint=PATH] [--mu=200] [--repeats=3] [--events=1]
     python benchmarks/bench_pipeline.py --mu=300 --full_event_only   # peak memory at μ = 300
 
-``--checkpoint`` is a :class:`cgnn_jax.pipeline.Pipeline` checkpoint or training workdir (default:
+``--checkpoint`` is a :class:`cgnn_jax.inference.Pipeline` checkpoint or training workdir (default:
 the pretrained model shipped in ``cgnn_jax/pretrained/default``); ``--random_init`` uses untrained
 parameters of ``configs/default.py``'s architecture instead (the times of the architecture, not of
 the trained model: an untrained edge filter keeps another number of edges).
 
 Stages, each on the output of the one before (the event is reconstructed from the CSV files it
 was written to, as ``launch/reconstruct.py`` does): simulate the event, write its TrackML CSV files,
-read them back, hit features (``Pipeline.prepare``), graph (stage 1: embedding, kd-tree kNN graph,
-pair features and edge filter; ``Pipeline.graph``), GNN (stage 2; ``Pipeline.gnn_output``),
-clustering (stage 3, Split/Stop: ``Pipeline.cluster_inputs``, ``Pipeline.cluster`` and the track
+read them back, hit features (``prepare_event``), graph (stage 1: embedding, kd-tree kNN graph,
+pair features and edge filter; ``GNNStage.graph``), GNN (stage 2; ``GNNStage.outputs``),
+clustering (stage 3, Split/Stop: ``Stage3.outputs``, ``Stage3.tracks`` and the track
 ids, as ``Pipeline.reconstruct`` does them), the TrackML score, and the DBSCAN baseline
 (``reconstruct_baseline(hits, "dbscan")``) on the same event.
 
@@ -169,8 +169,13 @@ def random_pipeline(config: Any = None, seed: int = 0) -> Any:
     from cgnn_jax.features import n_pair_features
     from cgnn_jax.features.hits import n_features
     from cgnn_jax.graph.batch import padded_graph
-    from cgnn_jax.models.factory import create_embedding, create_filter, create_gnn
-    from cgnn_jax.pipeline import Pipeline, create_split_stop
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.models.factory import (
+        create_embedding,
+        create_filter,
+        create_gnn,
+        create_split_stop,
+    )
 
     if config is None:
         sys.path.insert(0, str(REPO))
@@ -203,19 +208,14 @@ def random_pipeline(config: Any = None, seed: int = 0) -> Any:
 
 def clustering_stage(pipe: Any, ev: Any, gnn: tuple, graph: dict) -> np.ndarray:
     """Stage 3 as :meth:`Pipeline.reconstruct` runs it: the atoms (``gnn = (out, edge_score)``
-    from :meth:`Pipeline.gnn_stage`), ``h``, Split/Stop, any iterative re-clustering and the
-    track extension (:meth:`Pipeline.extend`), track ids ``[n]``."""
-    pipe = pipe.for_hits(ev.n)  # its dense variant on a dense event
-    iterative = pipe.cluster_config.get("iterative_rounds", 0) > 0
-    st3 = pipe.cluster_stage(
+    from :meth:`GNNStage.outputs`), ``h``, Split/Stop, any iterative re-clustering and the
+    track extension (:meth:`Stage3.tracks`), track ids ``[n]``."""
+    stage3 = pipe.for_hits(ev.n).stage3  # its dense variant on a dense event
+    iterative = stage3.cluster_config.get("iterative_rounds", 0) > 0
+    st3 = stage3.outputs(
         ev, *gnn, graph["senders"], graph["receivers"], votes=iterative
     )  # Stop's votes only where read, as reconstruct asks
-    tid, h, out, groups = st3["track_id"], st3["h"], st3["clustering"], st3["groups"]
-    if iterative:
-        from cgnn_jax.cluster.iterative import iterative_recluster
-
-        tid = iterative_recluster(pipe, h, out, tid, groups=groups)
-    return pipe.extend(ev, tid)
+    return stage3.tracks(ev, st3)
 
 
 def measure_stages(
@@ -256,6 +256,7 @@ def _measure_stages(
     import pandas as pd
 
     from cgnn_jax.baselines import reconstruct_baseline
+    from cgnn_jax.inference import as_prepared
     from cgnn_jax.io import read_event, write_event
     from cgnn_jax.metrics import score_event
     from cgnn_jax.sim import simulate_event
@@ -276,13 +277,13 @@ def _measure_stages(
             "simulate": (lambda s=ev_seed: simulate_event(s, mu, event_id=s), "sim"),
             "write CSV": (lambda st=state, d=ev_dir: write_event(st["sim"], d), None),
             "read CSV": (lambda d=ev_dir, s=ev_seed: read_event(d, s), "event"),
-            "features": (lambda st=state: pipe.prepare(st["event"]), "ev"),
+            "features": (lambda st=state: as_prepared(st["event"]), "ev"),
             "graph (stage 1)": (
-                lambda st=state: pipe.for_hits(st["ev"].n).graph(st["ev"]),
+                lambda st=state: pipe.for_hits(st["ev"].n).stage2.graph(st["ev"]),
                 "graph",
             ),
             "GNN (stage 2)": (
-                lambda st=state: pipe.for_hits(st["ev"].n).gnn_stage(
+                lambda st=state: pipe.for_hits(st["ev"].n).stage2.outputs(
                     st["ev"], st["graph"]["senders"], st["graph"]["receivers"]
                 ),
                 "gnn",
@@ -347,8 +348,8 @@ def stage_table(rows: dict[str, dict[str, Any]]) -> str:
 
 def _child(args: argparse.Namespace) -> None:
     """In a fresh process: read the event, restore the model, reconstruct twice; print JSON."""
+    from cgnn_jax.inference import Pipeline
     from cgnn_jax.io import read_event
-    from cgnn_jax.pipeline import Pipeline
 
     t0 = time.perf_counter()
     pipe = Pipeline.restore(args.checkpoint)
@@ -392,7 +393,7 @@ def fresh_process_reconstruct(
 
 
 def _header(jax: Any, pipe: Any, what: str) -> list[str]:
-    c, cc = pipe.config, pipe.cluster_config
+    c, cc = pipe.config, pipe.config.cluster
     s1 = pipe.stage1_config
     return [
         f"machine: {machine()}; jax {jax.__version__}, backend {jax.default_backend()} "
@@ -422,8 +423,8 @@ def main() -> None:
         return
     import jax
 
+    from cgnn_jax.inference import Pipeline
     from cgnn_jax.inference.checkpoint import CheckpointError
-    from cgnn_jax.pipeline import Pipeline
 
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)

@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from cgnn_jax.baselines.reconstruct import reconstruct_event
+from cgnn_jax.inference.dataset import reconstruct_event
 from cgnn_jax.metrics.score import score_event
 from cgnn_jax.sim import simulate_event
 from cgnn_jax.sim.dataset import event_seed

@@ -15,7 +15,7 @@
   keeps freed memory in the process (:func:`cgnn_jax.utils.memory.keep_freed_memory`): fewer
   page faults, ~1 s less per full event.
 * ``uses_jax=True`` turns on JAX's persistent compilation cache
-  (:func:`cgnn_jax.utils.jax_cache.enable_compilation_cache`), so the second run of a script
+  (:func:`cgnn_jax.inference.jax_cache.enable_compilation_cache`), so the second run of a script
   skips compilation.
 """
 
@@ -57,7 +57,7 @@ def guarded(
         for name in ("absl", "orbax", "jax", "jax._src.xla_bridge"):
             std_logging.getLogger(name).setLevel(std_logging.ERROR)
         if uses_jax:
-            from cgnn_jax.utils.jax_cache import enable_compilation_cache
+            from cgnn_jax.inference.jax_cache import enable_compilation_cache
 
             enable_compilation_cache()
         try:

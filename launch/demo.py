@@ -44,7 +44,7 @@ def run_demo(
     rows = []
     pipe = None
     if "cgnn" in methods:
-        from cgnn_jax.pipeline import Pipeline
+        from cgnn_jax.inference import Pipeline
 
         pipe = Pipeline.restore(checkpoint)
     for name, frac in SETTINGS:

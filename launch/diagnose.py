@@ -7,7 +7,7 @@ Usage::
     python launch/diagnose.py [--checkpoint=PATH] --data=DIR [--events=N] [--json_out=PATH]
 
 Runs the pipeline (``--checkpoint``, default the pretrained model shipped in the package) on
-every event and prints, per event and on average (see :mod:`cgnn_jax.diagnose`):
+every event and prints, per event and on average (see :mod:`cgnn_jax.analysis.diagnose`):
 
 * the embedding graph and the refined graph: edges per hit, purity, recall over consecutive hits
   and the oracle-completed connected-components ceiling;
@@ -97,8 +97,8 @@ def run() -> int:
     _check_flags()
     events, total, source = _events()  # a bad --data fails here, before the model loads
 
-    from cgnn_jax import Pipeline  # jax and flax: after the cheap checks
-    from cgnn_jax.diagnose import diagnose, format_report
+    from cgnn_jax.analysis.diagnose import diagnose, format_report
+    from cgnn_jax.inference import Pipeline  # jax and flax: after the cheap checks
     from cgnn_jax.io import atomic_write
 
     pipe = Pipeline.restore(FLAGS.checkpoint)

@@ -36,8 +36,8 @@ def main(argv: list[str]) -> None:
     import jax
     import pandas as pd
 
-    from cgnn_jax.diagnose import event_truth
-    from cgnn_jax.graph.quality import knn_ceilings
+    from cgnn_jax.analysis.diagnose import event_truth
+    from cgnn_jax.analysis.graph_quality import knn_ceilings
     from cgnn_jax.inference.events import evaluation_events, prepare_event
     from cgnn_jax.inference.stage1 import embed
     from cgnn_jax.models import create_model

@@ -9,7 +9,7 @@ Usage::
     python launch/eval.py --data=DIR --submission=FILE [--json_out=PATH]
 
 Without ``--submission``: reconstructs every event with the pipeline (``--checkpoint``, default
-the pretrained model) and the comparison methods of :mod:`cgnn_jax.evaluation` on the same GNN
+the pretrained model) and the comparison methods of :mod:`cgnn_jax.analysis.evaluation` on the same GNN
 space, prints the thesis's Table 3.2 (full events, and events with ``--fraction`` of the tracks),
 and writes efficiency / fake-rate plots vs p_T and η to ``--plots_dir``. Without ``--data``,
 ``--events`` full μ = 200 events are simulated (seed 99; never seen in training).
@@ -46,7 +46,9 @@ flags.DEFINE_float(
     "Also evaluate on events with this fraction of the tracks "
     "(simulated with the same seeds; 0 to skip; needs no --data).",
 )
-flags.DEFINE_list("methods", None, "Methods to compare (default: all of cgnn_jax.evaluation).")
+flags.DEFINE_list(
+    "methods", None, "Methods to compare (default: all of cgnn_jax.analysis.evaluation)."
+)
 flags.DEFINE_string("plots_dir", None, "Where the efficiency / fake-rate PNGs go.")
 flags.DEFINE_string("json_out", None, "Optional path of a JSON report.")
 flags.DEFINE_integer("min_particle_hits", 4, "Reconstructable particle: at least this many hits.")
@@ -85,14 +87,14 @@ def write_json_atomic(obj: object, path: str) -> None:
 
 def evaluate_model() -> int:
     """The comparison table of the pipeline and the other methods (no ``--submission``)."""
-    from cgnn_jax.evaluation import (
+    from cgnn_jax.analysis.evaluation import (
         METHODS,
         compare_methods,
         markdown_table,
         summary_table,
         tune_space_cuts,
     )
-    from cgnn_jax.pipeline import Pipeline
+    from cgnn_jax.inference import Pipeline
     from cgnn_jax.sim import simulate_event
     from cgnn_jax.sim.dataset import event_seed
 
@@ -170,7 +172,7 @@ def main(argv: list[str]) -> int:
         return evaluate_model()
     if FLAGS.data is None:
         raise app.UsageError("--submission needs --data (the events with truth)")
-    from cgnn_jax.io.read import read_submission
+    from cgnn_jax.io import read_submission
 
     try:
         submission = read_submission(FLAGS.submission)

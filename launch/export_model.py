@@ -8,7 +8,7 @@
 ``--dense`` attaches the stages 2-3 of another pipeline trained on the same stage 1 (e.g. on full
 mu = 200 events), or the GNN of a stage-2 workdir fine-tuned from this model's (with this
 model's Split/Stop), as the model's dense variant: ``Pipeline.reconstruct`` runs it on events of at
-least ``--dense_min_hits`` hits (:meth:`cgnn_jax.inference.pipeline.Pipeline.for_hits`).
+least ``--dense_min_hits`` hits (:meth:`cgnn_jax.inference.Pipeline.for_hits`).
 ``--gnn`` replaces the (non-dense) model's GNN by a stage-2 workdir's, fine-tuned from it on
 the same stage 1 (its Split/Stop kept). ``--input_threshold`` sets the edge-filter cut of the
 (non-dense) model's GNN input graph (``gnn.input_threshold``), an inference setting.
@@ -50,7 +50,7 @@ import _bootstrap  # noqa: F401
 import _cli
 from absl import flags
 
-from cgnn_jax.inference.pipeline import PRETRAINED_DIR
+from cgnn_jax.inference import PRETRAINED_DIR
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir (or pipeline checkpoint).", required=True)

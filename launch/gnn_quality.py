@@ -16,7 +16,7 @@ import _bootstrap  # noqa: F401
 import _cli
 from absl import flags
 
-from cgnn_jax.graph.gnn_quality import gnn_quality_table
+from cgnn_jax.analysis.gnn_quality import gnn_quality_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

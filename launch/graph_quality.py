@@ -14,7 +14,7 @@ import _bootstrap  # noqa: F401
 import _cli
 from absl import flags
 
-from cgnn_jax.graph.quality import graph_quality_table
+from cgnn_jax.analysis.graph_quality import graph_quality_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

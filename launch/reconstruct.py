@@ -31,7 +31,7 @@ import _cli
 from absl import app, flags
 
 from cgnn_jax.baselines import METHODS, MethodFn, get_method
-from cgnn_jax.baselines.reconstruct import part_store, reconstruct_dataset
+from cgnn_jax.inference import part_store, reconstruct_dataset
 from cgnn_jax.io import write_submission
 
 FLAGS = flags.FLAGS
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"--out: folder not writable: {out.parent}")
     if FLAGS.method == "cgnn":
-        from cgnn_jax.pipeline import PipelineMethod
+        from cgnn_jax.inference import PipelineMethod
 
         if FLAGS.eps is not None or FLAGS.n_scan is not None:
             raise app.UsageError("--eps / --n_scan are DBSCAN options, not used by --method=cgnn")

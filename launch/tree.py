@@ -61,8 +61,8 @@ def tree_path(tree_dir: str | Path, event_id: int) -> Path:
 def model_tree(event: Event, checkpoint: str | None) -> ClusterTree:
     """The event's cluster tree computed by the model of ``checkpoint`` (``None``: the
     pretrained default); a checkpoint that cannot be restored raises ``ValueError``."""
+    from cgnn_jax.inference import Pipeline  # imports orbax: only when the model is needed
     from cgnn_jax.inference.checkpoint import CheckpointError
-    from cgnn_jax.pipeline import Pipeline  # imports orbax: only when the model is needed
 
     try:
         pipe = Pipeline.restore(checkpoint or None)

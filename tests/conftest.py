@@ -22,7 +22,7 @@ INTERRUPT_AFTER = (
 RESUME_DRIVER = textwrap.dedent(
     """
     import json, sys
-    from cgnn_jax.utils.jax_cache import enable_compilation_cache
+    from cgnn_jax.inference.jax_cache import enable_compilation_cache
     enable_compilation_cache(sys.argv[3])
     from cgnn_jax.train import stage1, stage2, stage3, train_and_evaluate
     from cgnn_jax.train import loop

@@ -11,8 +11,8 @@ import pytest
 from cgnn_jax.baselines import METHODS, get_method, reconstruct_baseline
 from cgnn_jax.baselines.dbscan import cluster_labels, dbscan_features, dbscan_tracks
 from cgnn_jax.baselines.helix import helix_dbscan_tracks, kappa_from_pt, kappa_grid, merge_step
-from cgnn_jax.baselines.reconstruct import reconstruct_dataset
 from cgnn_jax.baselines.tune import tune_eps
+from cgnn_jax.inference import reconstruct_dataset
 from cgnn_jax.io import Event
 
 HIT_COLUMNS = ["hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"]

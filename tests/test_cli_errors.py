@@ -126,7 +126,7 @@ def test_interrupted_run_on_other_data_is_never_reused(env, data_a, data_b, tmp_
 
 
 def test_interrupted_run_with_other_options_is_never_reused(env, data_a, tmp_path):
-    from cgnn_jax.baselines.reconstruct import reconstruct_dataset
+    from cgnn_jax.inference import reconstruct_dataset
 
     a = shutil.copytree(data_a, tmp_path / "a")
     out = tmp_path / "sub.csv"
@@ -141,7 +141,7 @@ def test_interrupted_run_with_other_options_is_never_reused(env, data_a, tmp_pat
 
 def test_same_run_resumes_from_its_parts(data_a, tmp_path):
     """A re-run of the same method on the same files reuses the parts it finds (none recomputed)."""
-    from cgnn_jax.baselines.reconstruct import part_store, reconstruct_dataset
+    from cgnn_jax.inference import part_store, reconstruct_dataset
 
     parts = tmp_path / "parts"
     first = reconstruct_dataset(data_a, "dbscan", progress=False, parts_dir=parts)
@@ -158,7 +158,7 @@ def test_same_run_resumes_from_its_parts(data_a, tmp_path):
 
 def test_model_fingerprint_follows_the_checkpoint_files(tmp_path):
     """Parts made by one checkpoint are never taken for another's: the run key hashes its files."""
-    from cgnn_jax.pipeline import PRETRAINED_DIR, PipelineMethod
+    from cgnn_jax.inference import PRETRAINED_DIR, PipelineMethod
 
     copy = shutil.copytree(PRETRAINED_DIR, tmp_path / "model")
     assert PipelineMethod(copy).run_key()["model"] == PipelineMethod(None).run_key()["model"]
@@ -204,7 +204,7 @@ def test_user_errors_are_one_line_and_leave_nothing(env, data_a, tmp_path):
             ["nope"],
         ),
         # missing or bad data
-        (("inspect.py", f"--data={work / 'missing'}"), ["missing"]),
+        (("dataset_stats.py", f"--data={work / 'missing'}"), ["missing"]),
         (
             ("reconstruct.py", f"--data={broken}", "--method=dbscan", f"--out={work / 's.csv'}"),
             ["event000000007-hits.csv"],

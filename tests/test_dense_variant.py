@@ -49,7 +49,8 @@ def test_the_dense_variant_runs_on_events_from_its_hit_count(toy):
     both = pipe.with_dense(dense, min_hits=len(big.hits))
     assert both.for_hits(len(small.hits)) is both
     assert both.for_hits(len(big.hits)) is both.dense
-    assert both.dense.stop_threshold == 0.3 and both.stop_threshold == pipe.stop_threshold
+    assert both.dense.stage3.stop_threshold == 0.3
+    assert both.stage3.stop_threshold == pipe.stage3.stop_threshold
     np.testing.assert_array_equal(both.reconstruct(small), pipe.reconstruct(small))
     np.testing.assert_array_equal(both.reconstruct(big), dense.reconstruct(big))
     # the variant's GNN really is another one: its outputs differ on the big event
@@ -62,8 +63,7 @@ def test_the_dense_variant_runs_on_events_from_its_hit_count(toy):
 
 
 def test_the_dense_variant_is_saved_and_restored_with_the_model(toy, tmp_path):
-    from cgnn_jax.inference import Pipeline
-    from cgnn_jax.inference.dataset import PipelineMethod
+    from cgnn_jax.inference import Pipeline, PipelineMethod
 
     pipe, dense, _, big = toy
     both = pipe.with_dense(dense, min_hits=1234)
@@ -72,7 +72,7 @@ def test_the_dense_variant_is_saved_and_restored_with_the_model(toy, tmp_path):
     assert back.dense is not None and back.dense_min_hits == 1234
     assert _leaves_equal(back.params, pipe.params)
     assert _leaves_equal(back.dense.params, both.dense.params)
-    assert back.dense.stop_threshold == 0.3
+    assert back.dense.stage3.stop_threshold == 0.3
     np.testing.assert_array_equal(back.reconstruct(big), dense.reconstruct(big))
     # the model without its variant saves and restores without one
     pipe.save(tmp_path / "plain" / "checkpoints")
@@ -129,10 +129,10 @@ def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
     for line, variant in zip(lines, (back, back.dense), strict=True):
         scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", line)]
         assert len(scores) == len(STOP_GRID)
-        assert scores[STOP_GRID.index(variant.stop_threshold)] == max(scores)
+        assert scores[STOP_GRID.index(variant.stage3.stop_threshold)] == max(scores)
     full = TrainingEvents(pipe.config, log=lambda *a: None).validation_events(1, 1.0)
     again = calibrate_stop_threshold(back.dense, full, log=lambda *a: None)
-    assert again.stop_threshold == back.dense.stop_threshold
+    assert again.stage3.stop_threshold == back.dense.stage3.stop_threshold
     # another stage 1: one clear line, and the exported model stays as it was
     emb = jax.tree_util.tree_map(lambda x: np.asarray(x) + 1.0, pipe.params["embedding"])
     dataclasses.replace(dense, params={**dense.params, "embedding": emb}).save(
@@ -174,15 +174,14 @@ def test_export_model_attaches_a_dense_variant(toy, two_runs, tmp_path):
     from cgnn_jax.cluster.extend import DEFAULTS
 
     for variant in (back2, back2.dense):
-        cc = variant.cluster_config
+        cc = variant.config.cluster
         assert cc.extend_iterations == 2 and cc.extend_free_max == DEFAULTS["free_max"]
         assert cc.tree_rows == "atoms"  # --tree_rows, both variants too
     assert back2.dense_min_hits == 777 and _leaves_equal(back2.dense.params, back.dense.params)
 
 
 def test_stage1_checkpoint_may_be_a_whole_pipeline(two_runs):
-    from cgnn_jax.inference import Pipeline
-    from cgnn_jax.train.stage2 import restore_stage1
+    from cgnn_jax.inference import Pipeline, restore_stage1
 
     pipe = Pipeline.restore(two_runs[0])
     s1 = restore_stage1(two_runs[0] / "pipeline")

@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cgnn_jax.analysis.diagnose import CHAIN, DROPS, largest_drop, principal_tree, summary_line
 from cgnn_jax.cluster.recursion import unrolled_clustering
-from cgnn_jax.diagnose import CHAIN, DROPS, largest_drop, principal_tree, summary_line
-from cgnn_jax.graph.quality import consecutive_pairs
-from cgnn_jax.metrics import score_event
+from cgnn_jax.metrics import consecutive_pairs, score_event
 from cgnn_jax.metrics.ceilings import (
     compactness,
     edge_efficiency_purity,

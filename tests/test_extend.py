@@ -133,11 +133,11 @@ def test_zero_iterations_and_bad_input():
 
 
 def test_pipeline_extends_only_when_its_config_says_so():
-    """``Pipeline.extend``: ``cluster.extend_iterations`` 0 (or absent) leaves the track ids
+    """``Stage3.extend``: ``cluster.extend_iterations`` 0 (or absent) leaves the track ids
     alone; > 0 runs :func:`extend_tracks` with the config's road widths."""
     from cgnn_jax.features.hits import HitFeatures
+    from cgnn_jax.inference import Stage3
     from cgnn_jax.inference.events import PreparedEvent
-    from cgnn_jax.inference.pipeline import Pipeline
 
     pos, layer, particle = helix_hits(30, seed=1)
     label = broken_tracks(particle, np.random.default_rng(2))
@@ -156,7 +156,7 @@ def test_pipeline_extends_only_when_its_config_says_so():
 
     def pipe_with(**cluster):
         config = ml_collections.ConfigDict({"cluster": cluster})
-        return Pipeline(config, ml_collections.ConfigDict(), {}, {})
+        return Stage3(config, {}, 0.5)
 
     np.testing.assert_array_equal(pipe_with().extend(ev, label), label)
     np.testing.assert_array_equal(pipe_with(extend_iterations=0).extend(ev, label), label)

@@ -252,7 +252,7 @@ def trained(tmp_path_factory, two_runs):
 
 
 def test_tiny_training_lowers_the_loss_and_restores(trained):
-    from cgnn_jax.graph.gnn_quality import gnn_quality_event
+    from cgnn_jax.analysis.gnn_quality import gnn_quality_event
     from cgnn_jax.inference import Stage2, prepare_event
     from cgnn_jax.sim import simulate_event
 

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cgnn_jax.inference import jax_cache
 from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
-from cgnn_jax.utils import jax_cache
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The launch scripts end to end, as a user runs them: simulate -> inspect -> reconstruct -> eval."""
+"""The launch scripts end to end, as a user runs them: simulate -> dataset_stats -> reconstruct -> eval."""
 
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ def test_simulate_writes_trackml_files(dataset):
     ]
 
 
-def test_inspect_prints_and_writes_json(dataset, tmp_path):
+def test_dataset_stats_prints_and_writes_json(dataset, tmp_path):
     js = tmp_path / "stats.json"
-    p = run("inspect.py", f"--data={dataset}", f"--json_out={js}")
+    p = run("dataset_stats.py", f"--data={dataset}", f"--json_out={js}")
     assert "noise" in p.stdout and "hits per volume" in p.stdout
     rows = json.loads(js.read_text())
     assert [r["event_id"] for r in rows] == [7, 8]
@@ -87,8 +87,8 @@ def test_reconstruct_rejects_unknown_method(dataset, tmp_path):
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_inspect_missing_data_is_a_clear_error(tmp_path):
-    p = run("inspect.py", f"--data={tmp_path / 'nothing'}", ok=False)
+def test_dataset_stats_missing_data_is_a_clear_error(tmp_path):
+    p = run("dataset_stats.py", f"--data={tmp_path / 'nothing'}", ok=False)
     assert p.returncode != 0
     assert "nothing" in p.stderr + p.stdout
 

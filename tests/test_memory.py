@@ -58,7 +58,7 @@ def test_system_setting_leaves_the_allocator_alone():
 
 GUARDED = r"""
 import ctypes, resource, sys
-sys.path.append("launch")  # last: launch/inspect.py must not shadow inspect
+sys.path.append("launch")
 import _cli
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cgnn_jax.cluster.merge import layer_bits, layer_merge
-from cgnn_jax.inference.pipeline import atom_mode, atoms
+from cgnn_jax.inference.stage3 import atom_mode, atoms
 from cgnn_jax.metrics.ceilings import components
 
 merge = jax.jit(layer_merge, static_argnums=(5, 6))

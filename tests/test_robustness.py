@@ -639,9 +639,9 @@ def test_eval_garbled_submission(launch_files: dict[str, Path], tmp_path: Path) 
     assert "line 6" in p.stderr
 
 
-def test_inspect_garbled_dataset(launch_files: dict[str, Path]) -> None:
+def test_dataset_stats_garbled_dataset(launch_files: dict[str, Path]) -> None:
     f = launch_files
-    p = run_script("inspect.py", f"--data={f['garbled']}", f"--json_out={f['report']}")
+    p = run_script("dataset_stats.py", f"--data={f['garbled']}", f"--json_out={f['report']}")
     assert_failed_cleanly(p, f"{f['garbled'] / part_name('hits')}: truncated file", f["report"])
 
 

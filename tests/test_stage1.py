@@ -229,7 +229,7 @@ def test_choose_threshold_meets_purity_with_most_recall():
 
 
 def test_consecutive_recall_by_hand():
-    from cgnn_jax.graph.quality import consecutive_pairs, consecutive_recall
+    from cgnn_jax.metrics import consecutive_pairs, consecutive_recall
 
     pos = np.array([[10.0, 0, 0], [30.0, 0, 0], [20.0, 0, 0], [5.0, 0, 0], [40.0, 0, 0]])
     pid = np.array([1, 1, 1, 0, 2])
@@ -290,7 +290,7 @@ def test_consecutive_positives_are_track_neighbours():
 
 
 def test_knn_ceilings_reward_an_embedding_that_separates_tracks():
-    from cgnn_jax.graph.quality import knn_ceilings
+    from cgnn_jax.analysis.graph_quality import knn_ceilings
 
     rng = np.random.default_rng(0)
     pid = np.repeat(np.arange(1, 41), 5)

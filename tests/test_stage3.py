@@ -153,8 +153,8 @@ def tiny_pipeline(two_runs, tmp_path_factory):
 
 
 def test_tiny_stage3_e2e_trains_resumes_and_restores(tiny_pipeline):
+    from cgnn_jax.inference import Pipeline
     from cgnn_jax.inference.checkpoint import restore_checkpoint
-    from cgnn_jax.pipeline import Pipeline
     from cgnn_jax.sim import simulate_event
     from cgnn_jax.train.loop import finished_epochs
     from cgnn_jax.train.stage3 import train_stage3
@@ -212,7 +212,7 @@ def test_tiny_stage3_e2e_trains_resumes_and_restores(tiny_pipeline):
 
 def test_iterative_reclustering_keeps_confident_clusters(tiny_pipeline):
     from cgnn_jax.cluster.iterative import iterative_recluster, leaf_confidence
-    from cgnn_jax.pipeline import Pipeline
+    from cgnn_jax.inference import Pipeline
     from cgnn_jax.sim import simulate_event
 
     _, tmp, _ = tiny_pipeline
@@ -222,10 +222,10 @@ def test_iterative_reclustering_keeps_confident_clusters(tiny_pipeline):
     n = len(h)
     conf = leaf_confidence(out, n, 3)
     assert conf.shape == (n,) and np.all((conf >= 0) & (conf <= 1))
-    same = iterative_recluster(pipe, h, out, tid, rounds=1, cutoff=0.0)  # nothing below 0
+    same = iterative_recluster(pipe.stage3, h, out, tid, rounds=1, cutoff=0.0)  # nothing below 0
     assert len(np.unique(np.c_[same, tid], axis=0)) == len(np.unique(tid))
     cut = float(np.median(conf)) if np.median(conf) > 0 else 0.5
-    new = iterative_recluster(pipe, h, out, tid, rounds=2, cutoff=cut)
+    new = iterative_recluster(pipe.stage3, h, out, tid, rounds=2, cutoff=cut)
     keep = conf >= cut
     # confident clusters are untouched: same partition of their points, no point joins them
     a, b = tid[keep], new[keep]
@@ -235,8 +235,8 @@ def test_iterative_reclustering_keeps_confident_clusters(tiny_pipeline):
 
 def test_reconstruct_dataset_resumes_from_parts(tiny_pipeline, tmp_path):
     from cgnn_jax.cluster.tree import read_tree
+    from cgnn_jax.inference import Pipeline, PipelineMethod, reconstruct_dataset
     from cgnn_jax.io import write_event
-    from cgnn_jax.pipeline import Pipeline, reconstruct_dataset
     from cgnn_jax.sim import simulate_event
 
     _, tmp, _ = tiny_pipeline
@@ -245,30 +245,31 @@ def test_reconstruct_dataset_resumes_from_parts(tiny_pipeline, tmp_path):
         write_event(simulate_event(10 + i, 5.0, event_id=i), data)
     pipe = Pipeline.restore(tmp)
     parts = tmp_path / "parts"
-    sub = reconstruct_dataset(pipe, data, tmp_path / "trees", progress=False, parts_dir=parts)
+    method = PipelineMethod(None, tmp_path / "trees", pipe)
+    sub = reconstruct_dataset(data, method, progress=False, parts_dir=parts)
     assert sorted(sub.event_id.unique()) == [1, 2]
     assert read_tree(tmp_path / "trees" / "event000000002-tree.npz").event_id == 2
     files = sorted(parts.rglob("event*.csv.gz"))  # parts/run-<key>/event<ID>-<input hash>.csv.gz
     assert len(files) == 2
     stamp = {f.name: f.stat().st_mtime_ns for f in files}
     files[0].unlink()  # as if killed before event 1 was written
-    again = reconstruct_dataset(pipe, data, None, progress=False, parts_dir=parts)
+    again = reconstruct_dataset(data, PipelineMethod(pipe=pipe), progress=False, parts_dir=parts)
     assert sorted(again.event_id.unique()) == [1, 2]
     assert files[1].stat().st_mtime_ns == stamp[files[1].name]  # skipped
     np.testing.assert_array_equal(again.track_id.to_numpy(), sub.track_id.to_numpy())
 
 
 def test_reconstruct_dataset_in_worker_processes_matches_serial(tiny_pipeline, tmp_path):
+    from cgnn_jax.inference import Pipeline, PipelineMethod, reconstruct_dataset
     from cgnn_jax.io import write_event
-    from cgnn_jax.pipeline import Pipeline, reconstruct_dataset
     from cgnn_jax.sim import simulate_event
 
     _, tmp, _ = tiny_pipeline
     data = tmp_path / "data"
     for i in (1, 2):
         write_event(simulate_event(20 + i, 5.0, event_id=i), data)
-    serial = reconstruct_dataset(Pipeline.restore(tmp), data, progress=False)
-    par = reconstruct_dataset(None, data, progress=False, workers=2, checkpoint=tmp)
+    serial = reconstruct_dataset(data, PipelineMethod(pipe=Pipeline.restore(tmp)), progress=False)
+    par = reconstruct_dataset(data, PipelineMethod(tmp), progress=False, workers=2)
     key = ["event_id", "hit_id"]
     a, b = (
         serial.sort_values(key).reset_index(drop=True),

@@ -164,7 +164,7 @@ def test_trained_pipeline_restores_and_reconstructs(two_runs):
     # the config is stored as given; what training chose is in the metadata
     assert pipe.stage1_config.filter.threshold == c.filter.threshold
     assert 0.0 <= pipe.learned["filter_threshold"] <= 1.0
-    assert pipe.cluster_config.train_depth == c.cluster.train_depth
+    assert pipe.config.cluster.train_depth == c.cluster.train_depth
     ev = simulate_event(31, 10.0, event_id=31, track_fraction=0.3)
     tid, tree = pipe.reconstruct(ev, return_tree=True)
     assert tid.shape == (len(ev.hits),) and tid.dtype == np.int64 and tid.min() >= 1
@@ -184,15 +184,15 @@ def test_stop_threshold_is_calibrated_on_the_validation_events(two_runs):
     whole, _, _ = two_runs
     pipe = Pipeline.restore(whole)
     kept = pipe.learned["stop_threshold"]
-    assert kept in STOP_GRID and pipe.stop_threshold == kept
+    assert kept in STOP_GRID and pipe.stage3.stop_threshold == kept
     rest = {k: v for k, v in pipe.learned.items() if k != "stop_threshold"}  # zone map, filter cut
     plain = dataclasses.replace(pipe, meta={**pipe.meta, "learned": rest})
-    assert plain.stop_threshold == pipe.cluster_config.stop_threshold
+    assert plain.stage3.stop_threshold == pipe.config.cluster.stop_threshold
     lines = []
     again = calibrate_stop_threshold(
         plain, TrainingEvents(pipe.config, lambda *a: None).validation, log=lines.append
     )
-    assert again.stop_threshold == kept  # deterministic: the same events, the same choice
+    assert again.stage3.stop_threshold == kept  # deterministic: the same events, the same choice
     scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", lines[0])]
     assert len(scores) == len(STOP_GRID)
     assert scores[STOP_GRID.index(kept)] == max(scores)
@@ -242,12 +242,14 @@ def test_tree_on_atom_rows_keeps_the_atoms_whole_and_builds_its_tree(two_runs):
     assert len(root) == 1 and int(root["size"].iloc[0]) == len(ev.hits)
     # at Stop's cut 1, the tree without Stop's votes (what reconstruct runs) is the same tree
     h = out["h"]
-    full = rows.cluster(h, groups=groups, stop_threshold=1.0)
-    bare = rows.cluster(h, groups=groups, stop_threshold=1.0, votes=False)
+    full = rows.stage3.cluster(h, groups=groups, stop_threshold=1.0)
+    bare = rows.stage3.cluster(h, groups=groups, stop_threshold=1.0, votes=False)
     for k in ("cluster", "segment", "active", "size"):
         np.testing.assert_array_equal(bare[k], full[k], err_msg=k)
     assert np.isnan(bare["stop"]).all() and not np.isnan(full["stop"]).any()
-    kept = rows.cluster(h, groups=groups, stop_threshold=0.9, votes=False)  # votes decide: kept
+    kept = rows.stage3.cluster(
+        h, groups=groups, stop_threshold=0.9, votes=False
+    )  # votes decide: kept
     assert not np.isnan(kept["stop"]).all()
     with rows.config.unlocked():
         rows.config.cluster.iterative_rounds = 2
@@ -277,7 +279,7 @@ def test_layer_merge_settings_are_calibrated_as_reconstruct_scores_them(two_runs
         config.cluster.merge = "components"
     with pytest.raises(ValueError, match="not the layer merge"):
         calibrate_merge(dataclasses.replace(toy, config=config), events)
-    assert toy.cluster_config.merge == "layers"  # configs/test.py, as the default recipe
+    assert toy.config.cluster.merge == "layers"  # configs/test.py, as the default recipe
     config = toy.config.copy_and_resolve_references()
     with config.unlocked():
         config.cluster.extend_iterations = 2
@@ -287,7 +289,7 @@ def test_layer_merge_settings_are_calibrated_as_reconstruct_scores_them(two_runs
     out = calibrate_merge(pipe, events, grid=grid, free_grid=free_grid, log=lines.append)
     scores = [float(x) for x in re.findall(r"-> ([0-9.]+)", lines[0])]
     assert len(scores) == len(grid) * len(free_grid)
-    cc = out.cluster_config
+    cc = out.config.cluster
     kept = (cc.merge_threshold, cc.merge_max_shared)
     assert kept in grid and cc.extend_free_max in free_grid
     assert cc.extend_min_size == cc.extend_free_max + 1

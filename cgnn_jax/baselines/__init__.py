@@ -7,8 +7,8 @@ Clusterers of points already embedded in a learned space ``h [n, d]`` (DBSCAN, H
 edge/kNN graph components, threshold tuning) are in :mod:`.space`.
 
 Every method maps a hits frame (``[n]`` rows with ``x, y, z`` in mm) to ``[n]`` int64 track
-ids, consecutive from 1, in row order. See :mod:`.reconstruct` for whole datasets and
-:mod:`.tune` for choosing ``eps``.
+ids, consecutive from 1, in row order. See :mod:`cgnn_jax.inference.dataset` for whole datasets
+and :mod:`.tune` for choosing ``eps``.
 """
 
 from __future__ import annotations

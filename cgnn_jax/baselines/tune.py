@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cgnn_jax.baselines import MethodFn, get_method, reconstruct_baseline
-from cgnn_jax.baselines.reconstruct import submission_frame
-from cgnn_jax.io import Event
+from cgnn_jax.io import Event, submission_frame
 
 ScoreFn = Callable[[pd.DataFrame, pd.DataFrame], float]
 """``score_fn(truth, submission) -> float``; the submission has ``event_id, hit_id,

@@ -11,7 +11,7 @@ the cutoff.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import ml_collections
 import numpy as np
@@ -20,12 +20,12 @@ from cgnn_jax.cluster.tracks import dense_track_ids
 
 
 class Clusterer(Protocol):
-    """What re-clustering needs of a model (e.g. :class:`cgnn_jax.inference.Pipeline`)."""
+    """What re-clustering needs of a model (e.g. :class:`cgnn_jax.inference.Stage3`)."""
 
     @property
     def cluster_config(self) -> ml_collections.ConfigDict: ...
 
-    def cluster(self, h: np.ndarray) -> dict[str, np.ndarray]: ...
+    def track_ids(self, h: np.ndarray, groups: np.ndarray | None = None) -> dict[str, Any]: ...
 
 
 def leaf_confidence(out: dict, n: int, min_size: int = 3) -> np.ndarray:
@@ -63,13 +63,13 @@ def iterative_recluster(
     """Track ids ``[n]`` after re-clustering the low-confidence clusters.
 
     Args:
-      pipe: the model whose Split/Stop re-cluster (a :class:`cgnn_jax.inference.Pipeline`).
-      h: ``[n, D]`` the points (:meth:`Pipeline.cluster_inputs`).
-      out: the first pass (:meth:`Pipeline.cluster` of ``h``).
+      pipe: the model whose Split/Stop re-cluster (a :class:`cgnn_jax.inference.Stage3`).
+      h: ``[n, D]`` the points (:meth:`Stage3.cluster_inputs`).
+      out: the first pass (:meth:`Stage3.cluster` of ``h``).
       track_id: ``[n]`` the first pass's track ids.
       rounds, cutoff: default ``config.cluster.iterative_rounds`` / ``iterative_cutoff``.
       groups: ``[n]`` the graph-consistent Split's atoms of the first pass
-        (:meth:`Pipeline.groups`), kept together when re-clustering; None: none.
+        (:meth:`Stage3.groups`), kept together when re-clustering; None: none.
     """
     cc = pipe.cluster_config
     rounds = int(cc.iterative_rounds if rounds is None else rounds)

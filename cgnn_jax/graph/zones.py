@@ -22,6 +22,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from cgnn_jax.metrics.edges import consecutive_pairs
+
 
 @dataclasses.dataclass(frozen=True)
 class ZoneMap:
@@ -88,8 +90,6 @@ def learn_zone_map(
     origin, noise ``pid == 0`` excluded) fall in them. Layers no training hit touches get the
     catch-all zone.
     """
-    from cgnn_jax.graph.quality import consecutive_pairs
-
     if bins < 1:
         raise ValueError(f"zone bins must be >= 1, got {bins}")
     events = [(np.asarray(li), np.asarray(p, np.float64), np.asarray(pid)) for li, p, pid in events]

@@ -250,14 +250,14 @@ def restore_checkpoint(
 
 # ------------------------------------------------------------------ restore cache
 # A launch script restores the same model on every run; orbax takes ~1 s for that (and ~0.4 s to
-# import). With the launch scripts' cache on (:mod:`cgnn_jax.utils.jax_cache`), a restored state
+# import). With the launch scripts' cache on (:mod:`cgnn_jax.inference.jax_cache`), a restored state
 # is also kept as one ``.npz`` (arrays) + JSON (tree and meta), keyed by the checkpoint folder's
 # path and the names, sizes and modification times of all its files: any new or rewritten
 # checkpoint misses the cache and goes through orbax (and its checks) again.
 
 
 def _restore_cache_file(directory: Path, step: int | None) -> Path | None:
-    from cgnn_jax.utils.jax_cache import cache_subdir
+    from cgnn_jax.inference.jax_cache import cache_subdir
 
     folder = cache_subdir("restored")
     if folder is None or not directory.is_dir():

@@ -10,7 +10,7 @@ import numpy as np
 from cgnn_jax.features import HitFeatures, hit_features
 from cgnn_jax.io.event import Event
 
-__all__ = ["PreparedEvent", "evaluation_events", "prepare_event"]
+__all__ = ["PreparedEvent", "as_prepared", "evaluation_events", "prepare_event"]
 
 
 @dataclasses.dataclass
@@ -35,6 +35,11 @@ def prepare_event(event: Event) -> PreparedEvent:
     else:
         pid = np.zeros(event.n_hits, np.int64)
     return PreparedEvent(int(event.event_id), hf, pid)
+
+
+def as_prepared(event: Event | PreparedEvent) -> PreparedEvent:
+    """``event`` itself if already prepared, else :func:`prepare_event` of it."""
+    return event if isinstance(event, PreparedEvent) else prepare_event(event)
 
 
 def evaluation_events(

@@ -24,8 +24,8 @@ from cgnn_jax.graph.neighbors import neighbor_graph, zone_knn_graph
 from cgnn_jax.graph.zones import ZoneMap
 from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
+from cgnn_jax.inference.jax_cache import cached_call
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
-from cgnn_jax.utils.jax_cache import cached_call
 from cgnn_jax.utils.padding import bucket_size, pad_rows
 
 STAGE1_KIND = "stage1"

@@ -1,7 +1,8 @@
 """Stage 2 at inference: the edge-weighted GNN on a whole event as one padded graph.
 
 The GNN input is ``concat[hit features, stage-1 embedding]`` on stage 1's refined (or embedding)
-graph, ``config.gnn.input_graph``.
+graph, ``config.gnn.input_graph``: :class:`Stage2` as stage 2's training leaves it, and
+:class:`GNNStage` as a pipeline runs it (its input embedding tuned end to end).
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import jraph
 import ml_collections
 import numpy as np
 
 from cgnn_jax.graph.batch import PaddedGraph, padded_graph
 from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
+from cgnn_jax.inference.jax_cache import cached_call
 from cgnn_jax.inference.stage1 import Stage1, checkpoint_dir
-from cgnn_jax.models import EdgeWeightedGNN, create_model
+from cgnn_jax.models import EdgeWeightedGNN, HitEmbedding, create_model
 
 STAGE2_KIND = "stage2"
 STAGE2_DIR = "stage2"  # <workdir>/stage2/checkpoints
@@ -138,3 +142,89 @@ class Stage2:
                 dict(meta.get("learned", {})),
             )
         return cls(config, state["gnn"], s1)
+
+
+def gnn_forward(
+    emb_model,
+    gnn_model: EdgeWeightedGNN,
+    p_emb: Any,
+    p_gnn: Any,
+    graph,
+    edge_mask,
+    node_mask,
+    return_weights: bool = False,
+):
+    """GNN output ``[N, out]`` of a padded graph whose nodes are the hit features ``[N, F]``;
+    with ``return_weights``, also the last layer's edge weights ``a_ij [E]``."""
+    x = graph.nodes
+    e = emb_model.apply(p_emb, x) * node_mask[:, None]
+    g = graph._replace(nodes=jnp.concatenate([x, e], axis=-1))
+    if not return_weights:
+        return gnn_model.apply(p_gnn, g, edge_mask, node_mask)
+    out, weights = gnn_model.apply(p_gnn, g, edge_mask, node_mask, return_weights=True)
+    return out, weights[-1]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _gnn_jit(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask):
+    if isinstance(graph, dict):  # its fields (a plain pytree, for the traced-program cache)
+        graph = jraph.GraphsTuple(**graph)
+    return gnn_forward(emb_model, gnn_model, p_emb, p_gnn, graph, edge_mask, node_mask, True)
+
+
+@dataclasses.dataclass
+class GNNStage:
+    """Stage 2 as a pipeline runs it: the GNN on stage 1's input graph, its input
+    ``[hit features, input embedding]`` with an input embedding of its own (it starts as the
+    stage-1 embedding and is tuned end to end).
+
+    Attributes:
+      config: the pipeline's config (``gnn``: the GNN and its input graph).
+      stage1: the stage 1 that builds the graph.
+      params: ``{"input_embedding", "gnn"}``.
+    """
+
+    config: ml_collections.ConfigDict
+    stage1: Stage1
+    params: dict[str, Any]
+
+    @property
+    def emb_model(self) -> HitEmbedding:
+        return create_model(self.stage1.config, "embedding")
+
+    @property
+    def gnn_model(self) -> EdgeWeightedGNN:
+        return create_model(self.config, "gnn")
+
+    def graph(self, ev: PreparedEvent) -> dict[str, np.ndarray]:
+        """Stage 1: ``embedding [n, d]``, the embedding graph and the refined (GNN input) graph."""
+        s1 = self.stage1
+        e = s1.embed(ev)
+        es, er = s1.embedding_graph(ev, e)
+        out = {"embedding": e, "emb_senders": es, "emb_receivers": er}
+        if self.config.gnn.input_graph == "refined":
+            s, r, p = s1.refined_graph(ev, es, er, threshold=input_threshold(self.config.gnn))
+        else:
+            s, r, p = es, er, np.ones(len(es), np.float32)
+        out.update(senders=s, receivers=r, edge_prob=p)
+        return out
+
+    def outputs(
+        self, ev: PreparedEvent, senders: np.ndarray, receivers: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(out [n, out_dim], a [E])``: every hit in the learned cluster space and the last
+        layer's weight ``a_ij`` of every input edge (the edge score)."""
+        g = padded_graph(ev.hf.x.astype(np.float32), senders, receivers)
+        out, a = cached_call(
+            "gnn",
+            _gnn_jit,
+            (self.emb_model, self.gnn_model),
+            (
+                self.params["input_embedding"],
+                self.params["gnn"],
+                g.graph._asdict(),
+                g.edge_mask,
+                g.node_mask,
+            ),
+        )
+        return np.asarray(out)[: ev.n], np.asarray(a)[: len(senders)]

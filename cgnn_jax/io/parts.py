@@ -6,7 +6,7 @@ run resumes where it stopped. A part is only reused by a run that would make the
 * the *run key* (method, its options, the model's fingerprint, anything else that changes the
   output) names a sub-folder ``<root>/run-<key hash>/`` holding a ``run.json`` that spells it out;
 * each part's name carries its event id and the fingerprint of that event's input files
-  (:func:`cgnn_jax.io.read.event_fingerprints`): ``event<ID>-<input hash>.csv.gz``.
+  (:func:`cgnn_jax.io.event_fingerprints`): ``event<ID>-<input hash>.csv.gz``.
 
 So an interrupted run on dataset A and a later run on dataset B with the same output path (or
 the same data with another checkpoint or method) never see each other's parts: B recomputes.

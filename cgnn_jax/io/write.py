@@ -13,8 +13,8 @@ import pandas as pd
 
 from cgnn_jax.io.atomic import atomic_write
 from cgnn_jax.io.event import Event
-from cgnn_jax.io.read import schema_columns
 from cgnn_jax.io.schema import SUBMISSION_DTYPES, event_prefix
+from cgnn_jax.io.tables import schema_columns
 from cgnn_jax.utils.cpus import ordered_map
 
 PathLike = str | os.PathLike[str]
@@ -22,6 +22,18 @@ PathLike = str | os.PathLike[str]
 # gzip level 6: within a few % of level 9's size at a fraction of its time. mtime=0 makes
 # the bytes depend on the content only.
 _GZIP: dict[str, Any] = {"method": "gzip", "compresslevel": 6, "mtime": 0}
+
+
+def submission_frame(event_id: int, hit_id: np.ndarray, track_id: np.ndarray) -> pd.DataFrame:
+    """A ``[n]`` submission frame ``event_id, hit_id, track_id`` with the schema dtypes."""
+    n = len(hit_id)
+    return pd.DataFrame(
+        {
+            "event_id": np.full(n, int(event_id), dtype=SUBMISSION_DTYPES["event_id"]),
+            "hit_id": np.asarray(hit_id).astype(SUBMISSION_DTYPES["hit_id"]),
+            "track_id": np.asarray(track_id).astype(SUBMISSION_DTYPES["track_id"]),
+        }
+    )
 
 
 def _cast(df: pd.DataFrame, dtypes: dict[str, str], target: Path) -> pd.DataFrame:

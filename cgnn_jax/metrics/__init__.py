@@ -1,6 +1,6 @@
 """TrackML metrics: the challenge score and weights, efficiency/fake rate, edge quality."""
 
-from cgnn_jax.metrics.edges import edge_purity_recall
+from cgnn_jax.metrics.edges import consecutive_pairs, consecutive_recall, edge_purity_recall
 from cgnn_jax.metrics.efficiency import (
     DEFAULT_BINS_ETA,
     DEFAULT_BINS_PT,
@@ -28,6 +28,8 @@ __all__ = [
     "analyze_tracks",
     "binned_fraction",
     "compute_weights",
+    "consecutive_pairs",
+    "consecutive_recall",
     "edge_purity_recall",
     "evaluate_submission",
     "hit_order",

@@ -1,4 +1,5 @@
-"""Purity and recall of a graph's directed edges against the true particle of each hit."""
+"""Purity and recall of a graph's directed edges against the true particle of each hit, and the
+pairs of hits adjacent along a track (the "truth graph")."""
 
 from __future__ import annotations
 
@@ -60,3 +61,30 @@ def edge_purity_recall(
         "n_true_distinct": n_distinct,
         "n_true_total": n_total,
     }
+
+
+def consecutive_pairs(pos: np.ndarray, pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ordered pairs ``(i, j)`` of hits adjacent along their particle's track, both directions.
+
+    Hits of a particle are ordered by their distance from the origin; noise is excluded.
+    """
+    sig = np.flatnonzero(pid != 0)
+    dist = np.linalg.norm(pos[sig], axis=1)
+    order = sig[np.lexsort((dist, pid[sig]))]
+    same = pid[order[1:]] == pid[order[:-1]]
+    a, b = order[:-1][same], order[1:][same]
+    return np.concatenate([a, b]), np.concatenate([b, a])
+
+
+def consecutive_recall(
+    senders: np.ndarray, receivers: np.ndarray, pos: np.ndarray, pid: np.ndarray
+) -> float:
+    """Share of consecutive same-particle pairs (both directions) that are edges of the graph."""
+    a, b = consecutive_pairs(pos, pid)
+    if len(a) == 0:
+        return float("nan")
+    n = np.int64(len(pid))
+    edges = np.sort(senders.astype(np.int64) * n + receivers)
+    want = a.astype(np.int64) * n + b
+    idx = np.clip(np.searchsorted(edges, want), 0, max(len(edges) - 1, 0))
+    return float((edges[idx] == want).mean()) if len(edges) else 0.0

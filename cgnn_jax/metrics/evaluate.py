@@ -36,7 +36,7 @@ def evaluate_submission(
     recomputed with :func:`~cgnn_jax.metrics.weights.compute_weights`.
 
     Args:
-      data_dir: anything :func:`cgnn_jax.io.read.list_event_ids` accepts (directory, zip).
+      data_dir: anything :func:`cgnn_jax.io.list_event_ids` accepts (directory, zip).
       submission: columns ``event_id, hit_id, track_id``.
       min_particle_hits: reconstructable-particle threshold of the efficiency.
       min_track_hits: minimum track size entering the fake rate.
@@ -52,7 +52,7 @@ def evaluate_submission(
         absent from the data, or an event's assignment is invalid (the message names the
         event).
     """
-    from cgnn_jax.io.read import iter_events, list_event_ids  # only needed here
+    from cgnn_jax.io import iter_events, list_event_ids  # only needed here
 
     _require_columns(submission, ("event_id", "hit_id", "track_id"), "submission")
     sub_events = _integer_column(submission, "event_id", "submission")

@@ -39,12 +39,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, l
     remove the folder to retrain. With ``config.stage1_checkpoint`` set, stage 1 is restored
     from it (a stage-1 workdir or a whole pipeline) instead of trained.
     """
+    from cgnn_jax.inference.pipeline import restore_stage1
     from cgnn_jax.inference.stage1 import STAGE1_DIR, Stage1
     from cgnn_jax.inference.stage2 import STAGE2_DIR, Stage2
     from cgnn_jax.train.data import TrainingEvents
     from cgnn_jax.train.loop import make_mesh
     from cgnn_jax.train.stage1 import train_stage1
-    from cgnn_jax.train.stage2 import restore_stage1, train_stage2
+    from cgnn_jax.train.stage2 import train_stage2
 
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:

@@ -246,18 +246,18 @@ def batch_loss(arch: _Arch, tr: _Train):
     return loss_fn
 
 
-def make_optimizer(learning_rate: float = 1.0, steps: int = 1) -> optax.GradientTransformation:
+def estimator_optimizer(learning_rate: float = 1.0, steps: int = 1) -> optax.GradientTransformation:
     """Adam on a learning rate cosine-decayed to 5 % over ``steps``, gradients clipped to global
     norm 1 (:func:`cgnn_jax.train.loop.make_optimizer`: the rate and length are optimiser state)."""
     return loop.make_optimizer(learning_rate, steps, clip_norm=1.0, final_fraction=0.05)
 
 
 @functools.lru_cache(maxsize=32)
-def make_train_step(arch: _Arch, tr: _Train):
+def estimator_train_step(arch: _Arch, tr: _Train):
     """``(tx, step)``: the update rule and the jitted step ``(state, batch, rng) -> (state,
     metrics)``, cached per configuration (a second estimator with the same settings reuses the
     compiled step: the learning rate and step count live in the optimiser state)."""
-    tx = make_optimizer()
+    tx = estimator_optimizer()
     return tx, loop.make_train_step(batch_loss(arch, tr), tx)
 
 
@@ -548,9 +548,9 @@ class ClusteringGNN(BaseEstimator):
         key = jax.random.PRNGKey(int(self.seed))
         key, init_key = jax.random.split(key)
         params = init_params(arch, data[0]["nodes"].shape[1], init_key)
-        rule, step_fn = make_train_step(arch, self._train_config())
+        rule, step_fn = estimator_train_step(arch, self._train_config())
         state = loop.TrainState.new(params, rule).replace(
-            opt_state=make_optimizer(float(self.learning_rate), int(self.steps)).init(params)
+            opt_state=estimator_optimizer(float(self.learning_rate), int(self.steps)).init(params)
         )
         seed, bs = int(self.seed), int(self.batch_size)
 

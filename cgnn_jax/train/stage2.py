@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from cgnn_jax.inference.pipeline import restore_stage1
 from cgnn_jax.inference.stage1 import Stage1
 from cgnn_jax.inference.stage2 import (
     STAGE2_DIR,
@@ -199,7 +200,7 @@ def initial_gnn_params(path: str | Path, like: Any) -> Any:
     try:
         params = Stage2.restore(path).params
     except (CheckpointError, FileNotFoundError, ValueError):
-        from cgnn_jax.inference.pipeline import Pipeline
+        from cgnn_jax.inference import Pipeline
 
         params = Pipeline.restore(path).params["gnn"]
     mismatch = shape_mismatch(like, params)
@@ -211,22 +212,6 @@ def initial_gnn_params(path: str | Path, like: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- training
-
-
-def restore_stage1(path: str | Path) -> Stage1:
-    """Stage 1 from ``path`` (``config.stage1_checkpoint``): a workdir or stage-1 checkpoint, or a
-    whole pipeline (e.g. ``cgnn_jax/pretrained/default``), whose stage 1 is then used."""
-    from cgnn_jax.inference.checkpoint import CheckpointError
-
-    try:
-        return Stage1.restore(path)
-    except (CheckpointError, FileNotFoundError, ValueError) as first:
-        from cgnn_jax.inference.pipeline import Pipeline
-
-        try:
-            return Pipeline.restore(path).stage1
-        except (CheckpointError, FileNotFoundError, ValueError):
-            raise first from None
 
 
 def _resolve_stage1(config, workdir, stage1, log, events) -> Stage1:

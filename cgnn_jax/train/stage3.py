@@ -39,15 +39,11 @@ import pandas as pd
 from cgnn_jax.cluster.objective import clustering_loss
 from cgnn_jax.features.hits import n_features
 from cgnn_jax.inference.checkpoint import latest_step
-from cgnn_jax.inference.pipeline import (
-    PIPELINE_DIR,
-    Pipeline,
-    atom_mode,
-    atoms,
-    cluster_features,
-    gnn_forward,
-)
-from cgnn_jax.inference.stage2 import Stage2, input_threshold
+from cgnn_jax.inference.events import as_prepared
+from cgnn_jax.inference.pipeline import Pipeline
+from cgnn_jax.inference.pipeline_checkpoint import PIPELINE_DIR
+from cgnn_jax.inference.stage2 import Stage2, gnn_forward, input_threshold
+from cgnn_jax.inference.stage3 import atom_mode, atoms, cluster_features
 from cgnn_jax.metrics import score_event
 from cgnn_jax.models import create_model
 from cgnn_jax.train.data import (
@@ -108,7 +104,7 @@ def cluster_data(
 ) -> tuple[SubgraphSet, SubgraphSet]:
     """``(train, val)``: sector sub-graphs (nodes: hit features) of the training and validation
     events, padded to one budget for both."""
-    s1, kind, sectors = pipe.stage1, pipe.config.gnn.input_graph, pipe.cluster_config.sectors
+    s1, kind, sectors = pipe.stage1, pipe.config.gnn.input_graph, pipe.config.cluster.sectors
 
     def subgraphs(evs):
         graphs = events.graphs(s1, evs, kind, input_threshold(pipe.config.gnn))
@@ -137,11 +133,12 @@ def cluster_data(
 
 def graph_objective(pipe: Pipeline, params: dict, b: dict, hinge_weight: float):
     """``(loss, metrics)`` of one padded sub-graph ``b`` (unstacked)."""
-    cc = pipe.cluster_config
-    split, stop = pipe.split_stop
+    cc = pipe.config.cluster
+    split, stop = pipe.stage3.split_stop
+    stage2 = pipe.stage2
     out, a = gnn_forward(
-        pipe.emb_model,
-        pipe.gnn_model,
+        stage2.emb_model,
+        stage2.gnn_model,
         params["input_embedding"],
         params["gnn"],
         b["graph"],
@@ -224,7 +221,7 @@ def calibrate_stop_threshold(
         raise ValueError("calibrate_stop_threshold: no validation events")
     pre = []
     for ev in events:
-        prepared = pipe.prepare(ev)
+        prepared = as_prepared(ev)
         run = pipe.for_hits(prepared.n)
         out = run.stage_outputs(prepared, cluster=False)
         pre.append((ev, prepared, run, ev.hits["hit_id"].to_numpy(), out["h"], out["groups"]))
@@ -233,8 +230,9 @@ def calibrate_stop_threshold(
         per = []
         for ev, prepared, run, hit_id, h, groups in pre:
             # the tracks as reconstruct() delivers them: the tree's leaves, then the extension
-            tid = run.extend(
-                prepared, run.track_ids(h, groups, stop_threshold=t, votes=False)["track_id"]
+            stage3 = run.stage3
+            tid = stage3.extend(
+                prepared, stage3.track_ids(h, groups, stop_threshold=t, votes=False)["track_id"]
             )
             per.append(score_event(ev.truth, pd.DataFrame({"hit_id": hit_id, "track_id": tid})))
         scores.append(float(np.mean(per)))
@@ -274,18 +272,18 @@ def calibrate_merge(
     setting."""
     if not events:
         raise ValueError("calibrate_merge: no validation events")
-    if atom_mode(pipe.cluster_config) != "layers":
+    if atom_mode(pipe.config.cluster) != "layers":
         raise ValueError(
             f"calibrate_merge: the model's atoms are cluster.merge="
-            f"{pipe.cluster_config.get('merge', 'components')!r}, not the layer merge"
+            f"{pipe.config.cluster.get('merge', 'components')!r}, not the layer merge"
         )
     if pipe.dense is not None:
         raise ValueError("calibrate_merge: calibrate the model and its dense variant one by one")
-    extends = int(pipe.cluster_config.get("extend_iterations", 0)) > 0
+    extends = int(pipe.config.cluster.get("extend_iterations", 0)) > 0
     frees = tuple(free_grid) if extends else (None,)
     pre = []
     for ev in events:
-        prepared = pipe.prepare(ev)
+        prepared = as_prepared(ev)
         pre.append((ev, prepared, pipe.stage_outputs(prepared, cluster=False)))
     settings, scores = [], []
     for threshold, shared in grid:
@@ -293,17 +291,19 @@ def calibrate_merge(
             merge_threshold=float(threshold), merge_max_shared=int(shared)
         )
         tids = []
+        stage3 = trial.stage3
         for _, prepared, out in pre:
-            groups = trial.groups(prepared, out["senders"], out["receivers"], out["edge_score"])
-            tids.append(trial.track_ids(out["h"], groups, votes=False)["track_id"])
+            groups = stage3.groups(prepared, out["senders"], out["receivers"], out["edge_score"])
+            tids.append(stage3.track_ids(out["h"], groups, votes=False)["track_id"])
         for free in frees:
             run = trial if free is None else trial.with_cluster_config(
                 extend_free_max=int(free), extend_min_size=int(free) + 1
             )  # fmt: skip
             per = []
+            extend = run.stage3.extend
             for (ev, prepared, _), tid in zip(pre, tids, strict=True):
                 sub = pd.DataFrame(
-                    {"hit_id": ev.hits["hit_id"].to_numpy(), "track_id": run.extend(prepared, tid)}
+                    {"hit_id": ev.hits["hit_id"].to_numpy(), "track_id": extend(prepared, tid)}
                 )
                 per.append(score_event(ev.truth, sub))
             settings.append((threshold, shared, free))
@@ -344,7 +344,7 @@ def train_phase(
     when the phase is already finished."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
-    cc = pipe.cluster_config
+    cc = pipe.config.cluster
     trainable = PHASES[phase]
     hinge_w = float(cc.hinge_weight) if phase == "e2e" else 0.0
     epochs = int(cc.epochs if phase == "stage3" else cc.e2e_epochs)
@@ -436,7 +436,7 @@ def train_stage3(
 
     for phase in phases:
         pipe = train_phase(config, workdir, pipe, phase, events, data, log, mesh)
-    if pipe.cluster_config.get("calibrate_stop", False):
+    if pipe.config.cluster.get("calibrate_stop", False):
         pipe = calibrate_stop_threshold(pipe, events.validation, log=log)
     pipe.meta = {**pipe.meta, "train_seconds": time.time() - t0, "phases": list(phases)}
     ck = Path(workdir) / PIPELINE_DIR / "checkpoints"

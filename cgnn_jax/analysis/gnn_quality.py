@@ -93,16 +93,14 @@ class PipelineGNN:
         self.stage1 = pipe.stage1
 
     def embed(self, ev) -> np.ndarray:
-        pipe = self.pipe.for_hits(ev.n)  # its dense variant on a dense event
-        g = pipe.graph(ev)
-        return pipe.gnn_output(ev, g["senders"], g["receivers"])
+        stage2 = self.pipe.for_hits(ev.n).stage2  # its dense variant on a dense event
+        g = stage2.graph(ev)
+        return stage2.outputs(ev, g["senders"], g["receivers"])[0]
 
 
 def restore_stage2(checkpoint: str | Path | None):
     """A stage-2 workdir or checkpoint, or any pipeline checkpoint (``None``: the shipped model)."""
-    from cgnn_jax.inference.checkpoint import CheckpointError
-    from cgnn_jax.inference.pipeline import Pipeline
-    from cgnn_jax.inference.stage2 import Stage2
+    from cgnn_jax.inference import CheckpointError, Pipeline, Stage2
 
     if checkpoint is None:
         return PipelineGNN(Pipeline.restore())
@@ -120,7 +118,7 @@ def gnn_quality_table(
 ) -> pd.DataFrame:
     """One row per (event, space) for a stage-2 or pipeline checkpoint (``None``: the shipped
     model) on ``data`` or simulated μ = 200 events."""
-    from cgnn_jax.inference.events import evaluation_events, prepare_event
+    from cgnn_jax.inference import evaluation_events, prepare_event
 
     model = restore_stage2(checkpoint)
     if model.stage1 is None:

@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from cgnn_jax.baselines import reconstruct_baseline
 from cgnn_jax.baselines.space import dbscan_space, edge_components, hdbscan_space
 from cgnn_jax.cluster.iterative import iterative_recluster
-from cgnn_jax.inference.pipeline import Pipeline
+from cgnn_jax.inference import Pipeline
+from cgnn_jax.inference.events import as_prepared
 from cgnn_jax.io.event import Event
 from cgnn_jax.metrics import score_event
 from cgnn_jax.metrics.efficiency import track_efficiency
@@ -99,27 +100,28 @@ def compare_methods(
     rows, plots = [], {m: [] for m in methods}
     for event in tqdm(events, desc="events", unit="event"):
         t0 = time.perf_counter()
-        ev = pipe.prepare(event)
+        ev = as_prepared(event)
         run = pipe.for_hits(ev.n)  # its dense variant on a dense event
-        g = run.graph(ev)
+        stage2, stage3 = run.stage2, run.stage3
+        g = stage2.graph(ev)
         t1 = time.perf_counter()
-        gnn, edge_score = run.gnn_stage(ev, g["senders"], g["receivers"])
+        gnn, edge_score = stage2.outputs(ev, g["senders"], g["receivers"])
         t2 = time.perf_counter()
         shared = {"features+graph": t1 - t0, "gnn": t2 - t1}
         for m in methods:
             t = time.perf_counter()
             if m in ("cgnn", "cgnn+iterative"):
-                st3 = run.cluster_stage(
+                st3 = stage3.outputs(
                     ev, gnn, edge_score, g["senders"], g["receivers"],
                     votes=m == "cgnn+iterative",  # only the re-clustering reads Stop's votes
                 )  # fmt: skip
                 tid = st3["track_id"]
                 if m == "cgnn+iterative":
                     tid = iterative_recluster(
-                        run, st3["h"], st3["clustering"], tid, rounds=iterative_rounds,
+                        stage3, st3["h"], st3["clustering"], tid, rounds=iterative_rounds,
                         groups=st3["groups"],
                     )  # fmt: skip
-                tid = run.extend(ev, tid)
+                tid = stage3.extend(ev, tid)
             elif m == "gnn+dbscan":
                 tid = dbscan_space(gnn, cuts[m]) + 1
             elif m == "gnn+hdbscan":

@@ -1,6 +1,6 @@
 r"""Print per-event statistics of a TrackML dataset (real or simulated).
 
-    python launch/inspect.py --data=DIR [--json_out=PATH]
+    python launch/dataset_stats.py --data=DIR [--json_out=PATH]
 
 Per event: hits, particles (with >= 1 hit), noise fraction, mean hits per particle, the share of
 (particle, layer) pairs with two or more hits, and hits per volume (%).
@@ -25,7 +25,7 @@ flags.DEFINE_string("data", None, "Dataset directory or .zip.", required=True)
 flags.DEFINE_string("json_out", None, "Write the table as JSON here.")
 
 
-def inspect_dataset(data: str) -> pd.DataFrame:
+def dataset_stats(data: str) -> pd.DataFrame:
     """One row of :func:`cgnn_jax.sim.stats.event_stats` per event."""
     ids = list_event_ids(data)
     rows = [
@@ -40,7 +40,7 @@ def inspect_dataset(data: str) -> pd.DataFrame:
 def main(argv: list[str]) -> None:
     del argv
     try:
-        df = inspect_dataset(FLAGS.data)
+        df = dataset_stats(FLAGS.data)
     except (ValueError, FileNotFoundError) as e:  # TrackMLFormatError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

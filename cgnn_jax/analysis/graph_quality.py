@@ -16,34 +16,7 @@ from tqdm import tqdm
 
 from cgnn_jax.graph.neighbors import neighbor_graph
 from cgnn_jax.metrics.ceilings import oracle_components_ceiling
-from cgnn_jax.metrics.edges import edge_purity_recall
-
-
-def consecutive_pairs(pos: np.ndarray, pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ordered pairs ``(i, j)`` of hits adjacent along their particle's track, both directions.
-
-    Hits of a particle are ordered by their distance from the origin; noise is excluded.
-    """
-    sig = np.flatnonzero(pid != 0)
-    dist = np.linalg.norm(pos[sig], axis=1)
-    order = sig[np.lexsort((dist, pid[sig]))]
-    same = pid[order[1:]] == pid[order[:-1]]
-    a, b = order[:-1][same], order[1:][same]
-    return np.concatenate([a, b]), np.concatenate([b, a])
-
-
-def consecutive_recall(
-    senders: np.ndarray, receivers: np.ndarray, pos: np.ndarray, pid: np.ndarray
-) -> float:
-    """Share of consecutive same-particle pairs (both directions) that are edges of the graph."""
-    a, b = consecutive_pairs(pos, pid)
-    if len(a) == 0:
-        return float("nan")
-    n = np.int64(len(pid))
-    edges = np.sort(senders.astype(np.int64) * n + receivers)
-    want = a.astype(np.int64) * n + b
-    idx = np.clip(np.searchsorted(edges, want), 0, max(len(edges) - 1, 0))
-    return float((edges[idx] == want).mean()) if len(edges) else 0.0
+from cgnn_jax.metrics.edges import consecutive_recall, edge_purity_recall
 
 
 def _graph_row(ev, name: str, s: np.ndarray, r: np.ndarray, seconds: float) -> dict:
@@ -58,24 +31,6 @@ def _graph_row(ev, name: str, s: np.ndarray, r: np.ndarray, seconds: float) -> d
         "recall_consecutive": consecutive_recall(s, r, ev.hf.pos, ev.pid),
         "seconds": seconds,
     }
-
-
-def restore_stage1(checkpoint: str | Path | None):
-    """The stage 1 of any checkpoint: a stage-1 (or stage-2) training workdir or checkpoint, or a
-    pipeline checkpoint (``None``: the shipped pretrained model), read by its ``kind``."""
-    from cgnn_jax.inference.checkpoint import CheckpointError
-    from cgnn_jax.inference.pipeline import Pipeline
-    from cgnn_jax.inference.stage1 import Stage1
-
-    if checkpoint is None:
-        return Pipeline.restore().stage1
-    try:
-        return Stage1.restore(checkpoint)
-    except CheckpointError as as_stage1:
-        try:
-            return Pipeline.restore(checkpoint).stage1
-        except CheckpointError:
-            raise as_stage1 from None
 
 
 def knn_ceilings(
@@ -114,7 +69,7 @@ def graph_quality_table(
     ``checkpoint``: see :func:`restore_stage1` (``None``: the shipped model). ``graph_k``
     overrides the checkpoint's neighbours per hit (``config.graph.k``).
     """
-    from cgnn_jax.inference.events import evaluation_events, prepare_event
+    from cgnn_jax.inference import evaluation_events, prepare_event, restore_stage1
 
     model = restore_stage1(checkpoint)
     if graph_k is not None:

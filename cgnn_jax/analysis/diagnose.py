@@ -46,7 +46,7 @@ below the pipeline's Stop (without iterative re-clustering). Split is not confin
 edges, so the oracle-Stop ceiling may exceed the refined-graph ceiling (a negative drop).
 
 Only the public :class:`cgnn_jax.Pipeline` API is used (``stage_outputs``, ``reconstruct``,
-``params``, ``emb_model``, ``gnn_model``, ``split_stop``, ``cluster_config``); the edge weights
+``params``, ``config``, ``stage2``, ``stage3``); the edge weights
 ``a_ij`` are recomputed from the restored parameters and checked against ``stage_outputs["gnn"]``.
 """
 
@@ -64,8 +64,8 @@ import numpy as np
 
 from cgnn_jax.cluster.recursion import unrolled_clustering
 from cgnn_jax.graph.batch import padded_graph
-from cgnn_jax.graph.quality import consecutive_recall
-from cgnn_jax.inference.pipeline import pad_groups
+from cgnn_jax.inference.events import as_prepared
+from cgnn_jax.inference.stage3 import pad_groups
 from cgnn_jax.io.event import Event
 from cgnn_jax.metrics.ceilings import (
     compactness,
@@ -77,12 +77,12 @@ from cgnn_jax.metrics.ceilings import (
     roc_auc,
     score_labels,
 )
-from cgnn_jax.metrics.edges import edge_purity_recall
+from cgnn_jax.metrics.edges import consecutive_recall, edge_purity_recall
 from cgnn_jax.models.split_stop import principal_projection
 from cgnn_jax.utils.padding import padded_points
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cgnn_jax import Pipeline
+    from cgnn_jax.inference import Pipeline
 
 #: The chain of ceilings, in pipeline order: (key, label).
 CHAIN: tuple[tuple[str, str], ...] = (
@@ -163,9 +163,10 @@ def gnn_edge_weights(
     """
     n, e = len(features), len(senders)
     g = padded_graph(np.asarray(features, np.float32), senders, receivers)
+    stage2 = pipe.stage2
     out, a = _gnn_weights_jit(
-        pipe.emb_model,
-        pipe.gnn_model,
+        stage2.emb_model,
+        stage2.gnn_model,
         pipe.params["input_embedding"],
         pipe.params["gnn"],
         g.graph,
@@ -194,10 +195,10 @@ def split_tree(pipe: Pipeline, h: np.ndarray, groups: np.ndarray | None = None) 
     """The full Split tree on ``h [n, D]`` (Stop switched off), unpadded: ``segment [L+1, n]``,
     ``active [L, n]`` (per segment id), ``cluster [n]``; ``L = cluster.max_depth``. ``groups``:
     the graph-consistent Split's atoms, as the pipeline uses them."""
-    cc = pipe.cluster_config
+    cc = pipe.config.cluster
     n = len(h)
     hp, mask = padded_points(h)
-    split, _ = pipe.split_stop
+    split, _ = pipe.stage3.split_stop
     out = _split_tree_jit(
         split,
         int(cc.max_depth),
@@ -316,7 +317,7 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
     # stage 3: the full Split tree pruned by an oracle, and what the pipeline delivers
     tree = split_tree(pipe, np.asarray(parts["h"]), parts.get("groups"))
     ceiling, _ = oracle_stop(tree["segment"], tree["active"], pid, weight)
-    cc = pipe.cluster_config
+    cc = pipe.config.cluster
     depth, min_size = int(cc.max_depth), int(cc.min_size)
     ref_gnn = principal_tree(g_out, depth, min_size)
     ref_emb = principal_tree(np.asarray(parts["embedding"]), depth, min_size)
@@ -324,7 +325,7 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
     if cc.get("iterative_rounds", 0) > 0:
         final = score_labels(pid, pipe.reconstruct(event), weight)
     elif cc.get("extend_iterations", 0) > 0:
-        tid = pipe.extend(pipe.prepare(event), parts["track_id"])
+        tid = pipe.stage3.extend(as_prepared(event), parts["track_id"])
         final = score_labels(pid, tid, weight)
     else:
         final = stop_actual
