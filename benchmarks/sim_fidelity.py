@@ -19,12 +19,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from cgnn_jax.inference.dataset import reconstruct_event
-from cgnn_jax.metrics.score import score_event
-from cgnn_jax.sim import simulate_event
-from cgnn_jax.sim.dataset import event_seed
-from cgnn_jax.sim.particles import real_particles, sample_particles
-from cgnn_jax.sim.stats import (
+from cgnn_jax.analysis.fidelity import (
     QUANTILES,
     ROUGHNESS_BINS,
     VOLUMES,
@@ -36,6 +31,11 @@ from cgnn_jax.sim.stats import (
     track_residuals,
     vertex_spread,
 )
+from cgnn_jax.inference.dataset import reconstruct_event
+from cgnn_jax.metrics.score import score_event
+from cgnn_jax.sim import simulate_event
+from cgnn_jax.sim.dataset import event_seed
+from cgnn_jax.sim.particles import real_particles, sample_particles
 
 REAL_FACTS = {
     "hits per event": "100k-120k",

@@ -7,9 +7,9 @@ r"""The real TrackML sample against simulated events of its kind, input by input
 Real: the events under ``--data`` (default: the shipped real sample, ``cgnn_jax/data/real``).
 Simulated: ``--events`` μ = 200 events at ``--track_fraction`` of the tracks and a luminous region
 of ``--vertex_sigma_z`` mm (``native`` for the simulator's own), reduced as the real sample was
-(:func:`cgnn_jax.sim.compare.half_phi`: the particles whose momentum points to φ >= 0 and the
+(:func:`cgnn_jax.analysis.sim_vs_real.half_phi`: the particles whose momentum points to φ >= 0 and the
 noise hits at φ >= 0, so 5 % of the tracks become 2.5 % of the event at the 5 % density). For every
-input of :func:`cgnn_jax.sim.compare.event_samples` (hit features per volume, the cell-derived
+input of :func:`cgnn_jax.analysis.sim_vs_real.event_samples` (hit features per volume, the cell-derived
 direction against the true one, noise-hit positions, pair features on true consecutive pairs and on
 false pairs, per-particle x–y and r–z residuals, z0, vertices, p_T, η) and, unless ``--no_scores``,
 the shipped model's edge-filter and GNN scores on true and false edges of its input graph: the
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cgnn_jax.analysis.sim_vs_real import Samples, event_samples, half_phi, ks_table, markdown, pool
 from cgnn_jax.data import REAL_SAMPLE_DIR
 from cgnn_jax.io import atomic_write, iter_events
-from cgnn_jax.sim.compare import Samples, event_samples, half_phi, ks_table, markdown, pool
 from cgnn_jax.sim.dataset import simulated_events
 
 

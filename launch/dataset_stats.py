@@ -17,8 +17,8 @@ import pandas as pd
 from absl import flags
 from tqdm import tqdm
 
+from cgnn_jax.analysis.fidelity import VOLUMES, event_stats
 from cgnn_jax.io import atomic_write, iter_events, list_event_ids
-from cgnn_jax.sim.stats import VOLUMES, event_stats
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Dataset directory or .zip.", required=True)
@@ -26,7 +26,7 @@ flags.DEFINE_string("json_out", None, "Write the table as JSON here.")
 
 
 def dataset_stats(data: str) -> pd.DataFrame:
-    """One row of :func:`cgnn_jax.sim.stats.event_stats` per event."""
+    """One row of :func:`cgnn_jax.analysis.fidelity.event_stats` per event."""
     ids = list_event_ids(data)
     rows = [
         event_stats(ev)

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cgnn_jax.analysis.fidelity import event_stats, particle_distributions
 from cgnn_jax.io.schema import DTYPES
 from cgnn_jax.sim import SimConfig, load_geometry, simulate_event
 from cgnn_jax.sim.propagate import propagate
 from cgnn_jax.sim.response import module_hits
-from cgnn_jax.sim.stats import event_stats, particle_distributions
 
 # Real-event facts from ../shared/README.md (measured on real TrackML events).
 REAL_VOLUME_SHARE = {7: 13, 8: 24, 9: 13, 12: 7, 13: 23, 14: 6, 16: 3, 17: 8, 18: 3}

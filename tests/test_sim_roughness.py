@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cgnn_jax.analysis.fidelity import roughness_table, track_residuals
 from cgnn_jax.io.event import Event
 from cgnn_jax.sim import SimConfig, load_geometry, simulate_event
 from cgnn_jax.sim.field import SolenoidField
 from cgnn_jax.sim.propagate import propagate
-from cgnn_jax.sim.stats import roughness_table, track_residuals
 
 # Real figures (x-y, r-z medians in mm) of one real TrackML event reduced to 5 % of its tracks:
 # ../shared/README.md, section "Track roughness and baseline difficulty on a real event".

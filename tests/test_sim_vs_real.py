@@ -1,4 +1,4 @@
-"""Real against simulated inputs (``cgnn_jax.sim.compare``, ``benchmarks/sim_vs_real.py``)."""
+"""Real against simulated inputs (``cgnn_jax.analysis.sim_vs_real``, ``benchmarks/sim_vs_real.py``)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cgnn_jax.analysis.sim_vs_real import event_samples, half_phi, ks_table, markdown, pool
 from cgnn_jax.data import real_sample
 from cgnn_jax.features import FEATURE_NAMES, PAIR_FEATURE_NAMES
 from cgnn_jax.sim import simulate_event
-from cgnn_jax.sim.compare import event_samples, half_phi, ks_table, markdown, pool
 
 ROOT = Path(__file__).resolve().parents[1]
 

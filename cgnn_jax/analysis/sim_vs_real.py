@@ -12,7 +12,7 @@ with their Kolmogorov–Smirnov distance (``benchmarks/sim_vs_real.py``).
   pairs made from them, the true pair's sender with the hit nearest its receiver that is not of
   the same particle;
 * ``tracks`` (and ``tracks p_T < 0.6`` / ``tracks p_T >= 0.6``, GeV): per particle with >= 5 hits
-  the median residual of a Kåsa circle fit in x–y and of a line z(r) (:func:`cgnn_jax.sim.stats.
+  the median residual of a Kåsa circle fit in x–y and of a line z(r) (:func:`cgnn_jax.analysis.fidelity.
   track_residuals`), and ``z0``: that line's z at r = 0 (mm);
 * ``particles``: the particles with hits: ``vz``, ``vertex_r`` (mm), ``pt`` (GeV), ``eta``,
   ``nhits``.
@@ -31,10 +31,10 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from scipy.stats import ks_2samp
 
+from cgnn_jax.analysis.fidelity import track_residuals
 from cgnn_jax.features.hits import FEATURE_NAMES, VOLUMES, hit_features
 from cgnn_jax.features.pairs import PAIR_FEATURE_NAMES, pair_features
 from cgnn_jax.io.event import Event
-from cgnn_jax.sim.stats import track_residuals
 
 Samples = dict[tuple[str, str], np.ndarray]
 

@@ -1,4 +1,4 @@
-"""Summary statistics of an event, real or simulated (``launch/inspect.py``, fidelity table)."""
+"""Summary statistics of an event, real or simulated (``launch/dataset_stats.py``, fidelity table)."""
 
 from __future__ import annotations
 
