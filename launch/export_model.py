@@ -277,7 +277,11 @@ def main(argv: list[str]) -> None:
     del argv
     from cgnn_jax.inference import Pipeline
 
-    where = f"--config={config_flags.get_config_filename(FLAGS['config'])}"
+    where = (
+        "--config"
+        if FLAGS.config is None
+        else f"--config={config_flags.get_config_filename(FLAGS['config'])}"
+    )
     cfg = export_settings(FLAGS.config, where)
     sparse, dense_cfg = cfg["sparse"] or {}, cfg["dense"] or {}
     graph_approx = either("graph_approx", cfg["graph_approx"])
