@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= out/demo
 DEMO_EVENTS ?= 2
 
-.PHONY: demo test lint format bench fidelity train-stage1 train-test train-default evaluate diagnose graph-quality clean
+.PHONY: demo test lint format lock bench fidelity train-stage1 train-test train-default reexport evaluate diagnose graph-quality clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# the versions of requirements-lock.txt (those the suite passed with); requirements.txt and
+# pyproject.toml hold the floors a library user needs
+$(STAMP): requirements.txt requirements-dev.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -r requirements-dev.txt -c requirements-lock.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -29,38 +31,47 @@ format: $(STAMP)
 	$(BIN)/ruff format cgnn_jax launch tests benchmarks configs
 	$(BIN)/ruff check --fix cgnn_jax launch tests benchmarks configs
 
+# requirements-lock.txt from .venv (after the suite passed on upgraded packages)
+lock: $(STAMP)
+	{ sed -n '/^#/p' requirements-lock.txt; $(BIN)/python -m pip freeze --exclude-editable \
+	    | grep -viE '^(pip|setuptools)=='; } > requirements-lock.txt.tmp
+	mv requirements-lock.txt.tmp requirements-lock.txt
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --out=benchmarks/REPORT.md
 
 # every training command resumes an interrupted run from its last checkpoint when re-run
 train-stage1: $(STAMP)
-	$(BIN)/python launch/train.py --config=configs/stage1.py --workdir=workdirs/stage1
+	$(BIN)/python launch/train.py --config=configs/experiments/stage1.py --workdir=workdirs/stage1
 
 # every stage at a toy size (about a minute): a smoke test of the whole training
 train-test: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/test.py --workdir=workdirs/test
 
-# the pretrained default model (configs/default.py): stages 1-2, the GNN fine-tuned on a mix of
-# densities with Split/Stop (configs/finetune_mix.py); then that GNN fine-tuned on full events
-# (configs/finetune_dense.py: the dense variant, for events of >= 25,000 hits) and on 10 %-track
-# events at a denser input graph (configs/finetune_sparse.py: for the other events); all copied
-# into the package with the track extension along helix roads on (cluster/extend.py), Stop's cut
-# chosen again per variant; 1 h 21 min here (2026-12-02), resumable
+# the pretrained default model, all of it in configs/default.py: stages 1-2 (step stage12), the
+# GNN fine-tuned on a mix of densities with Split/Stop (mix), that GNN fine-tuned on full events
+# (dense: the dense variant) and on 10 %-track events at a denser input graph (sparse), then the
+# export with the inference settings and calibrations of configs/default.py:export; ~1 h 30 min
+# on 2 CPU cores, resumable
+DEFAULT_WD ?= workdirs/default
 train-default: $(STAMP)
-	$(BIN)/python launch/train.py --config=configs/default.py --workdir=workdirs/default \
-	    "--config.stages=('stage1','stage2')"
-	$(BIN)/python launch/train.py --config=configs/finetune_mix.py --workdir=workdirs/default_mix \
-	    --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default
-	$(BIN)/python launch/train.py --config=configs/finetune_dense.py --workdir=workdirs/default_dense \
-	    --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix \
-	    "--config.stages=('stage1','stage2')"
-	$(BIN)/python launch/train.py --config=configs/finetune_sparse.py --workdir=workdirs/default_sparse \
-	    --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix \
-	    "--config.stages=('stage1','stage2')"
-	$(BIN)/python launch/export_model.py --workdir=workdirs/default_mix --gnn=workdirs/default_sparse \
-	    --dense=workdirs/default_dense --dense_min_hits=25000 --input_threshold=0.005 \
-	    --dense_input_threshold=0.05 --graph_approx=2.0 --extend_iterations=2 --tree_rows=atoms \
-	    --calibrate_merge_events=2 --calibrate_stop_events=2
+	$(BIN)/python launch/train.py --config=configs/default.py:stage12 --workdir=$(DEFAULT_WD)
+	$(BIN)/python launch/train.py --config=configs/default.py:mix --workdir=$(DEFAULT_WD)_mix \
+	    --config.stage1_checkpoint=$(DEFAULT_WD) --config.gnn.init_checkpoint=$(DEFAULT_WD)
+	$(BIN)/python launch/train.py --config=configs/default.py:dense --workdir=$(DEFAULT_WD)_dense \
+	    --config.stage1_checkpoint=$(DEFAULT_WD) --config.gnn.init_checkpoint=$(DEFAULT_WD)_mix
+	$(BIN)/python launch/train.py --config=configs/default.py:sparse --workdir=$(DEFAULT_WD)_sparse \
+	    --config.stage1_checkpoint=$(DEFAULT_WD) --config.gnn.init_checkpoint=$(DEFAULT_WD)_mix
+	$(BIN)/python launch/export_model.py --config=configs/default.py:export \
+	    --workdir=$(DEFAULT_WD)_mix --gnn=$(DEFAULT_WD)_sparse --dense=$(DEFAULT_WD)_dense
+
+# the shipped model re-exported from itself with configs/default.py:export (its inference settings
+# set again, every calibration re-run on the validation events: ~5 min) into REEXPORT_DIR; its
+# submissions are byte-identical to the shipped model's (launch/reconstruct.py --checkpoint=...)
+REEXPORT_DIR ?= out/reexport
+reexport: $(STAMP)
+	$(BIN)/python launch/export_model.py --config=configs/default.py:export \
+	    --workdir=cgnn_jax/pretrained/default --out=$(REEXPORT_DIR)
 
 # the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
 evaluate: $(STAMP)

@@ -1,67 +1,306 @@
-"""The default cgnn_jax model, shipped as ``cgnn_jax/pretrained/default``.
+"""The shipped model (``cgnn_jax/pretrained/default``), whole: every training step and the
+inference settings of each variant, in one file.
 
-    make train-default   # = the two commands below, the two fine-tunes after them, the export
-    python launch/train.py --config=configs/default.py --workdir=workdirs/default \
-        "--config.stages=('stage1','stage2')"
-    python launch/train.py --config=configs/finetune_mix.py --workdir=workdirs/default_mix \
+``make train-default`` runs the four training steps, then the export (~1 h 30 min on 2 CPU cores,
+resumable); ``configs/default.py:<step>`` names a step (ml_collections passes ``<step>`` to
+:func:`get_config`)::
+
+    python launch/train.py --config=configs/default.py:stage12 --workdir=workdirs/default
+    python launch/train.py --config=configs/default.py:mix --workdir=workdirs/default_mix \\
         --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default
+    python launch/train.py --config=configs/default.py:dense --workdir=workdirs/default_dense \\
+        --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix
+    python launch/train.py --config=configs/default.py:sparse --workdir=workdirs/default_sparse \\
+        --config.stage1_checkpoint=workdirs/default --config.gnn.init_checkpoint=workdirs/default_mix
+    python launch/export_model.py --config=configs/default.py:export --workdir=workdirs/default_mix \\
+        --gnn=workdirs/default_sparse --dense=workdirs/default_dense
 
-Sized for this project's 2-core CPU: 48 min 36 s in all here, measured end to end on 2026-12-01
-in fresh workdirs (docs/experiments.md), resumable:
+The steps:
 
-- stage 1 as ``configs/stage1.py``: 4 full mu = 200 events, hard negatives re-mined in 4 rounds,
-  then the zone map (758 s);
-- stage 2: :class:`~cgnn_jax.models.gnn.InteractionGNN` (4 x 32) on stage 1's *refined* graph
-  at a low filter cut (``gnn.input_threshold = 0.02``: ~10 edges per hit at 10 % of tracks for
-  a ceiling of 0.86, against ~38 and 0.91 for the embedding graph at 4x the cost per step),
-  trained on 24 whole 10 %-track events for 2000 steps (1345 s), then fine-tuned 400 steps on
-  those events mixed with the eta-phi sectors of 6 full events (``configs/finetune_mix.py``,
-  629 s). The message passing learns from the edge truth alone (binary cross-entropy of the
-  last layer's ``a_ij``); the cluster space is an MLP head trained by the hinge loss without
-  back-propagating into the layers (``gnn.detach_output``): mixed, the two losses held the edge
-  loss at the constant-prediction plateau for ~250 steps (``docs/experiments.md``);
-- stage 3: Split/Stop over *atoms* the tree never separates: the layer-constrained merge of the
-  GNN's edges with ``a_ij > 0.5`` (``cluster.merge = "layers"``: pieces that share more than
-  one detector layer never join; :mod:`cgnn_jax.cluster.merge`), 5 epochs, then Stop's cut
-  chosen on 2 validation events (``cluster.calibrate_stop``);
-- then (``make train-default``) the mixed GNN fine-tuned twice: on full events
-  (``configs/finetune_dense.py``, 1791 s), shipped inside the model as its dense variant for events
-  of >= 25,000 hits, and on 10 %-track events at GNN input cut 0.005
-  (``configs/finetune_sparse.py``, 428 s) for the others (``launch/export_model.py --gnn ...
-  --dense ...``, which also sets the inference settings chosen later: the dense variant's input cut
-  0.05, the stage-1 query's ``graph.approx = 2``, the track extension, the tree on atom rows, the
-  calibrated merge and Stop's cut): ~86 min in all.
+1. ``stage12``: stage 1 (embedding, kNN graph, edge filter; 4 full mu = 200 events, hard
+   negatives re-mined in 4 rounds, then the zone map), and stage 2:
+   :class:`~cgnn_jax.models.gnn.InteractionGNN` (4 x 32) on stage 1's refined graph at filter cut
+   0.02, trained on 24 whole 10 %-track events. The message passing learns from the edge truth
+   alone (binary cross-entropy of the last layer's ``a_ij``); the cluster space is an MLP head
+   trained by the hinge loss without back-propagating into the layers (``gnn.detach_output``).
+2. ``mix``: that GNN fine-tuned on its 10 %-track events mixed with the eta-phi sectors of 6 full
+   events, then stage 3: Split/Stop over the atoms the tree never separates (the layer-constrained
+   merge of the edges with ``a_ij > 0.5``, :mod:`cgnn_jax.cluster.merge`), and Stop's cut chosen
+   on 2 validation events. The model's stage 3 and configuration are this step's.
+3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 12 full events: the GNN of
+   the dense variant, which reconstructs events of at least ``export.dense_min_hits`` hits.
+4. ``sparse``: the mixed GNN fine-tuned on the 10 %-track events at GNN input cut 0.005: the GNN
+   of the model for the other events.
+5. ``export`` (``launch/export_model.py``): the two fine-tuned GNNs on the mixed model's stage 1
+   and Split/Stop, with the inference settings of :func:`export`, and the layer merge, the
+   extension's free size and Stop's cut calibrated per variant on validation events.
+
+``configs/default.py`` alone (:func:`base`) is the configuration the steps share, with every stage
+listed: one ``launch/train.py`` run of it trains stages 1-3 in one workdir, without the fine-tunes.
 """
 
 import ml_collections
 
-from configs import interaction
+STEPS = ("stage12", "mix", "dense", "sparse")
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = interaction.get_config()
-    # stage 1: hard negatives re-mined in 4 rounds (configs/stage1.py): +0.03-0.04 on the
-    # full-event graph ceilings, and with the layer merge +0.02 on full events
-    c.gnn.input_graph = "refined"
-    c.gnn.input_threshold = 0.02  # ~10 edges per hit at 10 % of tracks (stage 1's cut: ~5.5)
-    c.gnn.aux_weight = 0.0  # the earlier layers' a_ij unsupervised
-    c.gnn.detach_output = True  # the hinge trains the cluster-space head only
-    c.gnn.output_hidden = 64
-    c.gnn.steps = 2000  # 0.67 s per step here; the edge loss still falls at 1200
-    c.gnn.learning_rate = 3e-3
-    # atoms: the layer-constrained merge of the GNN's edges above 0.5 (cluster/merge.py): 0.73 ->
-    # 0.81 at 10 % of tracks and 0.28 -> 0.41 on full events over the components of a_ij > 0.95
-    # with the same GNN (docs/experiments.md, 2026-12-01 (2))
-    c.cluster.merge = "layers"
-    c.cluster.merge_threshold = 0.5
-    c.cluster.merge_max_shared = 1
-    c.cluster.val_events = 2  # also the events Stop's cut is calibrated on
-    c.cluster.calibrate_stop = True
-    # track extension along helix roads (cluster/extend.py): +0.04 on full events, +0.006 at
-    # 10 % of tracks on validation events (docs/experiments.md, 2026-12-02 (8))
-    c.cluster.extend_iterations = 2
-    # the inference tree on one weighted row per atom (cluster/recursion.py, atom_rows): ~1 s less
-    # per full event, -0.002 on test events (docs/experiments.md, 2026-12-02 (9)); training's
-    # tree stays on the hits
-    c.cluster.tree_rows = "atoms"
+def stage1(c: ml_collections.ConfigDict) -> None:
+    """Stage 1: ``seed``, ``loop``, ``data``, ``embedding``, ``graph`` and ``filter``."""
+    c.seed = 0
+    c.stage1_checkpoint = ml_collections.config_dict.placeholder(str)  # set: restore, not train
+
+    c.loop = ml_collections.ConfigDict()  # cgnn_jax.train.loop.fit, every stage
+    c.loop.log_every = 50  # steps between metric reads (metrics.csv, progress bar)
+    c.loop.checkpoint_every = 100  # steps between periodic checkpoints (also at every epoch end)
+
+    c.data = ml_collections.ConfigDict()
+    c.data.seed = 1  # simulation seed of the training events
+    c.data.train_events = 4  # stage 1: full mu = 200 events
+    c.data.mu = 200.0
+    c.data.track_fraction = 1.0
+    # stages 2 and 3 train on their own events: whole events with 10 % of the tracks
+    c.data.gnn_train_events = 24
+    c.data.gnn_track_fraction = 0.1
+    # stage 2 also trains on this many events at another density (0: none; sectors: gnn.mix_sectors)
+    c.data.gnn_mix_events = 0
+    c.data.gnn_mix_fraction = 1.0
+
+    c.embedding = ml_collections.ConfigDict()
+    c.embedding.hidden = (128, 128, 128)
+    c.embedding.dim = 12
+    c.embedding.margin = 1.0
+    # share of the positive pairs between neighbours along a track (else any two of its hits)
+    c.embedding.consecutive_fraction = 0.0
+    c.embedding.learning_rate = 3e-3
+    c.embedding.batch_pairs = 8192
+    c.embedding.steps = 3000
+    c.embedding.hard_steps = 3000
+    c.embedding.hard_fraction = 0.25
+    c.embedding.hard_rounds = 4  # hard_steps in rounds, each re-mining from the current embedding
+    c.embedding.hard_k = 16
+    c.embedding.hard_pool = 2_000_000
+
+    c.graph = ml_collections.ConfigDict()
+    c.graph.mode = "knn_radius"
+    c.graph.k = 32
+    c.graph.radius = 1.0
+    # approximate kd-tree query: (1 + approx) x the k-th distance (training; the shipped model
+    # queries at export.graph_approx)
+    c.graph.approx = 0.5
+    # zone map (cgnn_jax.graph.zones): learned after the filter, which zone pairs (this many
+    # slices per layer) consecutive training hits join; the kNN graph keeps the zone_k nearest of
+    # its `candidates` nearest in allowed zones
+    c.graph.zone_bins = 8
+    c.graph.zone_k = 40
+    c.graph.candidates = 64
+
+    c.filter = ml_collections.ConfigDict()
+    c.filter.hidden = (32, 32, 32)
+    c.filter.learning_rate = 3e-3
+    c.filter.batch_edges = 16384
+    c.filter.steps = 3000
+    c.filter.pos_weight = 1.0  # 0: learned, (1 - f) / f for a fraction f of true training edges
+    c.filter.threshold = 0.5  # used when target_purity = 0; else the threshold is learned
+    c.filter.target_purity = 0.5  # > 0: learn the lowest threshold reaching this edge purity
+
+
+def stage2(c: ml_collections.ConfigDict) -> None:
+    """Stage 2: the ``gnn`` block (the interaction GNN and its training)."""
+    c.gnn = g = ml_collections.ConfigDict()
+    g.arch = "interaction"  # cgnn_jax.models.gnn.InteractionGNN ("edge_weighted": the thesis's)
+    g.num_layers = 4
+    g.hidden = 32
+    g.kernel_hidden = 16  # the edge-weighted GNN's kernel MLP (unused by the interaction GNN)
+    g.out_dim = 12
+    g.output_hidden = 64  # > 0: an MLP output head of this width
+    g.distance_dims = 0  # > 0: the edge encoder also sees the stage-1 embedding distance
+    g.degree_norm = False  # edge-weighted GNN: divide A V by the in-degree
+    g.skip_input = False  # edge-weighted GNN: the output layer also sees the input
+    g.residual = False  # edge-weighted GNN: output = stage-1 embedding + learned correction
+    # the stage-1 graph the GNN passes messages on: the refined graph at this filter cut (< 0:
+    # stage 1's learned one); 0.02 gives ~10 edges per hit at 10 % of the tracks
+    g.input_graph = "refined"
+    g.input_threshold = 0.02
+    # a stage-2 or pipeline checkpoint whose GNN parameters start the training (the fine-tunes)
+    g.init_checkpoint = ""
+    g.steps = 2000
+    g.learning_rate = 3e-3
+    g.clip_norm = 1.0
+    g.graphs_per_device = 1  # batch = devices x graphs_per_device sub-graphs
+    # losses: the BCE of the last layer's a_ij against the edge truth (edge_weight), of the
+    # earlier layers' (aux_weight), and the hinge on the output space (hinge_weight), which with
+    # detach_output trains the output head only
+    g.edge_weight = 1.0
+    g.aux_weight = 0.0
+    g.pos_weight = 2.0
+    g.hinge_weight = 1.0
+    g.detach_output = True
+    g.margin = 1.0  # hinge margin on squared distances
+    g.radius = 1.0  # radius of the knn_radius graph in the GNN space (quality report)
+    # evaluation edges: the stage-1 embedding graph (hard negatives) + true_pairs_per_hit * n
+    # random same-particle pairs + random_pairs_per_hit * n random pairs, resampled balanced
+    # (half true) every step; eval_edges_per_event / sectors per sub-graph
+    g.eval_edges_per_event = 32768
+    g.true_pairs_per_hit = 1.0
+    g.random_pairs_per_hit = 1.0
+    # eta-phi sector sub-graphs for training: (n_eta, n_phi), overlap margins in eta and phi (rad)
+    g.sectors = (1, 1)  # whole 10 %-track events: ~11k hits
+    g.mix_sectors = (2, 4)  # the sectors of the data.gnn_mix_events events
+    g.sector_margin_eta = 0.1
+    g.sector_margin_phi = 0.1
+
+
+def stage3(c: ml_collections.ConfigDict) -> None:
+    """Stage 3: the ``cluster`` block (Split/Stop, their atoms, the tree, the extension)."""
+    c.cluster = k = ml_collections.ConfigDict()
+    k.split_hidden = (32, 32)
+    k.stop_hidden = (32, 32)
+    k.split_init_scale = 1.0  # initial scale of the Split MLP's output layer
+    k.prior_dims = 0  # > 0: Split adds a learned gain x the principal-axis projection of h[:, :k]
+    k.prior_gain = 4.0
+    k.prior_columns = ()  # or explicit columns of h for the prior (overrides prior_dims)
+    k.stop_aggregate = "mean"  # or "max"
+    k.inputs = "gnn"  # what Split/Stop see: the GNN output ("gnn+features": and the hit features)
+    k.max_depth = 40  # levels at inference (full events; O(log n) are used)
+    k.train_depth = 18  # levels of the training trees
+    k.sectors = (1, 2)  # eta-phi sectors of the training sub-graphs (~6k hits)
+    k.min_size = 3
+    # atoms, which the tree never separates: "layers" = the layer-constrained merge
+    # (cluster/merge.py) of the edges with a_ij > merge_threshold, most confident first, pieces
+    # sharing <= merge_max_shared layers; "components" = connected components of a_ij >
+    # component_cut. export_model.py calibrates the merge per variant (export.<variant>.cluster)
+    k.merge = "layers"
+    k.component_cut = 0.95
+    k.merge_threshold = 0.5
+    k.merge_max_shared = 1
+    k.tree_rows = "atoms"  # the inference tree on one weighted row per atom (training: per hit)
+    k.stop_threshold = 0.5
+    # after training, choose Stop's cut on the validation events (best TrackML score over
+    # train.stage3.STOP_GRID); kept in the checkpoint as learned["stop_threshold"]
+    k.calibrate_stop = True
+    k.stop_weight = 1.0
+    k.hinge_weight = 1.0  # GNN hinge loss beside the clustering losses (end to end)
+    k.learning_rate = 3e-3
+    k.e2e_learning_rate = 3e-4
+    k.clip_norm = 1.0
+    k.graphs_per_device = 1
+    k.epochs = 5  # stage 3 (Split/Stop only); one epoch = the 48 sub-graphs of the 24 events
+    k.e2e_epochs = 0  # end to end (input embedding, GNN, Split, Stop): not trained
+    k.patience = 10  # epochs without validation gain before the learning rate is cut x0.1
+    k.val_events = 2  # also the events Stop's cut is calibrated on
+    k.val_loss = True  # also log the losses on the validation sub-graphs (one more compilation)
+    k.iterative_rounds = 0  # > 0: reconstruct() re-clusters low-confidence clusters (iterative)
+    k.iterative_cutoff = 0.5
+    # track extension (cluster/extend.py; not learned): after the clustering, hits in tracks of <=
+    # extend_free_max hits join the track whose helix road (half widths extend_tol_rphi across,
+    # extend_tol_z along the layer, mm) crosses them; tracks of >= extend_min_size are extended
+    k.extend_iterations = 2
+    k.extend_tol_rphi = 12.0
+    k.extend_tol_z = 15.0
+    k.extend_free_max = 2
+    k.extend_min_size = 3
+
+
+def base() -> ml_collections.ConfigDict:
+    """What every training step shares; every stage listed (stage 1, 2, 3, end to end)."""
+    c = ml_collections.ConfigDict()
+    c.stages = ("stage1", "stage2", "stage3", "e2e")
+    stage1(c)
+    stage2(c)
+    stage3(c)
     return c
+
+
+def stage12() -> ml_collections.ConfigDict:
+    """Step 1: stage 1, then the GNN on the 24 10 %-track events (2000 steps)."""
+    c = base()
+    c.stages = ("stage1", "stage2")
+    return c
+
+
+def mix() -> ml_collections.ConfigDict:
+    """Step 2: step 1's GNN fine-tuned 400 steps on its 10 %-track events mixed with the 2 x 4
+    eta-phi sectors of 6 full events, drawn at random; then Split/Stop (stage 3) and Stop's cut.
+    Flags: ``--config.stage1_checkpoint`` and ``--config.gnn.init_checkpoint`` (step 1)."""
+    c = base()
+    c.data.gnn_mix_events = 6
+    c.gnn.steps = 400
+    c.gnn.learning_rate = 1e-3
+    return c
+
+
+def dense() -> ml_collections.ConfigDict:
+    """Step 3: step 2's GNN fine-tuned 1400 steps on the 2 x 4 eta-phi sectors (~15k hits each)
+    of 12 full events: the dense variant's GNN (stage 3 is step 2's). Flags:
+    ``--config.stage1_checkpoint`` (step 1), ``--config.gnn.init_checkpoint`` (step 2)."""
+    c = base()
+    c.stages = ("stage1", "stage2")
+    c.data.gnn_train_events = 12
+    c.data.gnn_track_fraction = 1.0
+    c.gnn.sectors = (2, 4)
+    c.gnn.eval_edges_per_event = 131072  # 16k evaluation edges per sector
+    c.gnn.steps = 1400
+    c.gnn.learning_rate = 1e-3
+    c.cluster.sectors = (2, 4)  # (stage 3 is not trained in this step)
+    return c
+
+
+def sparse() -> ml_collections.ConfigDict:
+    """Step 4: step 2's GNN fine-tuned 200 steps on the 10 %-track events at GNN input cut 0.005
+    (~11 instead of ~6 edges per hit): the GNN for events below ``export.dense_min_hits`` hits.
+    Flags: ``--config.stage1_checkpoint`` (step 1), ``--config.gnn.init_checkpoint`` (step 2)."""
+    c = base()
+    c.stages = ("stage1", "stage2")
+    c.gnn.input_threshold = 0.005
+    c.gnn.steps = 200
+    c.gnn.learning_rate = 1e-3
+    return c
+
+
+def variant(input_threshold: float) -> ml_collections.ConfigDict:
+    """The inference settings of one variant: its GNN input graph's filter cut, and the cluster
+    settings it starts its calibration from (the tree, the extension, the layer merge)."""
+    v = ml_collections.ConfigDict()
+    v.input_threshold = input_threshold  # gnn.input_threshold
+    v.cluster = ml_collections.ConfigDict()
+    v.cluster.tree_rows = "atoms"
+    v.cluster.extend_iterations = 2
+    v.cluster.extend_tol_rphi = 12.0
+    v.cluster.extend_tol_z = 15.0
+    # chosen again by the calibration (export.calibrate_merge_events > 0)
+    v.cluster.merge_threshold = 0.5
+    v.cluster.merge_max_shared = 1
+    v.cluster.extend_free_max = 2
+    v.cluster.extend_min_size = 3
+    return v
+
+
+def export() -> ml_collections.ConfigDict:
+    """Step 5, ``launch/export_model.py --config=configs/default.py:export``: the inference
+    settings of the model (``sparse``, events below ``dense_min_hits`` hits) and of its dense
+    variant (``dense``) on their shared stage 1, and the calibration that ends the export."""
+    c = ml_collections.ConfigDict()
+    c.graph_approx = 2.0  # stage 1's kd-tree query: neighbours within 3x the true k-th distance
+    c.dense_min_hits = 25000
+    # the GNN at a lower input cut than it trained at (0.02) on events of 10 % of the tracks; the
+    # dense variant at a higher one: the same score on full events for ~30 % fewer edges
+    c.sparse = variant(input_threshold=0.005)
+    c.dense = variant(input_threshold=0.05)
+    # per variant, on validation events of the mixed model's config (the sparse one at its GNN
+    # events' track fraction, the dense one on full events): Stop's cut, then the layer merge and
+    # the extension's free size (train.stage3.calibrate_merge), then Stop's cut again
+    c.calibrate_merge_events = 2
+    c.calibrate_stop_events = 2
+    return c
+
+
+def get_config(step: str = "") -> ml_collections.ConfigDict:
+    """``configs/default.py``: :func:`base`; ``configs/default.py:<step>``: a training step of
+    :data:`STEPS`, or ``export`` (the inference settings, for ``launch/export_model.py``)."""
+    steps = {"": base, "stage12": stage12, "mix": mix, "dense": dense, "sparse": sparse}
+    steps["export"] = export
+    if step not in steps:
+        raise ValueError(
+            f"configs/default.py:{step}: no such step; valid: {', '.join(s for s in steps if s)}"
+        )
+    return steps[step]()

@@ -9,7 +9,7 @@ from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = default.get_config()  # the shipped recipe, toy-sized
+    c = default.base()  # the shipped recipe, toy-sized
     c.loop.log_every = 10
     c.loop.checkpoint_every = 4  # often: the resume test interrupts every run after 6 steps
 

@@ -1,6 +1,7 @@
 r"""Fast proxy for stage 1's metric learning: train the embedding alone, print its kNN ceilings.
 
-    python launch/embedding_proxy.py --workdir=workdirs/proxy_emb [--config=configs/stage1.py] \
+    python launch/embedding_proxy.py --workdir=workdirs/proxy_emb \
+        [--config=configs/experiments/stage1.py] \
         [--config.data.train_events=2 --config.embedding.steps=1000 ...] \
         [--events=1 --seed=555 --k=16,32,64] [--json_out=PATH]
 
@@ -21,7 +22,9 @@ from absl import flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/stage1.py", "Stage-1 config.", lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", "configs/experiments/stage1.py", "Stage-1 config.", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Where the embedding's checkpoints go.", required=True)
 flags.DEFINE_integer("events", 1, "Unseen simulated full events to measure on.", lower_bound=1)
 flags.DEFINE_integer("seed", 555, "Simulation seed of those events.")

@@ -1,9 +1,22 @@
 """Copy a trained pipeline into the package as the pretrained default model.
 
-    python launch/export_model.py --workdir=workdirs/default [--out=cgnn_jax/pretrained/default] \
+    python launch/export_model.py --config=configs/default.py:export --workdir=workdirs/default_mix \
+        --gnn=workdirs/default_sparse --dense=workdirs/default_dense [--out=cgnn_jax/pretrained/default]
+    python launch/export_model.py --config=configs/default.py:export \
+        --workdir=cgnn_jax/pretrained/default --out=/tmp/reexport   # make reexport
+    python launch/export_model.py --workdir=workdirs/default [--out=...] \
         [--zone_bins=8 --zone_k=40 --zone_candidates=64] [--dense=workdirs/dense --dense_min_hits=N] \
         [--gnn=workdirs/sparse] [--input_threshold=0.005] [--extend_iterations=2] \
         [--tree_rows=atoms] [--calibrate_merge_events=2] [--calibrate_stop_events=2]
+
+``--config`` gives the inference settings (``configs/default.py:export``, :func:`configs.default.
+export`): stage 1's ``graph_approx``, ``dense_min_hits``, per variant (``sparse``: the model,
+``dense``: its dense variant) the GNN's ``input_threshold`` and the ``cluster`` settings (the tree,
+the extension, the layer merge the calibration starts from), and the calibration's events. A flag
+given on the command line overrides the config's value (``--config.dense.input_threshold=0.1``
+too); without ``--config`` only the flags given change the model. Re-exported from the shipped
+model itself (``--workdir=cgnn_jax/pretrained/default``, no ``--gnn``/``--dense``: its dense
+variant kept), the config's settings and calibrations give the shipped model's submissions again.
 
 ``--dense`` attaches the stages 2-3 of another pipeline trained on the same stage 1 (e.g. on full
 mu = 200 events), or the GNN of a stage-2 workdir fine-tuned from this model's (with this
@@ -48,11 +61,16 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import _cli
+import ml_collections
 from absl import flags
+from ml_collections import config_flags
 
 from cgnn_jax.inference import PRETRAINED_DIR
 
 FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Inference settings (configs/default.py:export).", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Training workdir (or pipeline checkpoint).", required=True)
 flags.DEFINE_string("out", str(PRETRAINED_DIR), "Destination folder.")
 flags.DEFINE_integer("zone_bins", 0, "> 0: learn a zone map with this many zones per layer.")
@@ -61,7 +79,9 @@ flags.DEFINE_integer("zone_candidates", 64, "With --zone_bins: nearest hits quer
 flags.DEFINE_string(
     "dense", None, "Pipeline, or stage-2 workdir, whose stages 2-3 reconstruct dense events."
 )
-flags.DEFINE_integer("dense_min_hits", 50000, "With --dense: events of >= this many hits use it.")
+flags.DEFINE_integer(
+    "dense_min_hits", None, "Events of >= this many hits use the dense variant (default 50000)."
+)
 flags.DEFINE_string(
     "gnn", None, "Stage-2 workdir whose GNN (fine-tuned from this model's) replaces the GNN."
 )
@@ -84,11 +104,51 @@ flags.DEFINE_enum(
     "Set what a row of the inference tree is, both variants.",
 )
 flags.DEFINE_integer(
-    "calibrate_merge_events", 0, "> 0: choose each variant's merge/extension sizes on N events."
+    "calibrate_merge_events", None, "> 0: choose each variant's merge/extension sizes on N events."
 )
 flags.DEFINE_integer(
-    "calibrate_stop_events", 0, "> 0: choose each variant's Stop cut again on N validation events."
+    "calibrate_stop_events",
+    None,
+    "> 0: choose each variant's Stop cut again on N validation events.",
 )
+
+#: The keys of an export config (``configs/default.py:export``) and of each of its variants.
+EXPORT_KEYS = (
+    "graph_approx",
+    "dense_min_hits",
+    "sparse",
+    "dense",
+    "calibrate_merge_events",
+    "calibrate_stop_events",
+)
+VARIANT_KEYS = ("input_threshold", "cluster")
+DEFAULT_DENSE_MIN_HITS = 50000
+
+
+def export_settings(config: ml_collections.ConfigDict | None, where: str) -> dict:
+    """The inference settings of ``config`` (an export config) as a dict, None for those it does
+    not give; ``ValueError`` naming ``where`` (the flag) if it is not an export config."""
+    if config is None:
+        return {k: None for k in EXPORT_KEYS}
+    missing = [k for k in EXPORT_KEYS if k not in config]
+    for v in ("sparse", "dense"):
+        if v in config:
+            missing += [f"{v}.{k}" for k in VARIANT_KEYS if k not in config[v]]
+    if missing:
+        raise ValueError(
+            f"{where}: not an export config (lacks {', '.join(missing)}); "
+            "use e.g. --config=configs/default.py:export"
+        )
+    out = {k: config[k] for k in EXPORT_KEYS}
+    for v in ("sparse", "dense"):
+        out[v] = {"input_threshold": config[v].input_threshold, "cluster": dict(config[v].cluster)}
+    return out
+
+
+def either(flag: str, value):
+    """The flag's value if it was given, else ``value`` (the config's)."""
+    given = getattr(FLAGS, flag)
+    return value if given is None else given
 
 
 def with_zone_map(pipe, bins: int, k: int, candidates: int):
@@ -217,20 +277,34 @@ def main(argv: list[str]) -> None:
     del argv
     from cgnn_jax.inference import Pipeline
 
-    for name in ("calibrate_merge_events", "calibrate_stop_events"):
-        if getattr(FLAGS, name) < 0:
-            raise ValueError(f"--{name}={getattr(FLAGS, name)}: need >= 0")
+    where = (
+        "--config"
+        if FLAGS.config is None
+        else f"--config={config_flags.get_config_filename(FLAGS['config'])}"
+    )
+    cfg = export_settings(FLAGS.config, where)
+    sparse, dense_cfg = cfg["sparse"] or {}, cfg["dense"] or {}
+    graph_approx = either("graph_approx", cfg["graph_approx"])
+    input_cut = either("input_threshold", sparse.get("input_threshold"))
+    dense_cut = either("dense_input_threshold", dense_cfg.get("input_threshold"))
+    n_merge = either("calibrate_merge_events", cfg["calibrate_merge_events"]) or 0
+    n_stop = either("calibrate_stop_events", cfg["calibrate_stop_events"]) or 0
+    for name, n in (("calibrate_merge_events", n_merge), ("calibrate_stop_events", n_stop)):
+        if n < 0:
+            raise ValueError(f"--{name}={n}: need >= 0")
     if FLAGS.extend_iterations is not None and FLAGS.extend_iterations < 0:
         raise ValueError(f"--extend_iterations={FLAGS.extend_iterations}: need >= 0")
-    for name in ("input_threshold", "dense_input_threshold"):
-        cut = getattr(FLAGS, name)
+    for name, cut in (("input_threshold", input_cut), ("dense_input_threshold", dense_cut)):
         if cut is not None and not 0.0 <= cut < 1.0:
             raise ValueError(f"--{name}={cut}: need 0 <= cut < 1")
-    if FLAGS.graph_approx is not None and FLAGS.graph_approx < 0:
-        raise ValueError(f"--graph_approx={FLAGS.graph_approx}: need >= 0")
+    if graph_approx is not None and graph_approx < 0:
+        raise ValueError(f"--graph_approx={graph_approx}: need >= 0")
+    min_hits_given = either("dense_min_hits", cfg["dense_min_hits"])
+    if min_hits_given is not None and min_hits_given < 1:
+        raise ValueError(f"--dense_min_hits={min_hits_given}: need >= 1")
     pipe = Pipeline.restore(FLAGS.workdir)
-    if FLAGS.graph_approx is not None:
-        pipe = with_graph_approx(pipe, FLAGS.graph_approx)
+    if graph_approx is not None:
+        pipe = with_graph_approx(pipe, graph_approx)
     if FLAGS.zone_bins < 0 or FLAGS.zone_k < 1 or FLAGS.zone_candidates < FLAGS.zone_k:
         raise ValueError("need --zone_bins >= 0, --zone_k >= 1, --zone_candidates >= --zone_k")
     if FLAGS.zone_bins:
@@ -238,18 +312,19 @@ def main(argv: list[str]) -> None:
     # kept unless --dense replaces it; re-attached below (with_dense gives it the stage-1 config)
     dense, min_hits = pipe.dense, pipe.dense_min_hits
     if FLAGS.dense:
-        dense, min_hits = dense_variant(pipe, FLAGS.dense), FLAGS.dense_min_hits
+        dense, min_hits = dense_variant(pipe, FLAGS.dense), DEFAULT_DENSE_MIN_HITS
+    if min_hits_given is not None:
+        min_hits = min_hits_given
     if FLAGS.gnn:
         pipe = with_stage2_gnn(pipe, FLAGS.gnn, "--gnn")
         print(f"GNN from {FLAGS.gnn}")
-    if FLAGS.input_threshold is not None:
-        pipe = with_input_threshold(pipe, FLAGS.input_threshold)
-    if FLAGS.dense_input_threshold is not None:
-        if dense is None:
+    if input_cut is not None:
+        pipe = with_input_threshold(pipe, input_cut)
+    if dense_cut is not None:
+        if dense is None and FLAGS.dense_input_threshold is not None:
             raise ValueError("--dense_input_threshold: the model has no dense variant (--dense)")
-        dense = with_input_threshold(
-            dense, FLAGS.dense_input_threshold, "the dense variant's GNN input graph"
-        )
+        if dense is not None:
+            dense = with_input_threshold(dense, dense_cut, "the dense variant's GNN input graph")
     if dense is not None:
         try:
             pipe = pipe.with_dense(dense, min_hits)
@@ -257,13 +332,21 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"--dense={FLAGS.dense}: {e}") from None
         if FLAGS.dense:
             print(f"dense variant from {FLAGS.dense} for events of >= {min_hits} hits")
+    if sparse or dense_cfg:  # the config's cluster settings, per variant
+        pipe = each_variant(
+            pipe,
+            lambda p, is_dense: p.with_cluster_config(
+                **(dense_cfg if is_dense else sparse).get("cluster", {})
+            ),
+        )
+        print("cluster settings per variant from the config")
     if FLAGS.extend_iterations is not None:
         pipe = with_extension(pipe, FLAGS.extend_iterations)
     if FLAGS.tree_rows is not None:
         pipe = each_variant(pipe, lambda p, _: p.with_cluster_config(tree_rows=FLAGS.tree_rows))
         print(f"inference tree on {FLAGS.tree_rows}")
-    if FLAGS.calibrate_merge_events or FLAGS.calibrate_stop_events:
-        pipe = with_calibrated(pipe, FLAGS.calibrate_merge_events, FLAGS.calibrate_stop_events)
+    if n_merge or n_stop:
+        pipe = with_calibrated(pipe, n_merge, n_stop)
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

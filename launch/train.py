@@ -1,9 +1,10 @@
 r"""Train cgnn_jax models from an ml_collections config.
 
-    python launch/train.py --config=configs/stage1.py --workdir=workdirs/stage1 \
+    python launch/train.py --config=configs/default.py:stage12 --workdir=workdirs/default \
         [--config.embedding.steps=1000 ...]
 
-Runs the stages listed in ``config.stages`` (:func:`cgnn_jax.train.train_and_evaluate`) and writes
+``--config`` is a config file, ``configs/default.py:<step>`` one step of the shipped model's
+training (``configs/default.py``), ``configs/experiments/*.py`` the other recipes. Runs the stages listed in ``config.stages`` (:func:`cgnn_jax.train.train_and_evaluate`) and writes
 orbax checkpoints (with the config and a format version) under ``--workdir``. Re-running the same
 command resumes every unfinished run from its last checkpoint. ``configs/test.py`` trains every
 stage at a toy size in about a minute.

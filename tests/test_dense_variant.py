@@ -200,3 +200,47 @@ def test_tree_comparisons():
     assert "more than expected" in shape_mismatch(a, {**a, "c": np.ones(1)})
     assert same_leaves(a, {"w": np.zeros((3, 4)), "b": np.ones(4)})
     assert not same_leaves(a, {"w": np.zeros((3, 4)), "b": np.full(4, 2.0)})
+
+
+def test_export_model_takes_the_inference_settings_from_a_config(toy, tmp_path):
+    """``--config=configs/default.py:export``: every inference setting of each variant from the
+    config, a flag (or ``--config.<key>``) over it; a config of another kind is refused."""
+    from cgnn_jax.inference import Pipeline
+    from configs.default import export
+
+    pipe, dense, _, _ = toy
+    pipe.with_dense(dense, min_hits=777).save(tmp_path / "model" / "checkpoints")
+    env = {**os.environ, "CGNN_JAX_CACHE_DIR": "off"}
+    out = tmp_path / "again"
+    args = [
+        sys.executable, "launch/export_model.py", "--config=configs/default.py:export",
+        f"--workdir={tmp_path / 'model'}", f"--out={out}",
+        "--config.calibrate_merge_events=0", "--config.calibrate_stop_events=0",
+    ]  # fmt: skip
+    p = subprocess.run(
+        [*args, "--input_threshold=0.01", "--config.dense.cluster.extend_iterations=1"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    want = export()
+    back = Pipeline.restore(out)
+    assert back.dense_min_hits == want.dense_min_hits  # the config's, over the model's 777
+    assert back.stage1_config.graph.approx == pytest.approx(want.graph_approx)
+    assert back.config.gnn.input_threshold == pytest.approx(0.01)  # the flag's
+    assert back.dense.config.gnn.input_threshold == pytest.approx(want.dense.input_threshold)
+    for variant, settings in ((back, want.sparse), (back.dense, want.dense)):
+        for key, value in settings.cluster.items():
+            expected = 1 if variant is back.dense and key == "extend_iterations" else value
+            assert variant.cluster_config[key] == expected, key
+    assert _leaves_equal(back.params, pipe.params)
+    assert _leaves_equal(back.dense.params["gnn"], dense.params["gnn"])
+    assert back.stop_threshold == pipe.stop_threshold  # no calibration asked for
+    # a training config is not an export config: one line naming the flag, nothing written
+    bad = subprocess.run(
+        [sys.executable, "launch/export_model.py", "--config=configs/default.py",
+         f"--workdir={tmp_path / 'model'}", f"--out={tmp_path / 'bad'}"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--config=configs/default.py: not an export config" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -231,7 +231,7 @@ def test_maybe_initialize_distributed_is_a_noop_without_env(monkeypatch):
 def trained(tmp_path_factory, two_runs):
     from cgnn_jax.inference import Stage1
     from cgnn_jax.train.stage2 import train_stage2
-    from configs.stage2 import get_config
+    from configs.experiments.stage2 import get_config
     from tests.helpers import shrink_stage1
 
     tmp = tmp_path_factory.mktemp("stage2")

@@ -155,7 +155,7 @@ def test_checkpoint_roundtrip_and_failures(tmp_path):
 def test_version1_checkpoint_reads_its_threshold_as_learned(tmp_path):
     """Version 1 wrote the learned threshold into the config; it is read back as learned."""
     from cgnn_jax.inference import Stage1
-    from configs.stage1 import get_config
+    from configs.experiments.stage1 import get_config
 
     c = get_config()
     params = {"w": jnp.ones(2)}
@@ -191,7 +191,7 @@ def test_tiny_training_learns_a_useful_graph(tmp_path):
     from cgnn_jax.inference import Stage1, prepare_event
     from cgnn_jax.sim import simulate_event
     from cgnn_jax.train.stage1 import train_stage1
-    from configs.stage1 import get_config
+    from configs.experiments.stage1 import get_config
     from tests.helpers import shrink_stage1
 
     c = shrink_stage1(get_config())
@@ -243,7 +243,7 @@ def test_rerun_restores_instead_of_retraining(tmp_path, monkeypatch):
     import cgnn_jax.train.stage1 as stage1_mod
     from cgnn_jax.inference import Stage1
     from cgnn_jax.train import train_and_evaluate
-    from configs.stage1 import get_config
+    from configs.experiments.stage1 import get_config
 
     c = get_config()
     params = {"w": jnp.ones(2)}

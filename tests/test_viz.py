@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import LineCollection
 
 from cgnn_jax.baselines import reconstruct_baseline
 from cgnn_jax.cluster.recursion import unrolled_clustering
@@ -232,6 +234,62 @@ def test_plot_event_track_truth_and_region(tmp_path, event, dbscan_tracks):
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="needs truth"):
         plot_event(event.hits, None, color_by="truth")
+
+
+def _helix_hits(
+    radius: float, slope: float, turned: np.ndarray, centre_phi: float = 0.3, vz: float = 0.0
+) -> np.ndarray:
+    """``[n, 3]`` points of a helix from the beam line (``x = y = 0``, ``z = vz``): circle radius
+    ``radius`` (mm), ``dz / ds_T = slope``, at the turning angles ``turned`` (rad, in path order)."""
+    cx, cy = radius * np.cos(centre_phi), radius * np.sin(centre_phi)
+    a = centre_phi + np.pi + turned  # the beam line seen from the centre, then turning on
+    return np.stack(
+        [cx + radius * np.cos(a), cy + radius * np.sin(a), vz + slope * radius * turned], 1
+    )
+
+
+def _drawn_segments(fig) -> np.ndarray:
+    """``[m, 2, 2]`` the segments drawn in the x–y view."""
+    (lines,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    return np.asarray(lines.get_segments())
+
+
+def test_event_display_joins_hits_along_the_helix():
+    """A looper (back in towards the beam line after half a turn, barely moving in z), a
+    two-turn looper moving along z, and a track from a displaced vertex: each hit is joined to
+    its neighbours along the particle's path, not in order of distance from the origin (which
+    runs out to r = 700 mm and back in, and back out, on the looper)."""
+    from cgnn_jax.viz.event_display import helix_path
+
+    tracks = {
+        11: _helix_hits(350.0, 0.03, np.array([0.1, 0.3, 0.6, 1.0, 1.6, 2.4, 3.2, 4.0, 4.8, 5.6])),
+        22: _helix_hits(300.0, 0.3, np.linspace(0.2, 4 * np.pi - 0.5, 14), centre_phi=2.0),
+        33: _helix_hits(20_000.0, 0.4, np.linspace(0.0015, 0.05, 9), centre_phi=-1.0, vz=-180.0),
+    }
+    pid = np.concatenate([np.full(len(v), k) for k, v in tracks.items()])
+    pos = np.concatenate(list(tracks.values()))
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(len(pid))  # hits in no particular order
+    pid, pos = pid[rows], pos[rows]
+    hits = pd.DataFrame({"hit_id": np.arange(1, len(pid) + 1), "x": pos[:, 0], "y": pos[:, 1]})
+    hits["z"] = pos[:, 2]
+    truth = pd.DataFrame({"hit_id": hits["hit_id"], "particle_id": pid})
+    fig = plot_event(hits, truth=truth, color_by="truth", lines=True)
+    drawn = {tuple(np.round(s, 6).ravel()) for s in _drawn_segments(fig)}
+    want = set()
+    for points in tracks.values():
+        for a, b in itertools.pairwise(points):
+            want.add(tuple(np.round(np.r_[a[:2], b[:2]], 6)))
+    assert drawn == want
+    # the key itself: increasing along each path
+    key = helix_path(pos[:, 0], pos[:, 1], pos[:, 2], pid)
+    for k, points in tracks.items():
+        order = np.argsort(key[pid == k])
+        np.testing.assert_allclose(pos[pid == k][order], points)
+    # distance from the origin, the old key, runs out and back in on both loopers
+    for k in (11, 22):
+        by_distance = np.argsort(np.linalg.norm(tracks[k], axis=1))
+        assert not np.array_equal(by_distance, np.arange(len(tracks[k])))
 
 
 def test_submission_track_ids(event, dbscan_tracks):

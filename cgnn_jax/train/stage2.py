@@ -237,7 +237,7 @@ def train_stage2(
     """Train the GNN on sector sub-graphs of the training events and save it under ``workdir``.
 
     Args:
-      config: a full config (``gnn``, ``data``, ``loop``, as ``configs/stage2.py``).
+      config: a full config (``gnn``, ``data``, ``loop``, as ``configs/default.py``).
       workdir: output folder; the model goes to ``<workdir>/stage2``, the resumable run to
         ``<workdir>/train/gnn``.
       stage1: the trained stage 1; None: restore ``config.stage1_checkpoint`` or, if that is None

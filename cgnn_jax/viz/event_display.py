@@ -2,7 +2,7 @@
 
 Each track with at least ``min_track_hits`` hits gets a colour from a qualitative palette
 (cycled, chosen by a hash of its id so it is stable between plots) and its hits are joined in
-order of distance from the origin; hits of shorter tracks, noise hits (``particle_id == 0``
+their order along the track's helix (:func:`helix_path`); hits of shorter tracks, noise hits (``particle_id == 0``
 when colouring by truth) are small grey dots. An η/φ region cut keeps a full μ = 200 event
 (~110k hits) readable; track sizes are counted in the whole event, before the cut.
 """
@@ -33,6 +33,9 @@ from cgnn_jax.viz._common import (
 
 COLOR_BY = ("track", "truth")
 MAX_HITS_WITH_LINES = 20_000
+#: A track whose hits span more than this times their transverse span in z is ordered by z
+#: (:func:`helix_path`): 0.2 mm per mm, ~30 mm between barrel layers, well above the hits' z error.
+Z_PATH_SLOPE = 0.2
 
 
 def submission_track_ids(
@@ -116,12 +119,90 @@ def _labels(
     return labels, colored, color_by
 
 
+def _group_sums(g: np.ndarray, n_groups: int, *weights: np.ndarray) -> list[np.ndarray]:
+    return [np.bincount(g, weights=w, minlength=n_groups) for w in weights]
+
+
+def helix_path(x: np.ndarray, y: np.ndarray, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``[n]`` each hit's position along its track (the hits of one label), for joining them in
+    the order the particle crossed them, from the beam line out and, for a looper, back in.
+
+    Per label (vectorized over all labels): a circle through the beam line (``x = y = 0``) is
+    fitted to the transverse positions (least squares of ``x² + y² = 2ax + 2by``); a hit's
+    transverse arc length ``s_T`` is the circle's radius times the angle it has turned from the
+    beam line, in the sense of the innermost hit (one turn at most; a straight track, whose fit
+    degenerates, uses the projection on its mean direction). A line ``z = z0 + k s_T`` fitted
+    to the hits gives the path length ``(s_T + k (z - z0)) / sqrt(1 + k²)``. A track whose hits
+    span more than :data:`Z_PATH_SLOPE` times their transverse span in ``z`` is ordered by ``z``
+    instead, away from its innermost hit: ``z`` grows monotonically along a helix, over any number of
+    turns. Distance from the origin, the obvious key, runs back and forth on a looper, whose hits
+    come back in at growing ``|z|`` (a line from a hit at r = 30 mm to one at 900 mm and back).
+
+    Args:
+      x, y, z: ``[n]`` hit positions (mm).
+      labels: ``[n]`` int track (or particle) of each hit.
+
+    Returns:
+      ``[n]`` float64; only the order within a label means anything.
+    """
+    x, y, z = (np.asarray(v, np.float64) for v in (x, y, z))
+    if len(x) == 0:
+        return np.zeros(0)
+    _, g = np.unique(np.asarray(labels), return_inverse=True)
+    g = g.reshape(-1)
+    m = int(g.max()) + 1
+    rho2 = x * x + y * y
+    sxx, sxy, syy, sxr, syr, sx, sy = _group_sums(
+        g, m, x * x, x * y, y * y, x * rho2, y * rho2, x, y
+    )
+    det = sxx * syy - sxy * sxy
+    circle = det > 1e-10 * (sxx + syy) ** 2
+    safe = np.where(circle, det, 1.0)
+    a = np.where(circle, (syy * sxr - sxy * syr) / (2 * safe), 0.0)[g]
+    b = np.where(circle, (sxx * syr - sxy * sxr) / (2 * safe), 0.0)[g]
+    # the angle turned from the beam line, seen from the centre, wrapped to (-pi, pi]
+    turned = np.arctan2(y - b, x - a) - np.arctan2(-b, -a)
+    turned = (turned + np.pi) % (2 * np.pi) - np.pi
+    order = np.lexsort((rho2, g))  # each label's innermost hit first
+    first = order[np.r_[True, g[order][1:] != g[order][:-1]]]
+    sense = np.where(turned[first] < 0, -1.0, 1.0)
+    slack = np.pi / 8  # a hit fitted just before the beam line stays first
+    psi = (sense[g] * turned + slack) % (2 * np.pi) - slack
+    norm = np.hypot(sx, sy)  # a straight track's direction: its hits' mean position
+    norm = np.where(norm > 0, norm, 1.0)
+    ux, uy = sx / norm, sy / norm
+    s_t = np.where(circle[g], np.hypot(a, b) * psi, x * ux[g] + y * uy[g])
+    # the line z = z0 + k s_T, and the path length along it
+    n, ss, sz, sss, ssz = _group_sums(g, m, np.ones_like(x), s_t, z, s_t * s_t, s_t * z)
+    var = sss - ss * ss / n
+    cov = ssz - ss * sz / n
+    along_z = var <= 1e-9 * (1.0 + sss)  # one transverse point: the hits differ in z only
+    k = np.where(along_z, 0.0, cov / np.where(along_z, 1.0, var))
+    z0 = (sz - k * ss) / n
+    path = (s_t + k[g] * (z - z0[g])) / np.sqrt(1.0 + k[g] ** 2)
+    # z is monotonic along a helix: where the track moves along z enough for its hits' z to
+    # tell them apart, z orders them, however many turns it loops
+    z_max = np.full(m, -np.inf)
+    z_min = np.full(m, np.inf)
+    r_max = np.full(m, -np.inf)
+    r_min = np.full(m, np.inf)
+    rho = np.sqrt(rho2)
+    np.maximum.at(z_max, g, z)
+    np.minimum.at(z_min, g, z)
+    np.maximum.at(r_max, g, rho)
+    np.minimum.at(r_min, g, rho)
+    use_z = along_z | (z_max - z_min > Z_PATH_SLOPE * (r_max - r_min))
+    # ... away from the innermost hit, where the track starts
+    z_sense = np.where(sz / n < z[first], -1.0, 1.0)
+    return np.where(use_z[g], z_sense[g] * z, path)
+
+
 def _track_segments(
-    u: np.ndarray, v: np.ndarray, labels: np.ndarray, dist: np.ndarray
+    u: np.ndarray, v: np.ndarray, labels: np.ndarray, path: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Segments ``[m, 2, 2]`` joining consecutive hits (by ``dist``) of each label, and the
-    label of each segment."""
-    order = np.lexsort((dist, labels))
+    """Segments ``[m, 2, 2]`` joining consecutive hits (by ``path``, :func:`helix_path`) of each
+    label, and the label of each segment."""
+    order = np.lexsort((path, labels))
     lab = labels[order]
     same = lab[1:] == lab[:-1]
     a, b = order[:-1][same], order[1:][same]
@@ -135,7 +216,7 @@ def _draw_view(
     v: np.ndarray,
     labels: np.ndarray | None,
     colored: np.ndarray,
-    dist: np.ndarray,
+    path: np.ndarray,
     lines: bool,
     sizes: tuple[float, float],
 ) -> None:
@@ -146,7 +227,7 @@ def _draw_view(
     lab = labels[colored]
     cols = label_colors(lab)
     if lines:
-        segs, seg_lab = _track_segments(u[colored], v[colored], lab, dist[colored])
+        segs, seg_lab = _track_segments(u[colored], v[colored], lab, path[colored])
         if len(segs):
             lc = LineCollection(
                 segs, colors=label_colors(seg_lab), linewidths=0.7, alpha=0.75, zorder=2
@@ -185,7 +266,7 @@ def plot_event(
       eta_range: ``(lo, hi)``: only hits with ``lo <= η < hi`` (η of the hit position).
       phi_range: ``(lo, hi)`` in radians: only hits with φ in ``[lo, hi)`` (``lo > hi`` wraps).
       min_track_hits: tracks (particles) with fewer hits in the whole event are drawn grey.
-      lines: join the hits of each coloured track in order of distance from the origin;
+      lines: join the hits of each coloured track in their order along it (:func:`helix_path`);
         default: only when at most :data:`MAX_HITS_WITH_LINES` hits are shown (a full event
         with lines is an unreadable tangle).
       event_id: shown in the title.
@@ -207,10 +288,16 @@ def plot_event(
         raise ValueError(
             f"no hits in the region {region_text(eta_range, phi_range)} (of {len(hits)} hits)"
         )
+    # each coloured track's hits in their order along it, from all its hits in the event
+    along = np.zeros(len(hits))
+    if labels is not None and colored.any():
+        along[colored] = helix_path(
+            coords["x"][colored], coords["y"][colored], coords["z"][colored], labels[colored]
+        )
     c = {k: v[keep] for k, v in coords.items()}
     lab = labels[keep] if labels is not None else None
     col = colored[keep]
-    dist = np.sqrt(c["r"] ** 2 + c["z"] ** 2)
+    along = along[keep]
     n_show = int(keep.sum())
     if lines is None:
         lines = n_show <= MAX_HITS_WITH_LINES
@@ -223,8 +310,8 @@ def plot_event(
     panel_h = min(5.6, 13.5 / (xy_ratio + 1.6))  # at most ~15 inches wide
     fig = new_figure(panel_h * (xy_ratio + 1.6) + 1.6, panel_h + 1.0)
     ax_xy, ax_rz = fig.subplots(1, 2, gridspec_kw={"width_ratios": [xy_ratio, 1.6]})
-    _draw_view(ax_xy, c["x"], c["y"], lab, col, dist, lines, sizes)
-    _draw_view(ax_rz, c["z"], c["r"], lab, col, dist, lines, sizes)
+    _draw_view(ax_xy, c["x"], c["y"], lab, col, along, lines, sizes)
+    _draw_view(ax_rz, c["z"], c["r"], lab, col, along, lines, sizes)
     ax_xy.set_aspect("equal", adjustable="box")
     ax_xy.set_xlabel("x [mm]")
     ax_xy.set_ylabel("y [mm]")

@@ -1,6 +1,6 @@
 """Stage 1 (metric learning + graph construction), sized for a 2-core CPU (~15 min).
 
-python launch/train.py --config=configs/stage1.py --workdir=workdirs/stage1
+python launch/train.py --config=configs/experiments/stage1.py --workdir=workdirs/stage1
 """
 
 import ml_collections

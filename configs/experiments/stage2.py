@@ -1,6 +1,6 @@
 """Stage 2 (the edge-weighted GNN) on top of stage 1, sized for a 2-core CPU.
 
-python launch/train.py --config=configs/stage2.py --workdir=workdirs/stage2 \
+python launch/train.py --config=configs/experiments/stage2.py --workdir=workdirs/stage2 \
     --config.stage1_checkpoint=workdirs/stage1
 
 With ``stage1_checkpoint = None`` stage 1 is trained first (into the same workdir). The GNN trains
@@ -10,7 +10,7 @@ on η–φ sector sub-graphs of ``data.train_events`` events; a few hundred step
 
 import ml_collections
 
-from configs import stage1
+from configs.experiments import stage1
 
 
 def get_config() -> ml_collections.ConfigDict:

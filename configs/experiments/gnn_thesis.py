@@ -5,7 +5,7 @@ Too slow for a small CPU; meant for a GPU (data-parallel over all devices).
 
 import ml_collections
 
-from configs import stage2
+from configs.experiments import stage2
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,6 +1,6 @@
-"""The default GNN fine-tuned on full mu = 200 events (issue 13: train for what you evaluate).
+"""The default GNN fine-tuned on full mu = 200 events (train for what you evaluate).
 
-    python launch/train.py --config=configs/finetune_full.py --workdir=workdirs/finetune_full \\
+    python launch/train.py --config=configs/experiments/finetune_full.py --workdir=workdirs/finetune_full \\
         --config.gnn.init_checkpoint=<a trained default workdir or pipeline> \\
         --config.stage1_checkpoint=<its stage 1> "--config.stages=('stage1','stage2')"
 
@@ -17,7 +17,7 @@ from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = default.get_config()
+    c = default.base()
     c.data.gnn_train_events = 6
     c.data.gnn_track_fraction = 1.0
     c.gnn.sectors = (2, 4)

@@ -1,8 +1,8 @@
 """The interaction GNN (stage 2) with the graph-consistent Split (stage 3), sized for 2 CPU cores.
 
-    python launch/train.py --config=configs/interaction.py --workdir=workdirs/interaction
+    python launch/train.py --config=configs/experiments/interaction.py --workdir=workdirs/interaction
 
-Stage 1 as ``configs/stage1.py`` (4 full mu = 200 events, ~18 min here); the GNN is
+Stage 1 as ``configs/experiments/stage1.py`` (4 full mu = 200 events, ~18 min here); the GNN is
 :class:`~cgnn_jax.models.gnn.InteractionGNN` on the stage-1 *embedding* graph, trained on 24
 whole 10 %-track events with the hinge loss on its output and a binary cross-entropy on every
 layer's edge weights ``a_ij`` (480 steps, ~43 min here); Split/Stop with atoms of
@@ -11,13 +11,13 @@ resumed stage 1.
 
 **Not the default**: on this CPU budget its GNN is undertrained (edge BCE 0.34, a_ij ROC AUC
 0.90) and the pipeline scored 0.149 at 10 % of tracks and 0.023 on full events, below the shipped
-model (0.21 / 0.11). The same family trained for 3000 steps on a GPU (``configs/proxy_in.py``)
+model (0.21 / 0.11). The same family trained for 3000 steps on a GPU (``configs/experiments/proxy_in.py``)
 reached AUC 0.998 and 0.664 at 10 % of tracks (``docs/experiments.md``).
 """
 
 import ml_collections
 
-from configs import stage3
+from configs.experiments import stage3
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,15 +1,15 @@
-"""The thesis's edge-weighted GCN (stage 2) with Split/Stop and end-to-end fine-tuning: the
-recipe of the model shipped until 2026-11-30 (10 % of tracks 0.21, full events 0.11).
+"""The thesis's edge-weighted GCN (stage 2) with Split/Stop and end-to-end fine-tuning (10 % of
+tracks 0.21, full events 0.11).
 
-    python launch/train.py --config=configs/edge_weighted.py --workdir=workdirs/edge_weighted
+    python launch/train.py --config=configs/experiments/edge_weighted.py --workdir=workdirs/edge_weighted
 
-Kept for comparison; ``configs/default.py`` (the interaction GNN) replaced it.
+For comparison with ``configs/default.py`` (the interaction GNN), which scores higher.
 """
 
 import ml_collections
 
 from cgnn_jax.features.hits import FEATURE_NAMES
-from configs import stage3
+from configs.experiments import stage3
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gnn.out_dim = 12
     c.gnn.degree_norm = True
 
-    # Split/Stop (stage 3) and end-to-end training: configs/stage3.py's cluster block, with:
+    # Split/Stop (stage 3) and end-to-end training: configs/experiments/stage3.py's cluster block, with:
     c.cluster.sectors = (3, 6)  # training sub-graphs of ~7k hits
     c.cluster.train_depth = 18
     # Split starts from each cluster's principal axis in the hits' angular position (cos φ, sin φ,

@@ -1,13 +1,13 @@
 """Stages 1-3 and end-to-end fine-tuning with the ``config.cluster`` block (Split/Stop).
 
-python launch/train.py --config=configs/stage3.py --workdir=workdirs/stage3
+python launch/train.py --config=configs/experiments/stage3.py --workdir=workdirs/stage3
 
-The base of ``configs/default.py``; ``cluster_config()`` is the ``cluster`` block alone.
+The base of the experiments' Split/Stop configs; ``cluster_config()`` is the ``cluster`` block alone.
 """
 
 import ml_collections
 
-from configs import stage2
+from configs.experiments import stage2
 
 
 def cluster_config() -> ml_collections.ConfigDict:

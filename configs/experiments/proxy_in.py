@@ -1,13 +1,13 @@
-"""Fast proxy for issue 13: the interaction GNN (supervised a_ij) and the graph-consistent Split
+"""A fast proxy of the interaction GNN (supervised a_ij) and the graph-consistent Split
 on 10 %-track events, on a given stage 1.
 
-python launch/train.py --config=configs/proxy_in.py --workdir=workdirs/proxy_in \
+python launch/train.py --config=configs/experiments/proxy_in.py --workdir=workdirs/proxy_in \
     --config.stage1_checkpoint=workdirs/s1_shipped
 """
 
 import ml_collections
 
-from configs import stage3
+from configs.experiments import stage3
 
 
 def get_config() -> ml_collections.ConfigDict:
