@@ -1,7 +1,7 @@
 """Imported first by every launch script.
 
 Makes ``import cgnn_jax`` work from a checkout that was not pip-installed, and puts the checkout
-on the path so that config files can import each other (``from configs import stage1``).
+on the path so that config files can import each other (``from configs import default``).
 """
 
 import sys
