@@ -231,10 +231,10 @@ def test_export_model_takes_the_inference_settings_from_a_config(toy, tmp_path):
     for variant, settings in ((back, want.sparse), (back.dense, want.dense)):
         for key, value in settings.cluster.items():
             expected = 1 if variant is back.dense and key == "extend_iterations" else value
-            assert variant.cluster_config[key] == expected, key
+            assert variant.config.cluster[key] == expected, key
     assert _leaves_equal(back.params, pipe.params)
     assert _leaves_equal(back.dense.params["gnn"], dense.params["gnn"])
-    assert back.stop_threshold == pipe.stop_threshold  # no calibration asked for
+    assert back.stage3.stop_threshold == pipe.stage3.stop_threshold  # no calibration asked for
     # a training config is not an export config: one line naming the flag, nothing written
     bad = subprocess.run(
         [sys.executable, "launch/export_model.py", "--config=configs/default.py",
