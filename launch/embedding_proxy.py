@@ -67,4 +67,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, inputs=("config",), folders=("workdir",), files=("json_out",))
