@@ -25,8 +25,13 @@ _WORKER_GRACE_S = 5.0  # how long a parent waits for its interrupted workers to 
 
 
 def _is_worker() -> bool:
-    """Whether this process is a ``multiprocessing`` worker re-running a launch script."""
-    return getattr(sys.modules.get("__main__"), "__name__", "") == "__mp_main__"
+    """Whether this process is a ``multiprocessing`` worker (re-running a launch script as
+    ``__mp_main__`` while it starts, or started)."""
+    # (in a parent, multiprocessing aliases __mp_main__ to its own __main__)
+    if getattr(sys.modules.get("__mp_main__"), "__name__", "") == "__mp_main__":
+        return True
+    mp = sys.modules.get("multiprocessing.process")
+    return mp is not None and getattr(mp, "_parent_process", None) is not None
 
 
 def _stop_workers() -> None:
@@ -51,8 +56,26 @@ def _stop_workers() -> None:
             p.join(max(deadline - time.monotonic(), 0.0))
             if p.is_alive():
                 p.kill()
+                p.join(1.0)
         except Exception:
             pass
+    _release_semaphores()
+
+
+def _release_semaphores() -> None:
+    """Unlink the worker pool's named semaphores and tell the resource tracker, as the pool's
+    shutdown would: else the tracker prints a warning about them after the one line."""
+    util = sys.modules.get("multiprocessing.util")
+    sync = sys.modules.get("multiprocessing.synchronize")
+    if util is None or sync is None:
+        return
+    cleanup = getattr(sync.SemLock, "_cleanup", None)
+    for fin in list(getattr(util, "_finalizer_registry", {}).values()):
+        if cleanup is not None and getattr(fin, "_callback", None) is cleanup:
+            try:
+                fin()
+            except Exception:
+                pass
 
 
 def exit_interrupted() -> None:
