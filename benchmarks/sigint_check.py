@@ -52,7 +52,7 @@ def parts_intact(out: Path, reference: pd.DataFrame) -> tuple[bool, int, str]:
     for p in parts:
         try:
             got = pd.read_csv(p)
-        except Exception as e:  # noqa: BLE001 (any unreadable part is a failure)
+        except Exception as e:  # any unreadable part is a failure
             return False, len(parts), f"{p.name}: unreadable ({e})"
         eid = int(got["event_id"].iloc[0])
         want = reference[reference["event_id"] == eid].reset_index(drop=True)
