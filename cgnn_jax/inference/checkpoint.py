@@ -147,12 +147,18 @@ def verify_manifest(step_dir: str | Path) -> bool:
     return True
 
 
-def _manager(directory: Path, max_to_keep: int | None = 3) -> ocp.CheckpointManager:
+def _manager(
+    directory: Path, max_to_keep: int | None = 3, cleanup: bool = False
+) -> ocp.CheckpointManager:
+    """Orbax's manager of ``directory``; ``cleanup`` (writers only: a reader must never remove
+    the folder a running save writes) removes the temporary folders of interrupted saves."""
     import orbax.checkpoint as ocp
 
     return ocp.CheckpointManager(
         directory.resolve(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=cleanup
+        ),
     )
 
 
@@ -169,7 +175,8 @@ def save_checkpoint(
     """Save ``state`` (a pytree of arrays) with its metadata as step ``step`` under ``directory``.
 
     Orbax writes into a temporary folder and renames it when complete, so an interrupted save
-    leaves the previous checkpoint intact.
+    leaves the previous checkpoint intact (and the next save removes its temporary folder).
+    Then the step's checksum manifest is written (:func:`write_manifest`).
     """
     import orbax.checkpoint as ocp
 
@@ -182,7 +189,7 @@ def save_checkpoint(
         "step": int(step),
         **(extra or {}),
     }
-    with _manager(directory, max_to_keep) as mgr:
+    with _manager(directory, max_to_keep, cleanup=True) as mgr:
         mgr.save(
             int(step),
             args=ocp.args.Composite(
