@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cgnn_jax.inference.checkpoint import MANIFEST, DamagedCheckpointError, write_manifest
 from cgnn_jax.io import (
     DTYPES,
     PARTS,
@@ -41,7 +42,6 @@ from cgnn_jax.io import (
 )
 from cgnn_jax.metrics import score_event
 from cgnn_jax.sim import simulate_event
-from cgnn_jax.inference.checkpoint import MANIFEST, DamagedCheckpointError, write_manifest
 from cgnn_jax.train.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
