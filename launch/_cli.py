@@ -8,8 +8,15 @@
   a damaged or foreign checkpoint (``CheckpointError``) — ends the process with one line
   ``error: <message>`` on stderr and exit status 1 (usage errors: absl's own message, status 1),
   never a traceback. Set ``CGNN_DEBUG=1`` to get the traceback instead.
-* Ctrl-C ends with ``interrupted`` and status 130 (outputs are written atomically, so nothing
-  is left half-written).
+* Ctrl-C ends with ``interrupted`` and status 130 at any moment (``launch/_bootstrap.py``;
+  outputs are written atomically, so nothing is left half-written).
+* Output paths are checked before any work (:func:`cgnn_jax.io.guard.check_outputs`): ``run``
+  names the script's input flags (``inputs``; the pretrained model always counts as one, but
+  for ``export_model.py``), its output-file flags (``files``) and output-folder flags
+  (``folders``); an output that is or lies inside an input, a file path ending with a slash or
+  naming a folder is one line, before anything is read or written. The ``data`` flags must
+  also name a dataset holding events.
+* A flag value that the flag parser cannot apply (an unknown ``--config.<key>``) is one line.
 * Library log noise (orbax's INFO lines, absl warnings) is turned down to errors.
 * ``keep_memory=True`` (all but ``train.py``; ``CGNN_JAX_MALLOC=keep`` turns it on there too)
   keeps freed memory in the process (:func:`cgnn_jax.utils.memory.keep_freed_memory`): fewer
@@ -23,9 +30,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import _bootstrap
 from absl import app, logging
 
 
@@ -39,15 +47,73 @@ def _message(e: BaseException) -> str:
     msg = str(e).strip() or type(e).__name__
     if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
         msg = f"{msg}: {e.filename}"
-    return " ".join(msg.split())  # always one line
+    msg = " ".join(msg.split())  # always one line
+    return msg if len(msg) <= _MAX_MESSAGE else msg[: _MAX_MESSAGE - 3] + "..."
+
+
+_MAX_MESSAGE = 400  # a library's error text (orbax, tensorstore) can run to kilobytes
+
+
+def _flag_path(name: str) -> str | None:
+    """The path a flag holds (a config flag: its file), or ``None`` when not given."""
+    from absl import flags
+
+    flag = flags.FLAGS[name]
+    if hasattr(flag, "config_filename"):  # ml_collections' config flags
+        return getattr(flag, "config_filename", None) or None
+    value = flag.value
+    return None if value is None or value == "" else str(value)
+
+
+def check_paths(
+    inputs: Sequence[str] = (),
+    files: Sequence[str] = (),
+    folders: Sequence[str] = (),
+    data: Sequence[str] = (),
+    pretrained_is_input: bool = True,
+    replaced: Sequence[str] = (),
+) -> None:
+    """The checks of the module docstring on the parsed flags (flag names without ``--``)."""
+    from cgnn_jax.io.guard import check_outputs, pretrained_dir
+
+    ins: dict[str, str | os.PathLike[str] | None] = {f"--{n}": _flag_path(n) for n in inputs}
+    if pretrained_is_input:
+        ins["the pretrained model"] = pretrained_dir()
+    check_outputs(
+        ins,
+        files={f"--{n}": _flag_path(n) for n in files},
+        folders={f"--{n}": _flag_path(n) for n in folders},
+        replaced={f"--{n}": _flag_path(n) for n in replaced},
+    )
+    for n in data:
+        path = _flag_path(n)
+        if path is None:
+            continue
+        from cgnn_jax.io import list_event_ids
+
+        if not list_event_ids(path):
+            raise ValueError(
+                f"--{n}: no events under {path} (expected eventNNNNNNNNN-hits.csv[.gz] files)"
+            )
 
 
 def guarded(
-    main: Callable[[list[str]], Any], uses_jax: bool = True, keep_memory: bool = True
+    main: Callable[[list[str]], Any],
+    uses_jax: bool = True,
+    keep_memory: bool = True,
+    paths: dict[str, Any] | None = None,
 ) -> Callable[[list[str]], Any]:
-    """``main`` with the user-error handling described in the module docstring."""
+    """``main`` with the user-error handling described in the module docstring; ``paths``:
+    the keyword arguments of :func:`check_paths`, checked before ``main`` runs."""
 
     def wrapped(argv: list[str]) -> Any:
+        try:
+            if paths is not None:
+                check_paths(**paths)
+        except Exception as e:
+            if os.environ.get("CGNN_DEBUG") or not _is_user_error(e):
+                raise
+            _exit_now(f"error: {_message(e)}", 1)
         from cgnn_jax.utils.memory import keep_freed_memory
 
         keep_freed_memory(default=keep_memory)  # CGNN_JAX_MALLOC=keep / system overrides
@@ -63,16 +129,15 @@ def guarded(
         try:
             return main(argv)
         except app.UsageError as e:  # absl would print the whole help text above it
-            print(f"error: {e} (--helpshort lists the flags)", file=sys.stderr)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            _exit_now(f"error: {_message(e)} (--helpshort lists the flags)", 1)
+        except KeyboardInterrupt:  # raised by library code; SIGINT itself ends in _bootstrap
+            _bootstrap.exit_interrupted()
         except Exception as e:  # user errors become one line, the rest keeps its traceback
             if os.environ.get("CGNN_DEBUG") or not _is_user_error(e):
                 raise
-            print(f"error: {_message(e)}", file=sys.stderr)
-            sys.exit(1)
+            # left at once, as a finished run: the interpreter's teardown after a failed restore
+            # prints pages of asyncio / JAX clean-up tracebacks
+            _exit_now(f"error: {_message(e)}", 1)
 
     return wrapped
 
@@ -82,8 +147,19 @@ def run(
     uses_jax: bool = True,
     keep_memory: bool = True,
     fast_exit: bool = False,
+    inputs: Sequence[str] = (),
+    files: Sequence[str] = (),
+    folders: Sequence[str] = (),
+    data: Sequence[str] = (),
+    pretrained_is_input: bool = True,
+    replaced: Sequence[str] = (),
 ) -> None:
     """``absl.app.run(main)`` with one-line user errors (see the module docstring).
+
+    ``inputs``, ``files``, ``folders``, ``data``: flag names (without ``--``) of the script's
+    inputs, output files, output folders and datasets, checked before ``main`` runs
+    (:func:`check_paths`); ``replaced``: output folders replaced as a whole (no input may lie
+    inside them either); ``pretrained_is_input=False`` for the script that writes the model.
 
     ``fast_exit``: once ``main`` has returned successfully, flush the standard streams and the
     log handlers and end the process at once (``os._exit(0)``), skipping the interpreter's
@@ -93,7 +169,15 @@ def run(
     returns (written and closed atomically; no background checkpoint writes): not
     ``train.py`` or ``export_model.py``. Errors and ``sys.exit`` keep the normal exit.
     """
-    wrapped = guarded(main, uses_jax, keep_memory)
+    paths = {
+        "inputs": inputs,
+        "files": files,
+        "folders": folders,
+        "data": data,
+        "pretrained_is_input": pretrained_is_input,
+        "replaced": replaced,
+    }
+    wrapped = guarded(main, uses_jax, keep_memory, paths)
 
     def main_then_exit(argv: list[str]) -> Any:
         result = wrapped(argv)
@@ -101,20 +185,38 @@ def run(
             _exit_now()
         return result
 
-    app.run(main_then_exit)
+    app.run(main_then_exit, flags_parser=_parse_flags)
 
 
-def _exit_now() -> None:
-    """End a finished command's process without the interpreter's teardown (see :func:`run`)."""
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a value it cannot apply (``--config.nokey=1`` raises
+    ``AttributeError`` / ``KeyError`` / ``TypeError`` from ml_collections) as one line."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        if os.environ.get("CGNN_DEBUG"):
+            raise
+        msg = _message(e).strip("'\"")
+        bad = " ".join(a for a in argv[1:] if a.startswith("--config.")) or "a flag"
+        if isinstance(e, (AttributeError, KeyError)):
+            msg = f"no such key in the config ({msg})"
+        _exit_now(f"FATAL Flags parsing error: {bad}: {msg}", 1)
+
+
+def _exit_now(message: str | None = None, status: int = 0) -> None:
+    """End the process without the interpreter's teardown (see :func:`run`), after writing
+    ``message`` (one line) to stderr."""
     import logging as std_logging
 
+    if message is not None:
+        print(message, file=sys.stderr)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # closed or broken pipe: nothing more to flush
             pass
     std_logging.shutdown()
-    os._exit(0)
+    os._exit(status)
 
 
 def print_means(df: Any, by: str, cols: list[str], json_out: str | None) -> None:

@@ -133,4 +133,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, inputs=("checkpoint",), folders=("out",))

@@ -70,4 +70,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, inputs=("config",), folders=("workdir",), files=("json_out",))

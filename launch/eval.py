@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import _bootstrap  # noqa: F401  (see launch/_bootstrap.py)
 import _cli
@@ -98,41 +97,37 @@ def evaluate_model() -> int:
     from cgnn_jax.sim import simulate_event
     from cgnn_jax.sim.dataset import event_seed
 
-    try:
-        pipe = Pipeline.restore(FLAGS.checkpoint)
-        methods = FLAGS.methods or list(METHODS)
-        settings = []
-        if FLAGS.data:
-            from cgnn_jax.io import iter_events
+    pipe = Pipeline.restore(FLAGS.checkpoint)
+    methods = FLAGS.methods or list(METHODS)
+    settings = []
+    if FLAGS.data:
+        from cgnn_jax.io import iter_events
 
-            events = list(iter_events(FLAGS.data))
-            settings.append(("full events", events))
-        else:
-            n = FLAGS.events
+        events = list(iter_events(FLAGS.data))
+        settings.append(("full events", events))
+    else:
+        n = FLAGS.events
+        settings.append(
+            (
+                "full events",
+                [simulate_event(event_seed(99, i), 200.0, event_id=1 + i) for i in range(n)],
+            )
+        )
+        if FLAGS.fraction > 0:
             settings.append(
                 (
-                    "full events",
-                    [simulate_event(event_seed(99, i), 200.0, event_id=1 + i) for i in range(n)],
+                    f"{FLAGS.fraction:.0%} of tracks",
+                    [
+                        simulate_event(
+                            event_seed(99, i),
+                            200.0,
+                            track_fraction=FLAGS.fraction,
+                            event_id=1 + i,
+                        )
+                        for i in range(n)
+                    ],
                 )
             )
-            if FLAGS.fraction > 0:
-                settings.append(
-                    (
-                        f"{FLAGS.fraction:.0%} of tracks",
-                        [
-                            simulate_event(
-                                event_seed(99, i),
-                                200.0,
-                                track_fraction=FLAGS.fraction,
-                                event_id=1 + i,
-                            )
-                            for i in range(n)
-                        ],
-                    )
-                )
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     report, tables = {"checkpoint": FLAGS.checkpoint or "pretrained", "settings": {}}, []
     for name, events in settings:
         cuts = None
@@ -174,17 +169,14 @@ def main(argv: list[str]) -> int:
         raise app.UsageError("--submission needs --data (the events with truth)")
     from cgnn_jax.io import read_submission
 
-    try:
-        submission = read_submission(FLAGS.submission)
-        results = evaluate_submission(
-            FLAGS.data,
-            submission,
-            min_particle_hits=FLAGS.min_particle_hits,
-            min_track_hits=FLAGS.min_track_hits,
-        )
-    except (ValueError, FileNotFoundError) as e:  # TrackMLFormatError is a ValueError
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    # bad files raise TrackMLFormatError (a ValueError) or OSError: one line (launch/_cli.py)
+    submission = read_submission(FLAGS.submission)
+    results = evaluate_submission(
+        FLAGS.data,
+        submission,
+        min_particle_hits=FLAGS.min_particle_hits,
+        min_track_hits=FLAGS.min_track_hits,
+    )
 
     print(format_table(results))
     if FLAGS.json_out:
@@ -204,4 +196,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _cli.run(main, fast_exit=True)
+    _cli.run(
+        main,
+        fast_exit=True,
+        inputs=("data", "submission", "checkpoint"),
+        files=("json_out",),
+        folders=("plots_dir",),
+        data=("data",),
+    )

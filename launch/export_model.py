@@ -367,4 +367,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(
+        main,
+        inputs=("workdir", "dense", "gnn"),
+        replaced=("out",),
+        pretrained_is_input=False,
+    )

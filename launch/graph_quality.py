@@ -39,4 +39,10 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main, fast_exit=True)
+    _cli.run(
+        main,
+        fast_exit=True,
+        inputs=("checkpoint", "data"),
+        files=("json_out",),
+        data=("data",),
+    )

@@ -21,6 +21,7 @@ events in N processes.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -61,10 +62,14 @@ def method_and_kwargs(name: str) -> tuple[MethodFn, dict[str, Any]]:
         raise ValueError(f"--checkpoint is not used by --method={name}")
     kwargs: dict[str, Any] = {}
     if FLAGS.eps is not None:
+        if not (math.isfinite(FLAGS.eps) and FLAGS.eps > 0):
+            raise ValueError(f"--eps must be a positive finite number, got {FLAGS.eps}")
         kwargs["eps"] = FLAGS.eps
     if FLAGS.n_scan is not None:
         if name != "helix_dbscan":
             raise ValueError("--n_scan only applies to --method=helix_dbscan")
+        if FLAGS.n_scan < 1:
+            raise ValueError(f"--n_scan must be >= 1, got {FLAGS.n_scan}")
         kwargs["n_scan"] = FLAGS.n_scan
     return fn, kwargs
 
@@ -109,4 +114,11 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main, fast_exit=True)
+    _cli.run(
+        main,
+        fast_exit=True,
+        inputs=("data", "checkpoint"),
+        files=("out",),
+        folders=("tree_dir",),
+        data=("data",),
+    )

@@ -85,4 +85,4 @@ def _simulate() -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main, uses_jax=False, fast_exit=True)
+    _cli.run(main, uses_jax=False, fast_exit=True, folders=("out",))

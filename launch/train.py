@@ -31,4 +31,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main, keep_memory=False)  # a long run: glibc's defaults (not measured otherwise)
+    # a long run: glibc's defaults (not measured otherwise)
+    _cli.run(main, keep_memory=False, inputs=("config",), folders=("workdir",))

@@ -118,4 +118,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _cli.run(main, fast_exit=True)
+    _cli.run(
+        main,
+        fast_exit=True,
+        inputs=("data", "checkpoint", "tree_dir"),
+        files=("out",),
+        data=("data",),
+    )

@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cgnn_jax.inference.checkpoint import MANIFEST, DamagedCheckpointError, write_manifest
 from cgnn_jax.io import (
     DTYPES,
     PARTS,
@@ -705,6 +706,7 @@ def test_checkpoint_other_version_or_format(
     d = copy_of()
     meta_file = d / "3" / "meta" / "metadata"
     meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), **edit}))
+    write_manifest(d / "3")  # as the other version would have written it: not damaged
     assert message in str(restore_fails(d))
 
 
@@ -725,8 +727,9 @@ def test_checkpoint_wrong_kind_step_or_structure(copy_of: Callable[[], Path]) ->
 def test_checkpoint_damaged_files(copy_of: Callable[[], Path]) -> None:
     """Delete, truncate or empty each file (and remove each item folder) of the checkpoint.
 
-    Orbax keeps some files twice (the per-process OCDBT copy) and some only as markers; damage
-    to those may leave the checkpoint readable, and then it must restore the saved state.
+    Its checksum manifest lists every file, so any such damage is refused, naming the file;
+    only a checkpoint without a manifest (older ones) is restored unchecked, and then it must
+    restore the saved state.
     """
     files = sorted(snapshot(copy_of()))
     cases = [(f, how) for f in files for how in ("delete", "half", "empty")]
@@ -748,14 +751,40 @@ def test_checkpoint_damaged_files(copy_of: Callable[[], Path]) -> None:
             failed.append((rel, how))
         else:
             assert all(np.array_equal(state[k], v) for k, v in STATE.items()), (rel, how)
-    # The array data, the array metadata and the JSON meta cannot go missing unnoticed.
-    must_fail = [
-        f for f in files if f.startswith("3/state/d/") or f.endswith(("metadata", "_METADATA"))
-    ]
-    for rel in must_fail:
-        if rel != "3/_CHECKPOINT_METADATA":
-            assert (rel, "delete") in failed and (rel, "empty") in failed, rel
-    assert ("3", "rmtree") in failed and ("3/state", "rmtree") in failed
+    manifest = f"3/{MANIFEST}"
+    assert manifest in files
+    assert sorted(set(cases) - set(failed)) == [(manifest, "delete")]
+
+
+def test_checkpoint_same_size_overwrite_is_detected(copy_of: Callable[[], Path]) -> None:
+    """Eight bytes overwritten inside the largest data file (same size, same name): refused with
+    one line naming the checkpoint step and the file; also after a restore filled the cache."""
+    d = copy_of()
+    restore_checkpoint(d)
+    data = max((p for p in (d / "3" / "state").rglob("*") if p.is_file()), key=os.path.getsize)
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 8] = b"\x00\xff" * 4
+    stat = data.stat()
+    data.write_bytes(bytes(raw))
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same time: a cache key hit
+    e = restore_fails(d)
+    assert isinstance(e, DamagedCheckpointError)
+    assert str(d / "3") in str(e) and data.relative_to(d / "3").as_posix() in str(e)
+    assert "\n" not in str(e)
+
+
+def test_checkpoint_without_manifest_restores(copy_of: Callable[[], Path]) -> None:
+    d = copy_of()
+    (d / "3" / MANIFEST).unlink()
+    state, _ = restore_checkpoint(d)
+    assert all(np.array_equal(state[k], v) for k, v in STATE.items())
+
+
+def test_shipped_model_carries_a_valid_manifest() -> None:
+    from cgnn_jax.inference import PRETRAINED_DIR
+    from cgnn_jax.inference.checkpoint import verify_manifest
+
+    assert verify_manifest(PRETRAINED_DIR / "checkpoints" / "0")
 
 
 FOREIGN_NAMES = st.sampled_from(

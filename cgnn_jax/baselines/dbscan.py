@@ -113,7 +113,12 @@ def cluster_labels(
 
     Returns:
       ``[n]`` int64 cluster ids, consecutive from 0.
+
+    Raises:
+      ValueError: ``eps`` is not a positive finite number.
     """
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number, got {eps}")
     x = np.asarray(features, dtype=np.float64)
     n = x.shape[0]
     if n == 0:

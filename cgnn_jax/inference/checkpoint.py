@@ -6,6 +6,14 @@ Layout: ``<workdir>/checkpoints/<step>/{state, meta}``. ``meta`` is JSON:
 ``meta`` first, so an old or foreign checkpoint fails with a clear :class:`CheckpointError` before
 any array is read.
 
+Integrity: once orbax has finished a step, :func:`save_checkpoint` writes ``<step>/`` +
+:data:`MANIFEST` (atomically, after the data): the size and sha256 of every file of the step.
+Every restore (:func:`read_meta`, :func:`restore_checkpoint`, so every script and
+``Pipeline.restore``) checks them first: a missing, truncated, extended or altered file is a
+:class:`DamagedCheckpointError` naming the step folder and the file. A step without a manifest
+(written before checkpoints had one, or cut off between its data and its manifest) is restored
+unchecked, as before.
+
 Versions: 2 keeps what training learned (the edge-filter threshold, the positive-edge weight) in
 ``meta["learned"]`` and leaves the config as it was given; 1 wrote them into the config. Version 1
 checkpoints are still read (:func:`upgrade_meta` moves their learned values where version 2 keeps
@@ -36,12 +44,121 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, of another version or not a cgnn_jax one."""
 
 
-def _manager(directory: Path, max_to_keep: int | None = 3) -> ocp.CheckpointManager:
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file whose size or sha256 differs from the one its manifest recorded."""
+
+
+MANIFEST = "cgnn_checksums.json"
+"""The checksum manifest's file name inside a step folder (``<directory>/<step>/``)."""
+MANIFEST_FORMAT = "cgnn_jax-checksums"
+_HASH_BLOCK = 1 << 20
+
+
+def _brief(e: BaseException, limit: int = 200) -> str:
+    """An exception's text on one short line (orbax's and tensorstore's run to kilobytes)."""
+    msg = " ".join((str(e).strip() or type(e).__name__).split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _step_files(step_dir: Path) -> list[Path]:
+    """The files of a step folder that its manifest covers: all but the manifest (and its
+    temporary files)."""
+    return sorted(
+        f
+        for f in step_dir.rglob("*")
+        if f.is_file() and f.name != MANIFEST and not f.name.startswith(f".{MANIFEST}.")
+    )
+
+
+def write_manifest(step_dir: str | Path) -> Path:
+    """Write ``step_dir/MANIFEST``: the size and sha256 of every other file of the step folder
+    (atomically; call it once the step's data is complete)."""
+    from cgnn_jax.io.atomic import atomic_write
+
+    step_dir = Path(step_dir)
+    files = {
+        f.relative_to(step_dir).as_posix(): {"size": f.stat().st_size, "sha256": _file_sha256(f)}
+        for f in _step_files(step_dir)
+    }
+    manifest = {"format": MANIFEST_FORMAT, "version": 1, "algorithm": "sha256", "files": files}
+    path = step_dir / MANIFEST
+    with atomic_write(path, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return path
+
+
+def verify_manifest(step_dir: str | Path) -> bool:
+    """Check every file listed in ``step_dir``'s manifest; ``False`` if it has none.
+
+    Raises:
+      DamagedCheckpointError: a listed file is missing, or its size or sha256 differs; or the
+        manifest itself is unreadable. The message names the step folder and the file.
+    """
+    step_dir = Path(step_dir)
+    path = step_dir / MANIFEST
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise DamagedCheckpointError(f"{step_dir}: unreadable file {MANIFEST} ({_brief(e)})") from e
+    try:
+        manifest = json.loads(raw)
+        files = manifest["files"]
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+            raise ValueError("not a cgnn_jax checksum manifest")
+        entries = [(str(k), int(v["size"]), str(v["sha256"])) for k, v in files.items()]
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise DamagedCheckpointError(f"{step_dir}: damaged file {MANIFEST} ({_brief(e)})") from e
+    for rel, size, digest in entries:
+        f = step_dir / rel
+        try:
+            actual = f.stat().st_size
+        except OSError:
+            raise DamagedCheckpointError(
+                f"{step_dir}: damaged checkpoint, file {rel} is missing"
+            ) from None
+        if actual != size:
+            how = "truncated" if actual < size else "extended"
+            raise DamagedCheckpointError(
+                f"{step_dir}: damaged checkpoint, file {rel} is {how} "
+                f"({actual} bytes, saved with {size})"
+            )
+        try:
+            ok = _file_sha256(f) == digest
+        except OSError as e:
+            raise DamagedCheckpointError(
+                f"{step_dir}: damaged checkpoint, file {rel} is unreadable ({_brief(e)})"
+            ) from e
+        if not ok:
+            raise DamagedCheckpointError(
+                f"{step_dir}: damaged checkpoint, file {rel} differs from the saved one "
+                "(sha256 mismatch)"
+            )
+    return True
+
+
+def _manager(
+    directory: Path, max_to_keep: int | None = 3, cleanup: bool = False
+) -> ocp.CheckpointManager:
+    """Orbax's manager of ``directory``; ``cleanup`` (writers only: a reader must never remove
+    the folder a running save writes) removes the temporary folders of interrupted saves."""
     import orbax.checkpoint as ocp
 
     return ocp.CheckpointManager(
         directory.resolve(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=cleanup
+        ),
     )
 
 
@@ -58,7 +175,8 @@ def save_checkpoint(
     """Save ``state`` (a pytree of arrays) with its metadata as step ``step`` under ``directory``.
 
     Orbax writes into a temporary folder and renames it when complete, so an interrupted save
-    leaves the previous checkpoint intact.
+    leaves the previous checkpoint intact (and the next save removes its temporary folder).
+    Then the step's checksum manifest is written (:func:`write_manifest`).
     """
     import orbax.checkpoint as ocp
 
@@ -71,7 +189,7 @@ def save_checkpoint(
         "step": int(step),
         **(extra or {}),
     }
-    with _manager(directory, max_to_keep) as mgr:
+    with _manager(directory, max_to_keep, cleanup=True) as mgr:
         mgr.save(
             int(step),
             args=ocp.args.Composite(
@@ -80,7 +198,7 @@ def save_checkpoint(
             force=True,
         )
         mgr.wait_until_finished()
-    return directory / str(int(step))
+    return write_manifest(directory / str(int(step))).parent
 
 
 def latest_step(directory: str | Path) -> int | None:
@@ -102,12 +220,13 @@ def read_meta(directory: str | Path, step: int | None = None) -> tuple[int, dict
     step = latest_step(directory) if step is None else step
     if step is None:
         raise CheckpointError(f"{directory}: holds no complete checkpoint")
+    verify_manifest(directory / str(step))
     meta_dir = directory / str(step) / "meta"
     try:
         with _manager(directory, None) as mgr:
             meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # orbax raises many types on damaged files
-        raise CheckpointError(f"{meta_dir}: unreadable checkpoint metadata ({e})") from e
+        raise CheckpointError(f"{meta_dir}: unreadable checkpoint metadata ({_brief(e)})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(
             f"{meta_dir}: not a cgnn_jax checkpoint (format={meta.get('format')!r})"
@@ -217,6 +336,9 @@ def restore_checkpoint(
     if hit is not None:
         state, meta = hit
         step = int(meta.get("step", -1))
+        # the cache is keyed by the files' names, sizes and times, not their bytes: a file
+        # damaged in place (same size and time) is still caught here
+        verify_manifest(directory / str(step))
     else:
         step, meta = read_meta(directory, step)
     if kind is not None and meta.get("kind") != kind:
@@ -236,7 +358,9 @@ def restore_checkpoint(
             arg = ocp.args.StandardRestore(target)
             state = mgr.restore(step, args=ocp.args.Composite(state=arg))["state"]
     except Exception as e:
-        raise CheckpointError(f"{directory / str(step) / 'state'}: cannot restore ({e})") from e
+        raise CheckpointError(
+            f"{directory / str(step) / 'state'}: cannot restore ({_brief(e)})"
+        ) from e
     if cache is not None:
         _write_restore_cache(cache, state, {**meta, "step": int(step)})
         # the state as later runs will read it: orbax's arrays are committed to a device, the

@@ -9,10 +9,13 @@ model loads it when it is restored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Iterable
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,13 +177,16 @@ def reconstruct_dataset(
         else:
             ctx = multiprocessing.get_context("spawn")
             n_proc = min(int(workers), len(todo))
-            with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
-                futures = {
-                    pool.submit(
-                        _reconstruct_one, data, eid, fn, validate, kwargs, store, fps.get(eid)
-                    ): eid
-                    for eid in todo
-                }
+            with ProcessPoolExecutor(
+                max_workers=n_proc, mp_context=ctx, initializer=_worker_init
+            ) as pool:
+                with _sigint_blocked():  # the workers are started by the submits
+                    futures = {
+                        pool.submit(
+                            _reconstruct_one, data, eid, fn, validate, kwargs, store, fps.get(eid)
+                        ): eid
+                        for eid in todo
+                    }
                 try:
                     for fut in as_completed(futures):
                         frames[futures[fut]] = fut.result()
@@ -191,6 +197,27 @@ def reconstruct_dataset(
     finally:
         bar.close()
     return pd.concat([frames[e] for e in ids], ignore_index=True)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread meanwhile: worker processes started here inherit the
+    block, so a Ctrl-C during their start-up waits until a launch script's handler is installed
+    (``launch/_bootstrap.py``) or :func:`_worker_init` runs, instead of printing a traceback of
+    the worker's imports. A Ctrl-C meanwhile reaches this process once the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _worker_init() -> None:
+    """A worker process's first step: let SIGINT in again (see :func:`_sigint_blocked`)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def part_store(parts_dir: PathLike, method: str | MethodFn, kwargs: dict[str, Any]) -> PartStore:

@@ -9,6 +9,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# temporary files of the atomic writes now in progress (see remove_temporaries)
+_PENDING: set[str] = set()
+
+
+def remove_temporaries() -> None:
+    """Remove the temporary files of the atomic writes in progress in this process.
+
+    For a process that ends at once (``os._exit``) on Ctrl-C, where the ``with`` blocks of
+    :func:`atomic_write` do not get to clean up: their targets keep their old content (or stay
+    absent), and no half-written temporary file is left beside them.
+    """
+    for name in list(_PENDING):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        _PENDING.discard(name)
+
 
 def _current_umask() -> int:
     try:  # Linux: read it without changing it (os.umask is process-global and racy).
@@ -78,6 +94,7 @@ def atomic_write(
         raise ValueError(f"atomic_write: mode must be a write mode like 'w' or 'wb', got {mode!r}")
     suffix = ".tmp" + "".join(path.suffixes[-2:])
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    _PENDING.add(tmp_name)
     tmp = Path(tmp_name)
     try:
         if mode is None:
@@ -103,5 +120,7 @@ def atomic_write(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    finally:
+        _PENDING.discard(tmp_name)
     if fsync:
         _fsync_path(path.parent, directory=True)
