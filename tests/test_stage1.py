@@ -18,6 +18,7 @@ from cgnn_jax.inference.checkpoint import (
     read_meta,
     restore_checkpoint,
     save_checkpoint,
+    write_manifest,
 )
 from cgnn_jax.inference.stage1 import edge_probabilities, embed
 from cgnn_jax.metrics import edge_purity_recall
@@ -132,6 +133,7 @@ def test_checkpoint_roundtrip_and_failures(tmp_path):
     m = json.loads(meta_path.read_text())
     m["version"] = 0
     meta_path.write_text(json.dumps(m))
+    write_manifest(old / "7")  # as the other version would have written it: not damaged
     with pytest.raises(CheckpointError, match="format version 0"):
         read_meta(old)
 
@@ -139,6 +141,7 @@ def test_checkpoint_roundtrip_and_failures(tmp_path):
     shutil.copytree(tmp_path / "ck", foreign)
     p = _json_file(foreign / "7" / "meta")
     p.write_text(json.dumps({"format": "something-else"}))
+    write_manifest(foreign / "7")
     with pytest.raises(CheckpointError, match="not a cgnn_jax checkpoint"):
         restore_checkpoint(foreign)
 
@@ -148,6 +151,9 @@ def test_checkpoint_roundtrip_and_failures(tmp_path):
     for f in (broken / "7" / "state").rglob("*"):
         if f.is_file() and "meta" not in f.name.lower():
             f.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"damaged checkpoint.*truncated"):
+        restore_checkpoint(broken)
+    write_manifest(broken / "7")  # damaged before its checksums were taken: orbax's error
     with pytest.raises(CheckpointError, match="cannot restore"):
         restore_checkpoint(broken)
 
@@ -168,6 +174,7 @@ def test_version1_checkpoint_reads_its_threshold_as_learned(tmp_path):
     m["config"]["filter"]["threshold"] = 0.125
     del m["config"]["graph"]["approx"]  # version-1 code read it with a default of 0
     meta_path.write_text(json.dumps(m))
+    write_manifest(tmp_path / "stage1" / "checkpoints" / "0")
     old = Stage1.restore(tmp_path)
     assert old.threshold == 0.125 and old.config.graph.approx == 0.0
 
