@@ -75,7 +75,7 @@ reexport: $(STAMP)
 
 # the comparison table (thesis Table 3.2) and efficiency plots of the shipped model
 evaluate: $(STAMP)
-	$(BIN)/python launch/eval.py --events=2 --plots_dir=out/eval --json_out=out/eval/eval.json
+	$(BIN)/python launch/eval.py --events=2 --real --plots_dir=out/eval --json_out=out/eval/eval.json
 
 # where the model loses its score: stage ceilings on unseen simulated events (launch/diagnose.py);
 # DIAG_FRACTION=1 for full mu = 200 events (~1 min each)

@@ -4,7 +4,7 @@ Usage::
 
     # the model and every comparison method on simulated (or given) events: one table
     python launch/eval.py [--data=DIR] [--checkpoint=PATH] [--events=2] [--fraction=0.1] \
-        [--methods=cgnn,gnn+dbscan,...] [--plots_dir=DIR] [--json_out=PATH]
+        [--real] [--methods=cgnn,gnn+dbscan,...] [--plots_dir=DIR] [--json_out=PATH]
     # an existing submission
     python launch/eval.py --data=DIR --submission=FILE [--json_out=PATH]
 
@@ -13,6 +13,9 @@ the pretrained model) and the comparison methods of :mod:`cgnn_jax.analysis.eval
 space, prints the thesis's Table 3.2 (full events, and events with ``--fraction`` of the tracks),
 and writes efficiency / fake-rate plots vs p_T and η to ``--plots_dir``. Without ``--data``,
 ``--events`` full μ = 200 events are simulated (seed 99; never seen in training).
+``--real`` adds the real TrackML event shipped with the package (:mod:`cgnn_jax.data`) and, beside
+it, ``--events`` simulated events of the same kind (same density, a 50 mm luminous region, the
+half at φ >= 0: :func:`cgnn_jax.analysis.sim_vs_real.like_real_sample`).
 
 With ``--submission``:
 Prints one line per event (event_id, hits, tracks, score, efficiency over all
@@ -44,6 +47,11 @@ flags.DEFINE_float(
     0.1,
     "Also evaluate on events with this fraction of the tracks "
     "(simulated with the same seeds; 0 to skip; needs no --data).",
+)
+flags.DEFINE_bool(
+    "real",
+    False,
+    "Also evaluate on the shipped real event and simulated events of the same kind.",
 )
 flags.DEFINE_list(
     "methods", None, "Methods to compare (default: all of cgnn_jax.analysis.evaluation)."
@@ -128,14 +136,23 @@ def evaluate_model() -> int:
                     ],
                 )
             )
+    if FLAGS.real:
+        from cgnn_jax.analysis.sim_vs_real import like_real_sample
+        from cgnn_jax.data import real_sample
+
+        settings.append(("real event (2.5 % of tracks)", [real_sample()]))
+        like = [like_real_sample(event_seed(99, i), event_id=1 + i) for i in range(FLAGS.events)]
+        settings.append(("simulated like it", like))
     report, tables = {"checkpoint": FLAGS.checkpoint or "pretrained", "settings": {}}, []
     for name, events in settings:
         cuts = None
         if {"gnn+dbscan", "gnn+components"} & set(methods):
-            frac = 1.0 if name == "full events" else FLAGS.fraction
-            cuts = tune_space_cuts(
-                pipe, simulate_event(event_seed(98, 0), 200.0, track_fraction=frac)
-            )
+            if name.startswith(("real", "simulated like")):
+                tune = like_real_sample(event_seed(98, 0))
+            else:
+                frac = 1.0 if name == "full events" else FLAGS.fraction
+                tune = simulate_event(event_seed(98, 0), 200.0, track_fraction=frac)
+            cuts = tune_space_cuts(pipe, tune)
             print(f"{name}: cuts tuned on a separate simulated event: {cuts}")
         per_event, plots = compare_methods(events, pipe, methods, cuts)
         summary = summary_table(per_event)

@@ -98,3 +98,19 @@ def test_sim_vs_real_script(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["sim_vs_real.py", "--vertex_sigma_z=wide"])
     with pytest.raises(SystemExit, match="--vertex_sigma_z"):
         script.main()
+
+
+def test_like_real_sample_matches_the_real_event_in_size_and_luminous_region():
+    from cgnn_jax.analysis.sim_vs_real import like_real_sample
+
+    real_ev = real_sample()
+    like = like_real_sample(5, event_id=7)
+    assert like.event_id == 7
+    # the same kind of event: hits within a factor 1.5 of the real one's (2,851), a long
+    # luminous region (collisions spread by ~50 mm, against ~6 mm for the default simulation)
+    assert 1 / 1.5 < len(like.hits) / len(real_ev.hits) < 1.5
+    prompt = np.hypot(like.particles.vx, like.particles.vy) < 1.0
+    assert np.std(like.particles.vz[prompt]) > 25.0
+    default = simulate_event(5, track_fraction=0.05)
+    prompt_d = np.hypot(default.particles.vx, default.particles.vy) < 1.0
+    assert np.std(default.particles.vz[prompt_d]) < 15.0

@@ -66,6 +66,23 @@ def half_phi(event: Event) -> Event:
     )
 
 
+def like_real_sample(seed: int, event_id: int = 0) -> Event:
+    """A simulated event of the shipped real sample's kind (:mod:`cgnn_jax.data`): a μ = 200
+    event at twice the sample's track fraction, its collisions spread along the beam as the
+    sample's, cut to the half of the particles and noise at φ >= 0 (:func:`half_phi`)."""
+    from cgnn_jax.data import REAL_SAMPLE_TRACK_FRACTION, REAL_SAMPLE_VERTEX_SIGMA_Z
+    from cgnn_jax.sim import simulate_event
+
+    event = simulate_event(
+        seed,
+        200.0,
+        track_fraction=2 * REAL_SAMPLE_TRACK_FRACTION,
+        vertex_sigma_z=REAL_SAMPLE_VERTEX_SIGMA_Z,
+        event_id=event_id,
+    )
+    return half_phi(event)
+
+
 def _track_pairs(pos: np.ndarray, pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Consecutive hits of each particle, ordered by distance from the origin: ``(s, t)``."""
     sig = np.flatnonzero(pid != 0)
