@@ -619,7 +619,10 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
         )
     skipped = [str(r["event_id"]) for r in rows if _isnan(r["clustering"].get("hdbscan_latent"))]
     if skipped:
-        out.append(f"HDBSCAN skipped on events {', '.join(skipped)} (too many hits: too slow)")
+        out.append(
+            f"HDBSCAN skipped on events {', '.join(skipped)}: more hits than hdbscan_max_hits "
+            "(scikit-learn's HDBSCAN takes 1-2 min on a full event)"
+        )
     out.append("")
     out.append("score chain (TrackML score; each column the best the stages after it could do)")
     head = (
