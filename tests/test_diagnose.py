@@ -310,6 +310,13 @@ def test_script_prints_and_writes_json(tmp_path):
     assert c["oracle_stop_ceiling"] >= ev["clustering"]["stop_actual"] - 1e-9
     assert mean["chain"]["pipeline"] == pytest.approx(c["pipeline"])
     assert rep["largest_drop"]["stage"] in DROPS
+    # the cluster-space references: Stop's cut, Stop off, DBSCAN at the tuned eps, HDBSCAN
+    q, tuning = ev["clustering"], rep["dbscan_tuning"]
+    for k in ("stop_off", "stop_off_tree", "dbscan_latent", "hdbscan_latent"):
+        assert 0.0 <= q[k] <= 1.0 + 1e-9, k
+    assert tuning["seed"] == 98 and tuning["events"] == 1
+    assert q["dbscan_eps"] == tuning["eps"] == tuning["grid"][int(np.argmax(tuning["scores"]))]
+    assert "Stop off" in p.stdout and "DBSCAN eps in the cluster space" in p.stdout
 
 
 @pytest.mark.parametrize(
@@ -318,6 +325,7 @@ def test_script_prints_and_writes_json(tmp_path):
         (["--data=/nonexistent/diag"], "/nonexistent/diag"),
         (["--events=0"], "--events"),
         (["--fraction=1.5"], "--fraction"),
+        (["--tune_events=-1"], "--tune_events"),
         (["--checkpoint=/nonexistent/ckpt"], "/nonexistent/ckpt"),
     ],
 )
@@ -327,3 +335,74 @@ def test_script_bad_input_is_one_error_line(args, words):
     err = [line for line in p.stderr.splitlines() if line.strip()]
     assert err[-1].startswith("error:") and words in err[-1], p.stderr
     assert "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------ cluster-space references
+
+
+def _with_stop_cut(pipe, cut: float):
+    """``pipe`` with Stop's calibrated cut replaced (what :attr:`Pipeline.stage3` reads)."""
+    import dataclasses
+
+    meta = {**pipe.meta, "learned": {**pipe.learned, "stop_threshold": cut}}
+    return dataclasses.replace(pipe, meta=meta)
+
+
+@pytest.fixture(scope="module")
+def references():
+    """The shipped model on a 2 %-track event (its sparse variant) at Stop's cut 1 and at a cut
+    every vote exceeds: ``(pipe, event, row at cut 1, row at cut -1)``."""
+    from cgnn_jax.analysis.diagnose import diagnose_event
+    from cgnn_jax.inference import Pipeline
+
+    pipe = Pipeline.restore()
+    ev = simulate_event(11, 200.0, track_fraction=0.02, event_id=4)
+    assert pipe.for_hits(len(ev.hits)) is pipe  # below the dense variant's cut
+    at_one = diagnose_event(_with_stop_cut(pipe, 1.0), ev, dbscan_eps=0.2)
+    stop_all = diagnose_event(_with_stop_cut(pipe, -1.0), ev, dbscan_eps=0.2, hdbscan_max_hits=0)
+    return pipe, ev, at_one["clustering"], stop_all["clustering"]
+
+
+def test_references_are_scores_and_stop_off_is_the_pipeline_at_a_cut_of_one(references):
+    from cgnn_jax.baselines.space import dbscan_space, hdbscan_space
+
+    pipe, ev, q, _ = references
+    for k in ("stop_off", "stop_off_tree", "dbscan_latent", "hdbscan_latent", "pipeline"):
+        assert 0.0 <= q[k] <= 1.0 + 1e-9, k
+    assert q["stop_threshold"] == 1.0
+    # no vote exceeds 1: Stop decides nothing, so Stop off is the pipeline itself
+    assert q["stop_off"] == pytest.approx(q["pipeline"], abs=1e-12)
+    assert q["stop_off_tree"] == pytest.approx(q["stop_actual"], abs=1e-12)
+    assert q["stop_off_tracks"] == q["tracks"]
+    assert q["stop_off_tree"] > 0.5  # a real tree, not one cluster
+    # the references are DBSCAN / HDBSCAN of the cluster space h the tree sees
+    pid = ev.truth.set_index("hit_id").loc[ev.hits["hit_id"], "particle_id"].to_numpy()
+    weight = ev.truth.set_index("hit_id").loc[ev.hits["hit_id"], "weight"].to_numpy()
+    h = pipe.stage_outputs(ev, cluster=False)["h"]
+    assert q["dbscan_eps"] == 0.2
+    assert q["dbscan_latent"] == pytest.approx(score_labels(pid, dbscan_space(h, 0.2), weight))
+    assert q["hdbscan_latent"] == pytest.approx(score_labels(pid, hdbscan_space(h, 3), weight))
+
+
+def test_stop_off_ignores_a_stop_that_stops_everything(references):
+    _, _, at_one, q = references
+    assert q["stop_threshold"] == -1.0
+    assert q["tracks"] == 1  # every vote exceeds the cut: the root is a leaf
+    assert q["stop_actual"] < 0.05
+    # Stop off does not depend on the cut: the same tree as at a cut of 1
+    assert q["stop_off_tree"] == pytest.approx(at_one["stop_off_tree"], abs=1e-12)
+    assert q["stop_off"] == pytest.approx(at_one["pipeline"], abs=1e-12)
+    assert q["stop_off_tree"] > q["stop_actual"] + 0.5
+    assert np.isnan(q["hdbscan_latent"])  # above hdbscan_max_hits = 0: skipped
+
+
+def test_tune_dbscan_eps_picks_the_best_radius_of_the_grid(references):
+    from cgnn_jax.analysis.diagnose import tune_dbscan_eps
+
+    pipe, ev, _, _ = references
+    t = tune_dbscan_eps(pipe, [ev], grid=(0.02, 0.2, 5.0))
+    assert t["grid"] == [0.02, 0.2, 5.0] and t["events"] == 1 and len(t["scores"]) == 3
+    assert t["eps"] == 0.2  # tiny: singletons; huge: a few giant clusters
+    assert t["scores"][1] > max(t["scores"][0], t["scores"][2])
+    with pytest.raises(ValueError, match="no validation events"):
+        tune_dbscan_eps(pipe, [])

@@ -19,7 +19,10 @@ GNN                 ROC AUC of the learned edge weights ``a_ij`` on the refined 
 clustering          the oracle-Stop ceiling (best pruning of the full Split tree), the same
                     ceiling of two reference trees with no learned part (principal-direction
                     divisive partitioning, :func:`principal_tree`, in the GNN output and in the
-                    stage-1 embedding), and the pipeline's actual score
+                    stage-1 embedding), and the pipeline's actual score; beside it the
+                    references the learned tree must beat (:func:`cluster_space_references`):
+                    Stop's cut in use, the pipeline with Stop never stopping (``stop_off``),
+                    DBSCAN and HDBSCAN in the cluster space ``h`` Split/Stop see
 ==================  =========================================================================
 
 Averages over events are plain means of the per-event figures (NaNs left out; for compactness, the
@@ -45,6 +48,24 @@ cluster, so the pipeline's own tree is one of its prunings and the oracle-Stop c
 below the pipeline's Stop (without iterative re-clustering). Split is not confined to the graph's
 edges, so the oracle-Stop ceiling may exceed the refined-graph ceiling (a negative drop).
 
+The references of the clustering (``clustering`` keys):
+
+* ``stop_threshold``: Stop's cut used by the variant that ran (:attr:`Stage3.stop_threshold
+  <cgnn_jax.inference.Stage3.stop_threshold>`; Stop stops a cluster whose vote exceeds it, so
+  at 1 or more Stop decides nothing);
+* ``stop_off`` / ``stop_off_tree``: the pipeline's score / its tree's leaves with Stop's cut at
+  :data:`STOP_NEVER` (the tree split down to its leaves: clusters below ``cluster.min_size``,
+  ``cluster.max_depth`` levels), everything else as the pipeline runs it (atoms, tree rows,
+  re-clustering, extension). Equal to ``pipeline`` / ``stop_actual`` when the cut is already 1
+  or more;
+* ``dbscan_latent``: DBSCAN (``min_samples`` 2) in ``h`` at ``dbscan_eps``, the radius of
+  :data:`DBSCAN_EPS_GRID` that scores best on separate validation events
+  (:func:`tune_dbscan_eps`; NaN when none is given);
+* ``hdbscan_latent``: HDBSCAN (``min_cluster_size`` 3) in ``h``; NaN on events of more than
+  ``hdbscan_max_hits`` hits (scikit-learn's HDBSCAN grows as ``n^2.2``: ~50 s on a full event).
+
+Neither reference gets the model's track extension: compare them with the tree (``stop_actual``).
+
 Only the public :class:`cgnn_jax.Pipeline` API is used (``stage_outputs``, ``reconstruct``,
 ``params``, ``config``, ``stage2``, ``stage3``); the edge weights
 ``a_ij`` are recomputed from the restored parameters and checked against ``stage_outputs["gnn"]``.
@@ -52,6 +73,7 @@ Only the public :class:`cgnn_jax.Pipeline` API is used (``stage_outputs``, ``rec
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -62,6 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cgnn_jax.baselines.space import dbscan_space, hdbscan_space
 from cgnn_jax.cluster.recursion import unrolled_clustering
 from cgnn_jax.graph.batch import padded_graph
 from cgnn_jax.inference.events import as_prepared
@@ -101,6 +124,12 @@ DROPS: tuple[str, ...] = (
 )
 A_CUT = 0.5
 A_STRICT = 0.9  # a second, stricter cut: the components that stay pure
+#: Stop's cut for ``stop_off``: above any vote (a sigmoid), so Stop never stops a cluster.
+STOP_NEVER = 2.0
+#: DBSCAN radii in the cluster space tried by :func:`tune_dbscan_eps`.
+DBSCAN_EPS_GRID: tuple[float, ...] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7)
+#: Events above this many hits get no HDBSCAN reference (too slow; see the module docstring).
+HDBSCAN_MAX_HITS = 60_000
 
 
 def event_truth(event: Event) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -244,12 +273,104 @@ def principal_tree(h: np.ndarray, max_depth: int = 40, min_size: int = 3) -> dic
     }
 
 
+def _with_tracks(pipe: Pipeline, event: Event, tree_tid: np.ndarray, stage3=None) -> np.ndarray:
+    """The pipeline's tracks from its tree's leaves ``tree_tid [n]``: iterative re-clustering
+    (by ``pipe.reconstruct``) or the track extension, where the model has them."""
+    cc = pipe.config.cluster
+    if cc.get("iterative_rounds", 0) > 0:
+        return pipe.reconstruct(event)
+    if cc.get("extend_iterations", 0) > 0:
+        return (stage3 or pipe.stage3).extend(as_prepared(event), tree_tid)
+    return np.asarray(tree_tid)
+
+
+def stop_off(pipe: Pipeline, event: Event, parts: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The pipeline with Stop never stopping (its cut at :data:`STOP_NEVER`), everything else as
+    it runs (the variant ``pipe`` itself, not :meth:`~cgnn_jax.Pipeline.for_hits`): ``{"tree":
+    [n] the tree's leaves, "tracks": [n] after re-clustering / extension}``; ``parts``:
+    ``pipe.stage_outputs(event)`` (its GNN output, edge scores and graph are reused)."""
+    st3 = dataclasses.replace(pipe.stage3, stop_threshold=STOP_NEVER)
+    cc = pipe.config.cluster
+    iterative = cc.get("iterative_rounds", 0) > 0
+    ev = as_prepared(event)
+    out = st3.outputs(
+        ev,
+        np.asarray(parts["gnn"]),
+        np.asarray(parts["edge_score"]),
+        np.asarray(parts["senders"]),
+        np.asarray(parts["receivers"]),
+        votes=iterative,
+    )
+    tracks = st3.tracks(ev, out) if iterative else _with_tracks(pipe, event, out["track_id"], st3)
+    return {"tree": np.asarray(out["track_id"]), "tracks": np.asarray(tracks)}
+
+
+def tune_dbscan_eps(
+    pipe: Pipeline, events: Iterable[Event], grid: Sequence[float] = DBSCAN_EPS_GRID
+) -> dict[str, Any]:
+    """The DBSCAN radius in the cluster space ``h`` that maximises the mean score over
+    ``events`` (validation events with truth, never the test events; each by the variant
+    :meth:`~cgnn_jax.Pipeline.for_hits` picks): ``{"eps", "scores": [per radius of grid],
+    "grid", "events"}``.
+
+    Raises:
+      ValueError: no events, or an empty grid.
+    """
+    grid = [float(e) for e in grid]
+    if not grid:
+        raise ValueError("tune_dbscan_eps: the eps grid is empty")
+    table = []
+    for event in events:
+        pid, weight, _ = event_truth(event)
+        h = np.asarray(pipe.stage_outputs(event, cluster=False)["h"])
+        table.append([score_labels(pid, dbscan_space(h, eps), weight) for eps in grid])
+    if not table:
+        raise ValueError("tune_dbscan_eps: no validation events")
+    scores = np.mean(table, axis=0)
+    return {
+        "eps": grid[int(np.argmax(scores))],
+        "scores": [float(x) for x in scores],
+        "grid": grid,
+        "events": len(table),
+    }
+
+
+def cluster_space_references(
+    h: np.ndarray,
+    pid: np.ndarray,
+    weight: np.ndarray,
+    dbscan_eps: float | None = None,
+    hdbscan_max_hits: int = HDBSCAN_MAX_HITS,
+) -> dict[str, float]:
+    """DBSCAN at ``dbscan_eps`` (NaN when None) and HDBSCAN (NaN above ``hdbscan_max_hits``
+    points) of the cluster space ``h [n, D]``, scored: ``{"dbscan_latent", "dbscan_eps",
+    "hdbscan_latent", "hdbscan_seconds"}``."""
+    nan = float("nan")
+    out = {"dbscan_latent": nan, "dbscan_eps": nan, "hdbscan_latent": nan, "hdbscan_seconds": nan}
+    if dbscan_eps is not None:
+        out["dbscan_latent"] = score_labels(pid, dbscan_space(h, float(dbscan_eps)), weight)
+        out["dbscan_eps"] = float(dbscan_eps)
+    if len(h) <= hdbscan_max_hits:
+        t = time.perf_counter()
+        labels = hdbscan_space(h, min_cluster_size=3)
+        out["hdbscan_seconds"] = time.perf_counter() - t
+        out["hdbscan_latent"] = score_labels(pid, labels, weight)
+    return out
+
+
 def _quantile(x: np.ndarray, q: float) -> float:
     return float(np.quantile(x, q)) if len(x) else float("nan")
 
 
-def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
-    """Every figure of the diagnostic for one event with truth (see the module docstring).
+def diagnose_event(
+    pipe: Pipeline,
+    event: Event,
+    dbscan_eps: float | None = None,
+    hdbscan_max_hits: int = HDBSCAN_MAX_HITS,
+) -> dict[str, Any]:
+    """Every figure of the diagnostic for one event with truth (see the module docstring);
+    ``dbscan_eps``, ``hdbscan_max_hits``: the cluster-space references'
+    (:func:`cluster_space_references`; the radius tuned on other events, :func:`tune_dbscan_eps`).
 
     Returns:
       ``{"event_id", "n_hits", "seconds", "embedding": {...}, "refined": {...}, "gnn": {...},
@@ -322,13 +443,11 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
     ref_gnn = principal_tree(g_out, depth, min_size)
     ref_emb = principal_tree(np.asarray(parts["embedding"]), depth, min_size)
     stop_actual = score_labels(pid, parts["track_id"], weight)
-    if cc.get("iterative_rounds", 0) > 0:
-        final = score_labels(pid, pipe.reconstruct(event), weight)
-    elif cc.get("extend_iterations", 0) > 0:
-        tid = pipe.stage3.extend(as_prepared(event), parts["track_id"])
-        final = score_labels(pid, tid, weight)
-    else:
-        final = stop_actual
+    final = score_labels(pid, _with_tracks(pipe, event, parts["track_id"]), weight)
+    off = stop_off(pipe, event, parts)
+    refs = cluster_space_references(
+        np.asarray(parts["h"]), pid, weight, dbscan_eps, hdbscan_max_hits
+    )
     truth_labels = np.where(pid != 0, pid, -1 - np.arange(n))
     clustering = {
         "oracle_stop_ceiling": ceiling,
@@ -344,6 +463,11 @@ def diagnose_event(pipe: Pipeline, event: Event) -> dict[str, Any]:
         "stop_actual": stop_actual,
         "pipeline": final,
         "tracks": len(np.unique(parts["track_id"])),
+        "stop_threshold": float(pipe.stage3.stop_threshold),
+        "stop_off": score_labels(pid, off["tracks"], weight),
+        "stop_off_tree": score_labels(pid, off["tree"], weight),
+        "stop_off_tracks": len(np.unique(off["tree"])),
+        **refs,
     }
     chain = {
         "perfect": score_labels(pid, truth_labels, weight),
@@ -406,6 +530,10 @@ def summary_line(chain: dict[str, float]) -> str:
         f"largest drop: {d['stage']}: {d['from']} {d['from_value']:.3f} -> "
         f"{d['to']} {d['to_value']:.3f} (-{d['drop']:.3f})"
     )
+
+
+def _isnan(x: float | None) -> bool:
+    return x is None or math.isnan(x)
 
 
 def _f(x: float, width: int, digits: int = 3) -> str:
@@ -471,6 +599,31 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
             f"{q['tracks']:>7.0f}"
         )
     out.append("")
+    out.append(
+        "references in the cluster space h (Stop cut: the variant's; Stop off: the tree split to "
+        "its leaves, then as the pipeline; DBSCAN at the eps tuned on validation events; "
+        "HDBSCAN min_cluster_size 3; no extension for DBSCAN / HDBSCAN: compare with tree)"
+    )
+    head = (
+        f"{'event':>8} | {'Stop cut':>8} | {'tree':>6} {'pipeline':>8} | {'off tree':>8} "
+        f"{'Stop off':>8} | {'DBSCAN':>6} {'eps':>5} | {'HDBSCAN':>7}"
+    )
+    out += [head, "-" * len(head)]
+    for name, r in labelled:
+        q = r["clustering"]
+        out.append(
+            f"{name:>8} | {_f(q.get('stop_threshold'), 8)} | {_f(q['stop_actual'], 6)} "
+            f"{_f(q['pipeline'], 8)} | {_f(q.get('stop_off_tree'), 8)} "
+            f"{_f(q.get('stop_off'), 8)} | {_f(q.get('dbscan_latent'), 6)} "
+            f"{_f(q.get('dbscan_eps'), 5, 2)} | {_f(q.get('hdbscan_latent'), 7)}"
+        )
+    skipped = [str(r["event_id"]) for r in rows if _isnan(r["clustering"].get("hdbscan_latent"))]
+    if skipped:
+        out.append(
+            f"HDBSCAN skipped on events {', '.join(skipped)}: more hits than hdbscan_max_hits "
+            "(scikit-learn's HDBSCAN takes 1-2 min on a full event)"
+        )
+    out.append("")
     out.append("score chain (TrackML score; each column the best the stages after it could do)")
     head = (
         f"{'event':>8} | {'perfect':>7} {'emb.graph':>9} {'ref.graph':>9} "
@@ -493,14 +646,19 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
 
 
 def diagnose(
-    pipe: Pipeline, events: Iterable[Event], progress: bool = True, total: int | None = None
+    pipe: Pipeline,
+    events: Iterable[Event],
+    progress: bool = True,
+    total: int | None = None,
+    dbscan_eps: float | None = None,
+    hdbscan_max_hits: int = HDBSCAN_MAX_HITS,
 ) -> dict[str, Any]:
     """:func:`diagnose_event` on every event: ``{"events": [...], "mean": {...},
     "largest_drop": {...}}``."""
     from tqdm.auto import tqdm
 
     rows = [
-        diagnose_event(pipe, ev)
+        diagnose_event(pipe, ev, dbscan_eps, hdbscan_max_hits)
         for ev in tqdm(events, total=total, desc="diagnose", unit="event", disable=not progress)
     ]
     if not rows:
