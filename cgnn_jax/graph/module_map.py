@@ -13,8 +13,9 @@ module ``a`` and ``j`` on a module ``b`` for a mapped pair ``(a, b)``, optionall
 whose doublet quantities lie inside the pair's window (widened by a relative margin and an
 absolute floor). Enumeration is plain vectorized numpy over chunks of module pairs.
 
-Storage: :meth:`ModuleMap.to_bytes` writes a compressed ``.npz`` (sorted int64 pair keys,
-float32 windows, uint32 counts, a format version); :meth:`ModuleMap.to_json` wraps it in base64
+Storage: :meth:`ModuleMap.to_bytes` writes a compressed ``.npz`` (the sorted int64 pair keys as
+steps, float32 windows with the upper bound only where a pair saw two doublets or more, uint32
+counts, a format version); :meth:`ModuleMap.to_json` wraps it in base64
 for a checkpoint's ``learned`` metadata.
 """
 
@@ -37,7 +38,7 @@ FORMAT_VERSION = 1
 #: (1/mm); Δφ (wrapped to [-π, π)).
 QUANTITIES = ("z0", "phi_slope", "deta", "curvature", "dphi")
 #: Absolute widening of each window side (same order as :data:`QUANTITIES`) when ``floor = 1``.
-DEFAULT_FLOOR = np.array([5.0, 2e-4, 0.01, 2e-5, 0.005], np.float32)
+DEFAULT_FLOOR = np.array([100.0, 1e-3, 0.02, 1e-3, 0.03], np.float32)
 HIT_COLUMNS = ("volume_id", "layer_id", "module_id", "x", "y", "z")
 _CLIP = np.float32(1e6)  # doublets with Δr ≈ 0 (same-layer pairs, endcap disks): finite values
 _MIN_DR = np.float32(1e-3)  # mm
@@ -186,9 +187,9 @@ class ModuleMap:
             buf,
             format_version=np.array(FORMAT_VERSION, np.int64),
             quantities=np.array(QUANTITIES),
-            keys=self.keys,
+            key_steps=np.diff(self.keys, prepend=np.int64(0)),  # small steps compress well
             lo=self.lo,
-            hi=self.hi,
+            hi_seen_twice=self.hi[self.count > 1],  # hi == lo for a pair seen once
             count=self.count,
         )
         return buf.getvalue()
@@ -204,12 +205,14 @@ class ModuleMap:
             raise ValueError(f"module map: format version {version}, expected {FORMAT_VERSION}")
         if tuple(str(q) for q in z["quantities"]) != QUANTITIES:
             raise ValueError(f"module map: quantities {list(z['quantities'])} != {QUANTITIES}")
-        return cls(
-            z["keys"].astype(np.int64),
-            z["lo"].astype(np.float32),
-            z["hi"].astype(np.float32),
-            z["count"].astype(np.uint32),
-        )
+        count = z["count"].astype(np.uint32)
+        lo = z["lo"].astype(np.float32)
+        hi = lo.copy()
+        twice = count > 1
+        if int(twice.sum()) != len(z["hi_seen_twice"]):
+            raise ValueError("module map: the windows and the counts disagree")
+        hi[twice] = z["hi_seen_twice"]
+        return cls(np.cumsum(z["key_steps"].astype(np.int64)), lo, hi, count)
 
     def to_json(self) -> dict:
         """A JSON-able dict (for a checkpoint's ``learned`` metadata)."""
