@@ -93,7 +93,7 @@ def main() -> None:
     from cgnn_jax.sim import simulate_event
     from cgnn_jax.sim.dataset import event_seed
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}", flush=True)
     tests = [
         simulate_event(event_seed(args.test_seed, i), 200.0, event_id=1 + i)
         for i in range(args.test_events)
@@ -138,18 +138,18 @@ def main() -> None:
     sources = [(f"sim {i}", t) for i, t in enumerate(tests)]
     if real is not None:
         sources.append(("real", real))
-    rows = []
-    for name, margin, floor in configs:
-        for src, ev in sources:
-            f = _figures(ev, mmap, margin, floor)
-            rows.append({"candidates": name, "event": src, **f})
     print(
         f"{'candidates':<32} {'event':<6} {'hits':>7} {'e/hit':>7} {'cons.kept':>9} "
         f"{'ceiling':>7} {'enum s':>6}"
     )
-    for r in rows:
-        print(f"{r['candidates']:<32} {r['event']:<6} {r['n_hits']:>7} {r['edges_per_hit']:>7.1f} "
-              f"{r['consecutive_kept']:>9.4f} {r['ceiling']:>7.4f} {r['enumeration_s']:>6.2f}")  # fmt: skip
+    rows = []
+    for name, margin, floor in configs:
+        for src, ev in sources:
+            r = {"candidates": name, "event": src, **_figures(ev, mmap, margin, floor)}
+            rows.append(r)
+            print(f"{r['candidates']:<32} {r['event']:<6} {r['n_hits']:>7} "
+                  f"{r['edges_per_hit']:>7.1f} {r['consecutive_kept']:>9.4f} {r['ceiling']:>7.4f} "
+                  f"{r['enumeration_s']:>6.2f}", flush=True)  # fmt: skip
     print(f"peak RSS {peak_rss_gib():.1f} GiB")
     if args.json_out:
         out = {"args": vars(args), "module_pairs": mmap.n_pairs, "size_mb": size_mb,
