@@ -92,6 +92,9 @@ def main(argv: list[str]) -> None:
 
         if FLAGS.eps is not None or FLAGS.n_scan is not None:
             raise app.UsageError("--eps / --n_scan are DBSCAN options, not used by --method=cgnn")
+        from cgnn_jax.inference.pipeline_checkpoint import verify_pipeline_checkpoint
+
+        verify_pipeline_checkpoint(FLAGS.checkpoint)  # a damaged model: one line, before any work
         fn: MethodFn = PipelineMethod(FLAGS.checkpoint, FLAGS.tree_dir)
         kwargs: dict[str, Any] = {}
     else:

@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
 import numpy as np
 
 if TYPE_CHECKING:
@@ -410,6 +409,8 @@ def _unflatten(skel: dict, arrays: Any) -> Any:
         return {k: _unflatten(v, arrays) for k, v in skel["d"].items()}
     if "l" in skel:
         return [_unflatten(v, arrays) for v in skel["l"]]
+    import jax
+
     return jax.device_put(arrays[f"a{skel['a']}"])
 
 
@@ -453,6 +454,8 @@ def _local_target(directory: Path, step: int) -> Any:
         meta = ocp.StandardCheckpointer().metadata((directory / str(step) / "state").resolve())
     finally:
         log.setLevel(level)
+    import jax
+
     dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def conv(m: Any) -> Any:

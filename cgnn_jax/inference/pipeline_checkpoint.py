@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING
 
 import ml_collections
 
-from cgnn_jax.inference.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
-from cgnn_jax.inference.variants import STAGE1_GROUPS, VARIANT_GROUPS
+from cgnn_jax.inference.checkpoint import (
+    CheckpointError,
+    restore_checkpoint,
+    save_checkpoint,
+    verify_manifest,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cgnn_jax.inference.pipeline import Pipeline
@@ -40,11 +44,24 @@ def pipeline_checkpoint_dir(path: str | Path | None) -> Path:
     raise CheckpointError(f"{path}: no such checkpoint{hint}")
 
 
+def verify_pipeline_checkpoint(path: str | Path | None) -> Path:
+    """Check a pipeline checkpoint's files against its checksums before any work (without
+    loading JAX); its checkpoint folder. Raises :class:`CheckpointError` (or its
+    ``DamagedCheckpointError``) naming the checkpoint and the damaged file."""
+    directory = pipeline_checkpoint_dir(path)
+    steps = [int(d.name) for d in directory.iterdir() if d.name.isdigit() and d.is_dir()]
+    if steps:  # none: the restore says what is wrong
+        verify_manifest(directory / str(max(steps)))
+    return directory
+
+
 def save_pipeline(
     pipe: Pipeline, directory: str | Path, step: int = 0, extra: dict | None = None
 ) -> Path:
     """Save ``pipe`` as an orbax checkpoint (kind ``"pipeline"``) under ``directory`` (a
     ``checkpoints`` folder; :func:`restore_pipeline` also accepts its parents)."""
+    from cgnn_jax.inference.variants import VARIANT_GROUPS
+
     own = ("format", "version", "kind", "config", "step")  # written by save_checkpoint
     meta = {k: v for k, v in {**pipe.meta, **(extra or {})}.items() if k not in own}
     meta["stage1_config"] = pipe.stage1_config.to_dict()
@@ -72,6 +89,8 @@ def restore_pipeline(
 ) -> Pipeline:
     """A ``cls`` (:class:`~cgnn_jax.inference.Pipeline`) from a checkpoint folder, a training
     workdir or ``None`` (the pretrained default), with its dense variant if it has one."""
+    from cgnn_jax.inference.variants import STAGE1_GROUPS, VARIANT_GROUPS
+
     path = pipeline_checkpoint_dir(path)
     state, meta = restore_checkpoint(path, step, kind=PIPELINE_KIND)
     config = ml_collections.ConfigDict(meta.pop("config"))
