@@ -77,7 +77,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -540,46 +540,91 @@ def _f(x: float, width: int, digits: int = 3) -> str:
     return f"{'nan':>{width}}" if x is None or math.isnan(x) else f"{x:>{width}.{digits}f}"
 
 
+def _table(
+    title: str,
+    head: str,
+    labelled: Sequence[tuple[str, dict[str, Any]]],
+    row: Callable[[str, dict[str, Any]], str],
+) -> list[str]:
+    """One table of the report: its title, its header over a rule, ``row(name, figures)`` per
+    labelled event (the mean last)."""
+    return [title, head, "-" * len(head)] + [row(name, r) for name, r in labelled]
+
+
+def _graphs_row(name: str, r: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{name:>8} {r['n_hits']:>7.0f} | {g:<9} {_f(r[g]['edges_per_hit'], 9, 1)} "
+        f"{_f(r[g]['purity'], 7)} {_f(r[g]['recall_consecutive'], 8)} {_f(r[g]['ceiling'], 7)}"
+        for g in ("embedding", "refined")
+    )
+
+
+def _gnn_row(name: str, r: dict[str, Any]) -> str:
+    q = r["gnn"]
+    return (
+        f"{name:>8} | {_f(q['auc_mean_layers'], 8)} {_f(q['auc_last_layer'], 8)} "
+        f"{_f(q['efficiency_last'], 6)} {_f(q['purity_last'], 6)} "
+        f"{_f(q['components_score'], 8)} {_f(q.get('components_score_strict'), 7)} "
+        f"{_f(q.get('atoms_score'), 6)} | {_f(q['auc_distance'], 8)} "
+        f"{_f(q['compactness_median'], 11)} "
+        f"{_f(q['compactness_q90'], 7)}"
+    )
+
+
+def _trees_row(name: str, r: dict[str, Any]) -> str:
+    q = r["clustering"]
+    return (
+        f"{name:>8} | {_f(q['oracle_stop_ceiling'], 10)} {q['split_levels']:>6.0f} | "
+        f"{_f(q['principal_tree_gnn_ceiling'], 8)} "
+        f"{_f(q['principal_tree_embedding_ceiling'], 8)} | {_f(q['stop_actual'], 6)} "
+        f"{_f(q['pipeline'], 8)} "
+        f"{q['tracks']:>7.0f}"
+    )
+
+
+def _references_row(name: str, r: dict[str, Any]) -> str:
+    q = r["clustering"]
+    return (
+        f"{name:>8} | {_f(q.get('stop_threshold'), 8)} | {_f(q['stop_actual'], 6)} "
+        f"{_f(q['pipeline'], 8)} | {_f(q.get('stop_off_tree'), 8)} "
+        f"{_f(q.get('stop_off'), 8)} | {_f(q.get('dbscan_latent'), 6)} "
+        f"{_f(q.get('dbscan_eps'), 5, 2)} | {_f(q.get('hdbscan_latent'), 7)}"
+    )
+
+
+def _chain_row(name: str, r: dict[str, Any]) -> str:
+    c = r["chain"]
+    return (
+        f"{name:>8} | {_f(c['perfect'], 7)} {_f(c['embedding_ceiling'], 9)} "
+        f"{_f(c['refined_ceiling'], 9)} {_f(c['oracle_stop_ceiling'], 11)} "
+        f"{_f(c['pipeline'], 8)}"
+    )
+
+
 def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
     """The per-event tables and their mean lines, and the one-line summary, as text."""
     labelled = [(str(r["event_id"]), r) for r in rows] + [("mean", mean)]
-    out = ["graphs (ceiling: oracle-completed connected components)"]
     head = (
         f"{'event':>8} {'hits':>7} | {'graph':<9} {'edges/hit':>9} {'purity':>7} "
         f"{'rec.cons':>8} {'ceiling':>7}"
     )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        for g in ("embedding", "refined"):
-            q = r[g]
-            out.append(
-                f"{name:>8} {r['n_hits']:>7.0f} | {g:<9} {_f(q['edges_per_hit'], 9, 1)} "
-                f"{_f(q['purity'], 7)} {_f(q['recall_consecutive'], 8)} {_f(q['ceiling'], 7)}"
-            )
-    out.append("")
-    out.append(
-        f"GNN (a_ij: the last layer's edge weights on the GNN's input graph, cut {A_CUT}; cc: "
-        "connected components of the edges kept; atoms: the pieces Split never separates (components or layer merge); "
-        "AUC dist, compactness: GNN output space)"
+    out = _table(
+        "graphs (ceiling: oracle-completed connected components)", head, labelled, _graphs_row
     )
+    out.append("")
     head = (
         f"{'event':>8} | {'AUC mean':>8} {'AUC last':>8} {'eff':>6} {'pur':>6} "
         f"{'cc score':>8} {f'cc@{A_STRICT}':>7} {'atoms':>6} | {'AUC dist':>8} "
         f"{'compact med':>11} {'q90':>7}"
     )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        q = r["gnn"]
-        out.append(
-            f"{name:>8} | {_f(q['auc_mean_layers'], 8)} {_f(q['auc_last_layer'], 8)} "
-            f"{_f(q['efficiency_last'], 6)} {_f(q['purity_last'], 6)} "
-            f"{_f(q['components_score'], 8)} {_f(q.get('components_score_strict'), 7)} "
-            f"{_f(q.get('atoms_score'), 6)} | {_f(q['auc_distance'], 8)} "
-            f"{_f(q['compactness_median'], 11)} "
-            f"{_f(q['compactness_q90'], 7)}"
-        )
+    title = (
+        f"GNN (a_ij: the last layer's edge weights on the GNN's input graph, cut {A_CUT}; cc: "
+        "connected components of the edges kept; atoms: the pieces Split never separates (components or layer merge); "
+        "AUC dist, compactness: GNN output space)"
+    )
+    out += _table(title, head, labelled, _gnn_row)
     out.append("")
-    out.append(
+    title = (
         "trees (oracle-Stop ceiling = best pruning; PCA: principal-axis tree, nothing learned; "
         "tree: the leaves of the model's tree; pipeline: after its iterative re-clustering and "
         "track extension, if any)"
@@ -588,18 +633,9 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
         f"{'event':>8} | {'Split tree':>10} {'levels':>6} | {'PCA GNN':>8} {'PCA emb.':>8} "
         f"| {'tree':>6} {'pipeline':>8} {'tracks':>7}"
     )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        q = r["clustering"]
-        out.append(
-            f"{name:>8} | {_f(q['oracle_stop_ceiling'], 10)} {q['split_levels']:>6.0f} | "
-            f"{_f(q['principal_tree_gnn_ceiling'], 8)} "
-            f"{_f(q['principal_tree_embedding_ceiling'], 8)} | {_f(q['stop_actual'], 6)} "
-            f"{_f(q['pipeline'], 8)} "
-            f"{q['tracks']:>7.0f}"
-        )
+    out += _table(title, head, labelled, _trees_row)
     out.append("")
-    out.append(
+    title = (
         "references in the cluster space h (Stop cut: the variant's; Stop off: the tree split to "
         "its leaves, then as the pipeline; DBSCAN at the eps tuned on validation events; "
         "HDBSCAN min_cluster_size 3; no extension for DBSCAN / HDBSCAN: compare with tree)"
@@ -608,15 +644,7 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
         f"{'event':>8} | {'Stop cut':>8} | {'tree':>6} {'pipeline':>8} | {'off tree':>8} "
         f"{'Stop off':>8} | {'DBSCAN':>6} {'eps':>5} | {'HDBSCAN':>7}"
     )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        q = r["clustering"]
-        out.append(
-            f"{name:>8} | {_f(q.get('stop_threshold'), 8)} | {_f(q['stop_actual'], 6)} "
-            f"{_f(q['pipeline'], 8)} | {_f(q.get('stop_off_tree'), 8)} "
-            f"{_f(q.get('stop_off'), 8)} | {_f(q.get('dbscan_latent'), 6)} "
-            f"{_f(q.get('dbscan_eps'), 5, 2)} | {_f(q.get('hdbscan_latent'), 7)}"
-        )
+    out += _table(title, head, labelled, _references_row)
     skipped = [str(r["event_id"]) for r in rows if _isnan(r["clustering"].get("hdbscan_latent"))]
     if skipped:
         out.append(
@@ -624,19 +652,12 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
             "(scikit-learn's HDBSCAN takes 1-2 min on a full event)"
         )
     out.append("")
-    out.append("score chain (TrackML score; each column the best the stages after it could do)")
     head = (
         f"{'event':>8} | {'perfect':>7} {'emb.graph':>9} {'ref.graph':>9} "
         f"{'oracle-Stop':>11} {'pipeline':>8}"
     )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        c = r["chain"]
-        out.append(
-            f"{name:>8} | {_f(c['perfect'], 7)} {_f(c['embedding_ceiling'], 9)} "
-            f"{_f(c['refined_ceiling'], 9)} {_f(c['oracle_stop_ceiling'], 11)} "
-            f"{_f(c['pipeline'], 8)}"
-        )
+    title = "score chain (TrackML score; each column the best the stages after it could do)"
+    out += _table(title, head, labelled, _chain_row)
     out.append("")
     dense = [str(r["event_id"]) for r in rows if r.get("variant") == "dense"]
     if dense:
