@@ -16,8 +16,8 @@ import ml_collections
 from configs import default
 from configs.experiments import stage1
 
-# the gnn keys of configs/default.py that only the interaction GNN reads: the edge-weighted GNN
-# runs on train.stage2's defaults for them
+# the gnn keys of configs/default.py that only the interaction GNN reads; without "arch" the GNN
+# is the edge-weighted one (cgnn_jax.models.factory)
 INTERACTION_KEYS = (
     "arch",
     "output_hidden",
