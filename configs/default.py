@@ -257,21 +257,29 @@ def sparse() -> ml_collections.ConfigDict:
     return c
 
 
+# the cluster settings of stage 3 (:func:`stage3`) that a variant's calibration starts from: the
+# tree, the extension, the layer merge (merge_* and extend_free_max are chosen again by the
+# calibration, export.calibrate_merge_events > 0)
+VARIANT_CLUSTER = (
+    "tree_rows",
+    "extend_iterations",
+    "extend_tol_rphi",
+    "extend_tol_z",
+    "merge_threshold",
+    "merge_max_shared",
+    "extend_free_max",
+    "extend_min_size",
+)
+
+
 def variant(input_threshold: float) -> ml_collections.ConfigDict:
     """The inference settings of one variant: its GNN input graph's filter cut, and the cluster
-    settings it starts its calibration from (the tree, the extension, the layer merge)."""
+    settings it starts its calibration from (:data:`VARIANT_CLUSTER`, as in :func:`stage3`)."""
+    trained = ml_collections.ConfigDict()
+    stage3(trained)
     v = ml_collections.ConfigDict()
     v.input_threshold = input_threshold  # gnn.input_threshold
-    v.cluster = ml_collections.ConfigDict()
-    v.cluster.tree_rows = "atoms"
-    v.cluster.extend_iterations = 2
-    v.cluster.extend_tol_rphi = 12.0
-    v.cluster.extend_tol_z = 15.0
-    # chosen again by the calibration (export.calibrate_merge_events > 0)
-    v.cluster.merge_threshold = 0.5
-    v.cluster.merge_max_shared = 1
-    v.cluster.extend_free_max = 2
-    v.cluster.extend_min_size = 3
+    v.cluster = ml_collections.ConfigDict({key: trained.cluster[key] for key in VARIANT_CLUSTER})
     return v
 
 

@@ -147,19 +147,15 @@ def run(
     uses_jax: bool = True,
     keep_memory: bool = True,
     fast_exit: bool = False,
-    inputs: Sequence[str] = (),
-    files: Sequence[str] = (),
-    folders: Sequence[str] = (),
-    data: Sequence[str] = (),
-    pretrained_is_input: bool = True,
-    replaced: Sequence[str] = (),
+    **paths: Any,
 ) -> None:
     """``absl.app.run(main)`` with one-line user errors (see the module docstring).
 
+    ``paths``: the keyword arguments of :func:`check_paths`, checked before ``main`` runs:
     ``inputs``, ``files``, ``folders``, ``data``: flag names (without ``--``) of the script's
-    inputs, output files, output folders and datasets, checked before ``main`` runs
-    (:func:`check_paths`); ``replaced``: output folders replaced as a whole (no input may lie
-    inside them either); ``pretrained_is_input=False`` for the script that writes the model.
+    inputs, output files, output folders and datasets; ``replaced``: output folders replaced as a
+    whole (no input may lie inside them either); ``pretrained_is_input=False`` for the script that
+    writes the model.
 
     ``fast_exit``: once ``main`` has returned successfully, flush the standard streams and the
     log handlers and end the process at once (``os._exit(0)``), skipping the interpreter's
@@ -169,14 +165,6 @@ def run(
     returns (written and closed atomically; no background checkpoint writes): not
     ``train.py`` or ``export_model.py``. Errors and ``sys.exit`` keep the normal exit.
     """
-    paths = {
-        "inputs": inputs,
-        "files": files,
-        "folders": folders,
-        "data": data,
-        "pretrained_is_input": pretrained_is_input,
-        "replaced": replaced,
-    }
     wrapped = guarded(main, uses_jax, keep_memory, paths)
 
     def main_then_exit(argv: list[str]) -> Any:
@@ -186,6 +174,12 @@ def run(
         return result
 
     app.run(main_then_exit, flags_parser=_parse_flags)
+
+
+def run_report(main: Callable[[list[str]], Any]) -> None:
+    """:func:`run` for a report script that reads a model (``--checkpoint``) on a dataset
+    (``--data``) and writes its report to ``--json_out``."""
+    run(main, fast_exit=True, inputs=("checkpoint", "data"), files=("json_out",), data=("data",))
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -162,10 +162,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _cli.run(
-        main,
-        fast_exit=True,
-        inputs=("checkpoint", "data"),
-        files=("json_out",),
-        data=("data",),
-    )  # user errors: one line, exit 1 (launch/_cli.py)
+    _cli.run_report(main)  # user errors: one line, exit 1 (launch/_cli.py)

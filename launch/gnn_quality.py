@@ -36,10 +36,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(
-        main,
-        fast_exit=True,
-        inputs=("checkpoint", "data"),
-        files=("json_out",),
-        data=("data",),
-    )
+    _cli.run_report(main)

@@ -540,15 +540,89 @@ def _f(x: float, width: int, digits: int = 3) -> str:
     return f"{'nan':>{width}}" if x is None or math.isnan(x) else f"{x:>{width}.{digits}f}"
 
 
+def _columns(columns: str) -> list[tuple[str, str, int, int]]:
+    """The columns of a report table, ``(label, key, width, digits)``, from their comma-separated
+    spec: ``label=key:width`` or ``label=key:width.digits`` (3 digits by default); ``key?`` for a
+    figure that may be missing (shown as nan); ``|`` a rule (``("|", "", 0, 0)``)."""
+    out = []
+    for column in columns.split(","):
+        label, _, cell = column.strip().rpartition("=")
+        if not label:
+            out.append((cell, "", 0, 0))
+            continue
+        key, _, fmt = cell.partition(":")
+        width, _, digits = fmt.partition(".")
+        out.append((label, key, int(width), int(digits or 3)))
+    return out
+
+
+def _row(name: str, q: dict[str, Any], columns: str) -> str:
+    """One line of a report table: ``name``, then per column the figure ``q[key]``."""
+    cells = [f"{name:>8}"]
+    for label, key, width, digits in _columns(columns):
+        if not key:
+            cells.append(label)
+            continue
+        x = q.get(key[:-1]) if key.endswith("?") else q[key]
+        cells.append(_f(x, width, digits))
+    return " ".join(cells)
+
+
+def _table(
+    labelled: Sequence[tuple[str, dict[str, Any]]], title: str, section: str, columns: str
+) -> list[str]:
+    """One table of the report: its title, its header over a rule, and per labelled event (the
+    mean last) the :func:`_row` of its figures ``r[section]``."""
+    head = " ".join([f"{'event':>8}"] + [f"{c[0]:>{c[2]}}" for c in _columns(columns)])
+    return [title, head, "-" * len(head)] + [_row(n, r[section], columns) for n, r in labelled]
+
+
+# the tables after the graphs' (title, section of the figures, columns): the GNN, the trees, the
+# references in the cluster space, and the score chain
+_GNN_TABLE = (
+    f"GNN (a_ij: the last layer's edge weights on the GNN's input graph, cut {A_CUT}; cc: "
+    "connected components of the edges kept; atoms: the pieces Split never separates (components "
+    "or layer merge); AUC dist, compactness: GNN output space)",
+    "gnn",
+    "|, AUC mean=auc_mean_layers:8, AUC last=auc_last_layer:8, eff=efficiency_last:6, "
+    f"pur=purity_last:6, cc score=components_score:8, cc@{A_STRICT}=components_score_strict?:7, "
+    "atoms=atoms_score?:6, |, AUC dist=auc_distance:8, compact med=compactness_median:11, "
+    "q90=compactness_q90:7",
+)
+_TREES_TABLE = (
+    "trees (oracle-Stop ceiling = best pruning; PCA: principal-axis tree, nothing learned; "
+    "tree: the leaves of the model's tree; pipeline: after its iterative re-clustering and "
+    "track extension, if any)",
+    "clustering",
+    "|, Split tree=oracle_stop_ceiling:10, levels=split_levels:6.0, |, "
+    "PCA GNN=principal_tree_gnn_ceiling:8, PCA emb.=principal_tree_embedding_ceiling:8, |, "
+    "tree=stop_actual:6, pipeline=pipeline:8, tracks=tracks:7.0",
+)
+_REFERENCES_TABLE = (
+    "references in the cluster space h (Stop cut: the variant's; Stop off: the tree split to "
+    "its leaves, then as the pipeline; DBSCAN at the eps tuned on validation events; "
+    "HDBSCAN min_cluster_size 3; no extension for DBSCAN / HDBSCAN: compare with tree)",
+    "clustering",
+    "|, Stop cut=stop_threshold?:8, |, tree=stop_actual:6, pipeline=pipeline:8, |, "
+    "off tree=stop_off_tree?:8, Stop off=stop_off?:8, |, DBSCAN=dbscan_latent?:6, "
+    "eps=dbscan_eps?:5.2, |, HDBSCAN=hdbscan_latent?:7",
+)
+_CHAIN_TABLE = (
+    "score chain (TrackML score; each column the best the stages after it could do)",
+    "chain",
+    "|, perfect=perfect:7, emb.graph=embedding_ceiling:9, ref.graph=refined_ceiling:9, "
+    "oracle-Stop=oracle_stop_ceiling:11, pipeline=pipeline:8",
+)
+
+
 def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
     """The per-event tables and their mean lines, and the one-line summary, as text."""
     labelled = [(str(r["event_id"]), r) for r in rows] + [("mean", mean)]
-    out = ["graphs (ceiling: oracle-completed connected components)"]
     head = (
         f"{'event':>8} {'hits':>7} | {'graph':<9} {'edges/hit':>9} {'purity':>7} "
         f"{'rec.cons':>8} {'ceiling':>7}"
     )
-    out += [head, "-" * len(head)]
+    out = ["graphs (ceiling: oracle-completed connected components)", head, "-" * len(head)]
     for name, r in labelled:
         for g in ("embedding", "refined"):
             q = r[g]
@@ -556,88 +630,15 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
                 f"{name:>8} {r['n_hits']:>7.0f} | {g:<9} {_f(q['edges_per_hit'], 9, 1)} "
                 f"{_f(q['purity'], 7)} {_f(q['recall_consecutive'], 8)} {_f(q['ceiling'], 7)}"
             )
-    out.append("")
-    out.append(
-        f"GNN (a_ij: the last layer's edge weights on the GNN's input graph, cut {A_CUT}; cc: "
-        "connected components of the edges kept; atoms: the pieces Split never separates (components or layer merge); "
-        "AUC dist, compactness: GNN output space)"
-    )
-    head = (
-        f"{'event':>8} | {'AUC mean':>8} {'AUC last':>8} {'eff':>6} {'pur':>6} "
-        f"{'cc score':>8} {f'cc@{A_STRICT}':>7} {'atoms':>6} | {'AUC dist':>8} "
-        f"{'compact med':>11} {'q90':>7}"
-    )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        q = r["gnn"]
-        out.append(
-            f"{name:>8} | {_f(q['auc_mean_layers'], 8)} {_f(q['auc_last_layer'], 8)} "
-            f"{_f(q['efficiency_last'], 6)} {_f(q['purity_last'], 6)} "
-            f"{_f(q['components_score'], 8)} {_f(q.get('components_score_strict'), 7)} "
-            f"{_f(q.get('atoms_score'), 6)} | {_f(q['auc_distance'], 8)} "
-            f"{_f(q['compactness_median'], 11)} "
-            f"{_f(q['compactness_q90'], 7)}"
-        )
-    out.append("")
-    out.append(
-        "trees (oracle-Stop ceiling = best pruning; PCA: principal-axis tree, nothing learned; "
-        "tree: the leaves of the model's tree; pipeline: after its iterative re-clustering and "
-        "track extension, if any)"
-    )
-    head = (
-        f"{'event':>8} | {'Split tree':>10} {'levels':>6} | {'PCA GNN':>8} {'PCA emb.':>8} "
-        f"| {'tree':>6} {'pipeline':>8} {'tracks':>7}"
-    )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        q = r["clustering"]
-        out.append(
-            f"{name:>8} | {_f(q['oracle_stop_ceiling'], 10)} {q['split_levels']:>6.0f} | "
-            f"{_f(q['principal_tree_gnn_ceiling'], 8)} "
-            f"{_f(q['principal_tree_embedding_ceiling'], 8)} | {_f(q['stop_actual'], 6)} "
-            f"{_f(q['pipeline'], 8)} "
-            f"{q['tracks']:>7.0f}"
-        )
-    out.append("")
-    out.append(
-        "references in the cluster space h (Stop cut: the variant's; Stop off: the tree split to "
-        "its leaves, then as the pipeline; DBSCAN at the eps tuned on validation events; "
-        "HDBSCAN min_cluster_size 3; no extension for DBSCAN / HDBSCAN: compare with tree)"
-    )
-    head = (
-        f"{'event':>8} | {'Stop cut':>8} | {'tree':>6} {'pipeline':>8} | {'off tree':>8} "
-        f"{'Stop off':>8} | {'DBSCAN':>6} {'eps':>5} | {'HDBSCAN':>7}"
-    )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        q = r["clustering"]
-        out.append(
-            f"{name:>8} | {_f(q.get('stop_threshold'), 8)} | {_f(q['stop_actual'], 6)} "
-            f"{_f(q['pipeline'], 8)} | {_f(q.get('stop_off_tree'), 8)} "
-            f"{_f(q.get('stop_off'), 8)} | {_f(q.get('dbscan_latent'), 6)} "
-            f"{_f(q.get('dbscan_eps'), 5, 2)} | {_f(q.get('hdbscan_latent'), 7)}"
-        )
+    for table in (_GNN_TABLE, _TREES_TABLE, _REFERENCES_TABLE):
+        out += ["", *_table(labelled, *table)]
     skipped = [str(r["event_id"]) for r in rows if _isnan(r["clustering"].get("hdbscan_latent"))]
     if skipped:
         out.append(
             f"HDBSCAN skipped on events {', '.join(skipped)}: more hits than hdbscan_max_hits "
             "(scikit-learn's HDBSCAN takes 1-2 min on a full event)"
         )
-    out.append("")
-    out.append("score chain (TrackML score; each column the best the stages after it could do)")
-    head = (
-        f"{'event':>8} | {'perfect':>7} {'emb.graph':>9} {'ref.graph':>9} "
-        f"{'oracle-Stop':>11} {'pipeline':>8}"
-    )
-    out += [head, "-" * len(head)]
-    for name, r in labelled:
-        c = r["chain"]
-        out.append(
-            f"{name:>8} | {_f(c['perfect'], 7)} {_f(c['embedding_ceiling'], 9)} "
-            f"{_f(c['refined_ceiling'], 9)} {_f(c['oracle_stop_ceiling'], 11)} "
-            f"{_f(c['pipeline'], 8)}"
-        )
-    out.append("")
+    out += ["", *_table(labelled, *_CHAIN_TABLE), ""]
     dense = [str(r["event_id"]) for r in rows if r.get("variant") == "dense"]
     if dense:
         out.append(f"stages 2-3 by the model's dense variant on events {', '.join(dense)}")

@@ -10,12 +10,7 @@ from configs.experiments import stage2
 
 def get_config() -> ml_collections.ConfigDict:
     c = stage2.get_config()
-    c.gnn.num_layers = 6
-    c.gnn.hidden = 192
-    c.gnn.kernel_hidden = 32
-    c.gnn.out_dim = 8
-    c.gnn.steps = 20_000
-    c.gnn.learning_rate = 1e-3
+    c.gnn.update(num_layers=6, hidden=192, kernel_hidden=32, out_dim=8)
+    c.gnn.update(steps=20_000, learning_rate=1e-3, sectors=(4, 8))
     c.data.train_events = 100
-    c.gnn.sectors = (4, 8)
     return c
