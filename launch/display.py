@@ -85,10 +85,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _cli.run(
-        main,
-        fast_exit=True,
-        inputs=("data", "submission"),
-        files=("out",),
-        data=("data",),
-    )
+    _cli.run(main, fast_exit=True, inputs=("data", "submission"), files=("out",), data=("data",))

@@ -367,9 +367,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(
-        main,
-        inputs=("workdir", "dense", "gnn"),
-        replaced=("out",),
-        pretrained_is_input=False,
-    )
+    _cli.run(main, inputs=("workdir", "dense", "gnn"), replaced=("out",), pretrained_is_input=False)
