@@ -71,11 +71,16 @@ def _coverage(ev, mmap) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--train_events", type=int, default=20)
-    ap.add_argument("--test_events", type=int, default=2)
-    ap.add_argument("--train_seed", type=int, default=7)
-    ap.add_argument("--test_seed", type=int, default=99)
-    ap.add_argument("--margin", type=float, default=0.1)
+    # (flag, type, default): training and test events, their seeds, the windows' widening
+    numbers = (
+        ("train_events", int, 20),
+        ("test_events", int, 2),
+        ("train_seed", int, 7),
+        ("test_seed", int, 99),
+        ("margin", float, 0.1),
+    )
+    for name, kind, default in numbers:
+        ap.add_argument(f"--{name}", type=kind, default=default)
     ap.add_argument("--floor", default="1,3", help="comma-separated floor scales, one run each")
     ap.add_argument("--real", action="store_true", help="also the shipped real event")
     ap.add_argument("--json_out", default=None)

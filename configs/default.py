@@ -53,17 +53,14 @@ def stage1(c: ml_collections.ConfigDict) -> None:
     c.loop.log_every = 50  # steps between metric reads (metrics.csv, progress bar)
     c.loop.checkpoint_every = 100  # steps between periodic checkpoints (also at every epoch end)
 
-    c.data = ml_collections.ConfigDict()
-    c.data.seed = 1  # simulation seed of the training events
-    c.data.train_events = 4  # stage 1: full mu = 200 events
-    c.data.mu = 200.0
-    c.data.track_fraction = 1.0
-    # stages 2 and 3 train on their own events: whole events with 10 % of the tracks
-    c.data.gnn_train_events = 24
-    c.data.gnn_track_fraction = 0.1
-    # stage 2 also trains on this many events at another density (0: none; sectors: gnn.mix_sectors)
-    c.data.gnn_mix_events = 0
-    c.data.gnn_mix_fraction = 1.0
+    # the simulated training events: stage 1 on full mu = 200 events; stages 2 and 3 on their own
+    # events, whole events with 10 % of the tracks, and stage 2 also on gnn_mix_events events at
+    # another density (0: none; sectors: gnn.mix_sectors)
+    c.data = ml_collections.ConfigDict(
+        {"seed": 1, "train_events": 4, "mu": 200.0, "track_fraction": 1.0}
+        | {"gnn_train_events": 24, "gnn_track_fraction": 0.1}
+        | {"gnn_mix_events": 0, "gnn_mix_fraction": 1.0}
+    )
 
     c.embedding = ml_collections.ConfigDict()
     c.embedding.hidden = (128, 128, 128)

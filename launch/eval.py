@@ -212,12 +212,13 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+#: the flags naming inputs and outputs, checked before any work (launch/_cli.py)
+PATHS = {
+    "inputs": ("data", "submission", "checkpoint"),
+    "files": ("json_out",),
+    "folders": ("plots_dir",),
+    "data": ("data",),
+}
+
 if __name__ == "__main__":
-    _cli.run(
-        main,
-        fast_exit=True,
-        inputs=("data", "submission", "checkpoint"),
-        files=("json_out",),
-        folders=("plots_dir",),
-        data=("data",),
-    )
+    _cli.run(main, fast_exit=True, **PATHS)
