@@ -7,6 +7,9 @@ model serves TrackML productions with a 6 mm and a ~50 mm luminous region.
     # the sparse variant's GNN fine-tuned from the shipped model's, on that stage 1
     python launch/train.py --config=configs/experiments/luminous.py:sparse --workdir=W2 \
         --config.stage1_checkpoint=W1 --config.gnn.init_checkpoint=cgnn_jax/pretrained/default
+    # the dense variant's GNN, the same way (1400 steps on the sectors of 12 full events)
+    python launch/train.py --config=configs/experiments/luminous.py:dense --workdir=W3 \
+        --config.stage1_checkpoint=W1 --config.gnn.init_checkpoint=cgnn_jax/pretrained/default
 
 Measured in ``docs/experiments.md`` (the rows of the luminous-region section): the stage-1 GNN
 input graph's ceiling on the shipped real event, and the scores with these stages swapped into the
@@ -39,8 +42,12 @@ def sparse() -> ml_collections.ConfigDict:
     return c
 
 
+def dense() -> ml_collections.ConfigDict:
+    return _long_region(default.dense())
+
+
 def get_config(step: str = "stage1") -> ml_collections.ConfigDict:
-    steps = {"stage1": stage1, "sparse": sparse}
+    steps = {"stage1": stage1, "sparse": sparse, "dense": dense}
     if step not in steps:
         raise ValueError(
             f"configs/experiments/luminous.py:{step}: no such step; valid: {', '.join(steps)}"
