@@ -1,12 +1,13 @@
 r"""The real TrackML sample against simulated events of its kind, input by input, worst first.
 
     python benchmarks/sim_vs_real.py [--events=4] [--seed=2025] [--vertex_sigma_z=50] \
-        [--track_fraction=0.05] [--data=cgnn_jax/data/real] [--no_scores] [--top=40] \
-        [--json_out=out/sim_vs_real.json] [--md_out=out/sim_vs_real.md]
+        [--track_fraction=0.05] [--cluster_model=staircase] [--data=cgnn_jax/data/real] \
+        [--no_scores] [--top=40] [--json_out=out/sim_vs_real.json] [--md_out=out/sim_vs_real.md]
 
 Real: the events under ``--data`` (default: the shipped real sample, ``cgnn_jax/data/real``).
 Simulated: ``--events`` μ = 200 events at ``--track_fraction`` of the tracks and a luminous region
-of ``--vertex_sigma_z`` mm (``native`` for the simulator's own), reduced as the real sample was
+of ``--vertex_sigma_z`` mm (``native`` for the simulator's own) and the cells of
+``--cluster_model`` (:data:`cgnn_jax.sim.response.CLUSTER_MODELS`; default: the simulator's), reduced as the real sample was
 (:func:`cgnn_jax.analysis.sim_vs_real.half_phi`: the particles whose momentum points to φ >= 0 and the
 noise hits at φ >= 0, so 5 % of the tracks become 2.5 % of the event at the 5 % density). For every
 input of :func:`cgnn_jax.analysis.sim_vs_real.event_samples` (hit features per volume, the cell-derived
@@ -32,6 +33,8 @@ from cgnn_jax.analysis.sim_vs_real import Samples, event_samples, half_phi, ks_t
 from cgnn_jax.data import REAL_SAMPLE_DIR
 from cgnn_jax.io import atomic_write, iter_events
 from cgnn_jax.sim.dataset import simulated_events
+from cgnn_jax.sim.response import CLUSTER_MODELS
+from cgnn_jax.sim.simulate import SimConfig
 
 
 def score_samples(events: list, pipe) -> Samples:
@@ -60,6 +63,11 @@ def main() -> None:
     ap.add_argument(
         "--vertex_sigma_z", default="50", help="luminous region (mm) or 'native' (about 6 mm)"
     )
+    ap.add_argument(
+        "--cluster_model",
+        default=SimConfig().cluster_model,
+        help=f"how simulated hits fire cells: one of {', '.join(CLUSTER_MODELS)}",
+    )
     ap.add_argument("--no_scores", action="store_true", help="leave out the model's scores")
     ap.add_argument("--top", type=int, default=None, help="print only the worst rows")
     ap.add_argument("--json_out", default=None)
@@ -82,6 +90,10 @@ def main() -> None:
                 f"--vertex_sigma_z must be a length >= 0 (mm) or 'native', got "
                 f"{args.vertex_sigma_z!r}"
             )
+    if args.cluster_model not in CLUSTER_MODELS:
+        raise SystemExit(
+            f"--cluster_model must be one of {', '.join(CLUSTER_MODELS)}, got {args.cluster_model!r}"
+        )
     if not Path(args.data).exists():
         raise SystemExit(f"--data={args.data}: no such file or directory")
 
@@ -92,7 +104,11 @@ def main() -> None:
     sim_events = [
         half_phi(e)
         for e in simulated_events(
-            args.events, args.seed, track_fraction=args.track_fraction, vertex_sigma_z=sigma
+            args.events,
+            args.seed,
+            track_fraction=args.track_fraction,
+            vertex_sigma_z=sigma,
+            config=SimConfig(cluster_model=args.cluster_model),
         )
     ]
     real = pool(event_samples(e) for e in real_events)
@@ -117,6 +133,7 @@ def main() -> None:
         f"Real: {len(real_events)} event(s) from {args.data} "
         f"({sum(e.n_hits for e in real_events):,} hits). Simulated: {args.events} events "
         f"(seed {args.seed}, track_fraction={args.track_fraction}, vertex_sigma_z={region}, "
+        f"cluster_model={args.cluster_model}, "
         f"φ >= 0 half: {sum(e.n_hits for e in sim_events):,} hits). Scores: {scores_note}. "
         f"{len(table)} rows, {int((table.ks > table.ks_95).sum())} above KS 95 %; {seconds:.0f} s."
     )
@@ -138,6 +155,7 @@ def main() -> None:
                         "seed": args.seed,
                         "track_fraction": args.track_fraction,
                         "vertex_sigma_z": sigma,
+                        "cluster_model": args.cluster_model,
                         "half_phi": True,
                     },
                     "scores": scores_note,

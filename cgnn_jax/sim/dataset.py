@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cgnn_jax.io.event import Event
-from cgnn_jax.sim.simulate import DEFAULT_NOISE, simulate_event
+from cgnn_jax.sim.simulate import DEFAULT_NOISE, SimConfig, simulate_event
 
 # A luminous region: one RMS in mm, or a range ``(low, high)`` each event draws its RMS from.
 VertexSigmaZ = float | tuple[float, float] | None
@@ -48,12 +48,13 @@ def simulate_dataset(
     compress: bool = False,
     write_workers: int = 1,
     vertex_sigma_z: VertexSigmaZ = None,
+    config: SimConfig = SimConfig(),
 ) -> Iterator[tuple[Path, Event]]:
     """Simulate ``n_events`` events into ``out_dir``, yielding ``(out_dir, event)`` as each is written.
 
     ``write_workers``: processes writing each event's files (see :func:`cgnn_jax.io.write_event`).
     ``vertex_sigma_z``: the luminous region (:func:`event_vertex_sigma_z`; ``None``: the real
-    event's own, σ_z ≈ 6 mm).
+    event's own, σ_z ≈ 6 mm). ``config``: the simulator's settings (:class:`SimConfig`).
     """
     from cgnn_jax.io import write_event
 
@@ -67,6 +68,7 @@ def simulate_dataset(
             noise=DEFAULT_NOISE if noise is None else noise,
             event_id=first_event + i,
             vertex_sigma_z=event_vertex_sigma_z(vertex_sigma_z, seed, i),
+            config=config,
         )
         write_event(ev, out, compress=compress, workers=write_workers)
         yield out, ev
@@ -79,6 +81,7 @@ def simulated_events(
     track_fraction: float = 1.0,
     first_event: int = 0,
     vertex_sigma_z: VertexSigmaZ = None,
+    config: SimConfig = SimConfig(),
 ) -> list[Event]:
     """``n`` events in memory, seeded as :func:`simulate_dataset` seeds them (event ``i``: ``(seed, i)``)."""
     return [
@@ -88,6 +91,7 @@ def simulated_events(
             track_fraction=track_fraction,
             event_id=first_event + i,
             vertex_sigma_z=event_vertex_sigma_z(vertex_sigma_z, seed, i),
+            config=config,
         )
         for i in range(n)
     ]

@@ -25,7 +25,13 @@ from cgnn_jax.sim.field import SOLENOID_HALF_LENGTH_MM, SOLENOID_RADIUS_MM, Sole
 from cgnn_jax.sim.geometry import load_geometry
 from cgnn_jax.sim.particles import Particles, sample_particles
 from cgnn_jax.sim.propagate import propagate
-from cgnn_jax.sim.response import cell_clusters, local_to_global, module_hits, noise_hits
+from cgnn_jax.sim.response import (
+    CLUSTER_MODELS,
+    cell_clusters,
+    local_to_global,
+    module_hits,
+    noise_hits,
+)
 
 DEFAULT_NOISE = 0.12
 # Passive cylinders of the TrackML detector as built in ACTS (``GenericDetectorML``): the beryllium
@@ -44,7 +50,10 @@ class SimConfig:
     ``solenoid``: the finite solenoid's field (:class:`cgnn_jax.sim.field.SolenoidField`, ``b_field``
     at the centre, coil ``solenoid_radius`` / ``solenoid_half_length`` in mm); ``False`` gives the
     uniform ``b_field`` along z (perfect helices). ``passive_material``: passive cylinders
-    ``(radius mm, half length mm, x/X0)`` crossed without a hit.
+    ``(radius mm, half length mm, x/X0)`` crossed without a hit. ``cluster_model``: how hits fire
+    cells (:data:`cgnn_jax.sim.response.CLUSTER_MODELS`): ``"staircase"`` (calibrated cluster
+    sizes, uniform pixel charge sharing) or ``"path_length"`` (pixel cells from the track's path
+    length in each pixel, with the barrel's Lorentz drift, and the charge-weighted hit position).
     """
 
     b_field: float = 2.0
@@ -56,6 +65,7 @@ class SimConfig:
     multiple_scattering: bool = True
     energy_loss: bool = True
     max_steps: int = 64
+    cluster_model: str = "staircase"
 
 
 def _subset(p: Particles, keep: np.ndarray) -> Particles:
@@ -100,6 +110,10 @@ def simulate_event(
         raise ValueError(f"track_fraction must be in (0, 1], got {track_fraction}")
     if not 0.0 <= noise < 1.0:
         raise ValueError(f"noise must be in [0, 1), got {noise}")
+    if config.cluster_model not in CLUSTER_MODELS:
+        raise ValueError(
+            f"cluster_model must be one of {CLUSTER_MODELS}, got {config.cluster_model!r}"
+        )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     geo = load_geometry()
     parts = sample_particles(rng, mu, vertex_sigma_z)
@@ -143,14 +157,16 @@ def simulate_event(
     direction = crossings.direction[cross]
     mom = direction * crossings.p[cross][:, None]
     s_hit, s_ch0, s_ch1, s_val, um, vm = cell_clusters(
-        geo, module, mh["u"][keep], mh["v"][keep], direction, rng
+        geo, module, mh["u"][keep], mh["v"][keep], direction, rng, config.cluster_model
     )
     xyz = local_to_global(geo, module, um, vm)
 
     n_sig = len(module)
     n_noise = rng.poisson(noise / (1.0 - noise) * n_sig) if noise > 0 else 0
     n_module, n_u, n_v = noise_hits(geo, n_noise, rng)
-    n_hit, n_ch0, n_ch1, n_val, n_um, n_vm = cell_clusters(geo, n_module, n_u, n_v, None, rng)
+    n_hit, n_ch0, n_ch1, n_val, n_um, n_vm = cell_clusters(
+        geo, n_module, n_u, n_v, None, rng, config.cluster_model
+    )
     n_xyz = local_to_global(geo, n_module, n_um, n_vm)
 
     # All hits, sorted by module as in real files (random order within a module).
