@@ -2,7 +2,7 @@ r"""Simulate TrackML events in the challenge's CSV format.
 
     python launch/simulate.py --out=data/sim --events=10 --mu=200 --seed=0 \
         [--track_fraction=0.1] [--noise=0.12] [--first_event=1000] [--compress] \
-        [--vertex_sigma_z=50]
+        [--vertex_sigma_z=50] [--cluster_model=path_length]
 
 Event ``i`` uses the seed ``(seed, i)``, so any event can be re-made alone and adding events never
 changes earlier ones. Files are written atomically; an existing event is overwritten only whole.
@@ -18,6 +18,8 @@ from absl import app, flags
 from tqdm import tqdm
 
 from cgnn_jax.sim.dataset import simulate_dataset
+from cgnn_jax.sim.response import CLUSTER_MODELS
+from cgnn_jax.sim.simulate import SimConfig
 from cgnn_jax.utils.cpus import usable_cpus
 
 FLAGS = flags.FLAGS
@@ -34,6 +36,13 @@ flags.DEFINE_float(
     None,
     "Luminous region: RMS (mm) of the collisions' z along the beam, each collision's particles "
     "sharing its vertex (default: the real event's own vertices, about 6 mm).",
+)
+flags.DEFINE_enum(
+    "cluster_model",
+    SimConfig().cluster_model,
+    list(CLUSTER_MODELS),
+    "How hits fire cells: 'staircase' (calibrated cluster sizes) or 'path_length' (pixel cells "
+    "from the track's path length in each pixel, as the TrackML digitisation).",
 )
 flags.register_validator("mu", lambda v: v > 0, message="--mu must be positive")
 flags.register_validator(
@@ -77,6 +86,7 @@ def _simulate() -> None:
         compress=FLAGS.compress,
         write_workers=min(4, usable_cpus()),
         vertex_sigma_z=FLAGS.vertex_sigma_z,
+        config=SimConfig(cluster_model=FLAGS.cluster_model),
     ):
         bar.set_postfix(hits=ev.n_hits)
         bar.update(1)

@@ -48,13 +48,14 @@ def simulate_dataset(
     compress: bool = False,
     write_workers: int = 1,
     vertex_sigma_z: VertexSigmaZ = None,
-    config: SimConfig = SimConfig(),
+    config: SimConfig | None = None,
 ) -> Iterator[tuple[Path, Event]]:
     """Simulate ``n_events`` events into ``out_dir``, yielding ``(out_dir, event)`` as each is written.
 
     ``write_workers``: processes writing each event's files (see :func:`cgnn_jax.io.write_event`).
     ``vertex_sigma_z``: the luminous region (:func:`event_vertex_sigma_z`; ``None``: the real
-    event's own, σ_z ≈ 6 mm). ``config``: the simulator's settings (:class:`SimConfig`).
+    event's own, σ_z ≈ 6 mm). ``config``: the simulator's settings (:class:`SimConfig`; ``None``:
+    the defaults).
     """
     from cgnn_jax.io import write_event
 
@@ -68,7 +69,7 @@ def simulate_dataset(
             noise=DEFAULT_NOISE if noise is None else noise,
             event_id=first_event + i,
             vertex_sigma_z=event_vertex_sigma_z(vertex_sigma_z, seed, i),
-            config=config,
+            config=SimConfig() if config is None else config,
         )
         write_event(ev, out, compress=compress, workers=write_workers)
         yield out, ev
@@ -81,7 +82,7 @@ def simulated_events(
     track_fraction: float = 1.0,
     first_event: int = 0,
     vertex_sigma_z: VertexSigmaZ = None,
-    config: SimConfig = SimConfig(),
+    config: SimConfig | None = None,
 ) -> list[Event]:
     """``n`` events in memory, seeded as :func:`simulate_dataset` seeds them (event ``i``: ``(seed, i)``)."""
     return [
@@ -91,7 +92,7 @@ def simulated_events(
             track_fraction=track_fraction,
             event_id=first_event + i,
             vertex_sigma_z=event_vertex_sigma_z(vertex_sigma_z, seed, i),
-            config=config,
+            config=SimConfig() if config is None else config,
         )
         for i in range(n)
     ]
