@@ -4,9 +4,10 @@
   track (a straight line over the few mm between the nominal surface and a module) is intersected
   with each module's plane and kept if it falls inside the module's bounds (rectangle or trapezoid
   in local ``u, v``). Overlapping modules give two hits on a layer, gaps none.
-* **Measurement.** The hit position is the centre of its cell cluster (binary digitisation), mapped
-  back to global coordinates on the module plane: along the strips' long ``v`` channels the error
-  is uniform over the strip length.
+* **Measurement.** The hit position is the centre of its cell cluster (binary digitisation; the
+  ``"path_length"`` model's pixels: the charge-weighted centre), mapped back to global coordinates
+  on the module plane: along the strips' long ``v`` channels the error is uniform over the strip
+  length.
 * **Cells** (two cluster models, :data:`CLUSTER_MODELS`). ``"staircase"``: the track crosses the
   sensor's charge-collecting depth ``f 2 t`` around its true crossing point; the projection of that
   segment on the module plane, ``f 2 t |d_u / d_w|`` along u (plus a charge-sharing width) and
@@ -19,7 +20,8 @@
   the readout face (with the Lorentz angle in the barrel), is cut at the pixel boundaries; each
   pixel's value is the track's path length in it (mm), and the hit is the charge-weighted centre.
 * **Noise.** Random hits on random modules (by volume, with the real events' shares), uniform over
-  the module's surface, one or two cells each.
+  the module's surface, one or two cells each (``"path_length"``: pixel noise hits are crossings
+  of soft particles from random directions).
 """
 
 from __future__ import annotations
