@@ -198,6 +198,7 @@ def test_user_errors_are_one_line_and_leave_nothing(env, data_a, tmp_path):
     cases = [
         # bad flag values
         (("simulate.py", f"--out={work / 'x'}", "--track_fraction=2"), ["track_fraction"]),
+        (("simulate.py", f"--out={work / 'x'}", "--cluster_model=blob"), ["cluster_model", "blob"]),
         (("embedding_proxy.py", f"--workdir={work / 'p'}", "--k=16,0"), ["--k"]),
         (
             ("reconstruct.py", f"--data={data_a}", "--method=nope", f"--out={work / 's.csv'}"),
