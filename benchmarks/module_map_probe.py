@@ -61,12 +61,10 @@ def _figures(ev, mmap, margin, floor) -> dict[str, float]:
 
 def _coverage(ev, mmap) -> float:
     """Share of an event's consecutive pairs (inner -> outer) whose module pair is mapped."""
-    from cgnn_jax.graph.module_map import event_truth, module_keys, path_pairs
+    from cgnn_jax.graph.module_map import event_truth, map_coverage, module_keys
 
     pid, _ = event_truth(ev)
-    a, b = path_pairs(ev.hits, pid)
-    mk = module_keys(ev.hits)
-    return float(np.isin((mk[a] << 32) | mk[b], mmap.keys).mean()) if len(a) else float("nan")
+    return map_coverage(mmap, module_keys(ev.hits), ev.hits[["x", "y", "z"]].to_numpy(), pid)
 
 
 def main() -> None:

@@ -87,6 +87,7 @@ import numpy as np
 from cgnn_jax.baselines.space import dbscan_space, hdbscan_space
 from cgnn_jax.cluster.recursion import unrolled_clustering
 from cgnn_jax.graph.batch import padded_graph
+from cgnn_jax.graph.module_map import map_coverage, module_keys
 from cgnn_jax.inference.events import as_prepared
 from cgnn_jax.inference.stage3 import pad_groups
 from cgnn_jax.io.event import Event
@@ -163,8 +164,12 @@ def graph_figures(
     oracle-completed connected-components ceiling of one graph ``senders/receivers [E]``."""
     n = len(pid)
     q = edge_purity_recall(senders, receivers, pid)
+    s, r = np.asarray(senders, np.int64), np.asarray(receivers, np.int64)
+    off = s != r
+    distinct = len(np.unique(np.minimum(s, r)[off] * n + np.maximum(s, r)[off]))
     return {
-        "edges_per_hit": len(senders) / n if n else float("nan"),
+        # distinct hit pairs, each counted in both directions (a directed candidate graph too)
+        "edges_per_hit": 2 * distinct / n if n else float("nan"),
         "purity": float(q["purity"]),
         "recall": float(q["recall"]),
         "recall_consecutive": consecutive_recall(senders, receivers, pos, pid),
@@ -387,6 +392,9 @@ def diagnose_event(
         raise RuntimeError("Pipeline.stage_outputs: its pid is not in the event's hit order")
 
     emb = graph_figures(parts["emb_senders"], parts["emb_receivers"], pid, weight, pos)
+    stage1 = pipe.stage1
+    if stage1.builder == "module_map":
+        emb["map_coverage"] = map_coverage(stage1.module_map, module_keys(event.hits), pos, pid)
     ref = graph_figures(parts["senders"], parts["receivers"], pid, weight, pos)
 
     # stage 2: the learned edge weights on the refined graph, and the GNN output space
@@ -630,6 +638,9 @@ def format_report(rows: Sequence[dict[str, Any]], mean: dict[str, Any]) -> str:
                 f"{name:>8} {r['n_hits']:>7.0f} | {g:<9} {_f(q['edges_per_hit'], 9, 1)} "
                 f"{_f(q['purity'], 7)} {_f(q['recall_consecutive'], 8)} {_f(q['ceiling'], 7)}"
             )
+    if "map_coverage" in mean["embedding"]:
+        cov = ", ".join(f"{n} {_f(r['embedding']['map_coverage'], 5).strip()}" for n, r in labelled)
+        out.append(f"module map: share of the consecutive pairs on mapped module pairs: {cov}")
     for table in (_GNN_TABLE, _TREES_TABLE, _REFERENCES_TABLE):
         out += ["", *_table(labelled, *table)]
     skipped = [str(r["event_id"]) for r in rows if _isnan(r["clustering"].get("hdbscan_latent"))]

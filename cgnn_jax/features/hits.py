@@ -103,6 +103,7 @@ class HitFeatures:
       volume_index: ``[n]`` int32 index of the hit's volume in :data:`VOLUMES` (0..8).
       layer_index: ``[n]`` int32 index of the hit's (volume, layer) in the geometry, 0..47.
       has_cells: ``[n]`` bool, whether the hit has cells.
+      module_index: ``[n]`` int32 row of the hit's module in the geometry (None where unknown).
     """
 
     x: np.ndarray
@@ -113,6 +114,7 @@ class HitFeatures:
     volume_index: np.ndarray
     layer_index: np.ndarray
     has_cells: np.ndarray
+    module_index: np.ndarray | None = None
 
     @property
     def n_hits(self) -> int:
@@ -289,4 +291,5 @@ def hit_features(event: Event, geometry: Geometry | None = None) -> HitFeatures:
         volume_index=volume_index.astype(np.int32),
         layer_index=layer_index,
         has_cells=has,
+        module_index=np.asarray(rows, np.int32),
     )

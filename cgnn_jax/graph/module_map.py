@@ -14,7 +14,7 @@ whose doublet quantities lie inside the pair's window (widened by a relative mar
 absolute floor). Enumeration is plain vectorized numpy over chunks of module pairs.
 
 Storage: :meth:`ModuleMap.to_bytes` writes a compressed ``.npz`` (the sorted int64 pair keys as
-steps, float32 windows with the upper bound only where a pair saw two doublets or more, uint32
+steps, float16 windows rounded outward with the upper bound only where a pair saw two doublets or more, uint16
 counts, a format version); :meth:`ModuleMap.to_json` wraps it in base64
 for a checkpoint's ``learned`` metadata.
 """
@@ -32,7 +32,8 @@ import numpy as np
 
 from cgnn_jax.metrics.edges import consecutive_pairs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_F16_MAX = np.float32(np.finfo(np.float16).max)  # stored windows beyond it mean "no bound"
 #: Doublet quantities, inner hit 1 -> outer hit 2 (mm, rad): z of the line through both hits
 #: at r = 0; Δφ / Δr; Δη; the signed curvature of the circle through the origin and both hits
 #: (1/mm); Δφ (wrapped to [-π, π)).
@@ -69,12 +70,66 @@ def module_keys(hits: Any) -> np.ndarray:
     return (v << 24) | (la << 16) | m
 
 
+def hit_module_keys(module_index: np.ndarray) -> np.ndarray:
+    """``[n]`` int64 module keys (as :func:`module_keys`) of hits given by their module's row in
+    the detector geometry (:attr:`cgnn_jax.features.HitFeatures.module_index`)."""
+    from cgnn_jax.sim.geometry import load_geometry
+
+    g = load_geometry()
+    rows = np.asarray(module_index, np.int64)
+    v, la, m = (np.asarray(a, np.int64)[rows] for a in (g.volume_id, g.layer_id, g.module_id))
+    return (v << 24) | (la << 16) | m
+
+
+def map_coverage(
+    module_map: ModuleMap, keys: np.ndarray, pos: np.ndarray, pid: np.ndarray
+) -> float:
+    """Share of an event's consecutive pairs (inner -> outer along each particle) whose module
+    pair is in the map; hits given by module ``keys [n]``, positions ``pos [n, 3]``, ``pid [n]``
+    (0: noise). NaN without a consecutive pair."""
+    a, b = consecutive_pairs(np.asarray(pos, np.float64), np.asarray(pid))
+    a, b = a[: len(a) // 2], b[: len(b) // 2]  # inner -> outer, then the reverse
+    if len(a) == 0:
+        return float("nan")
+    mk = np.asarray(keys, np.int64)
+    return float(np.isin(_pair_key(mk[a], mk[b]), module_map.keys).mean())
+
+
+def symmetric_edges(
+    senders: np.ndarray, receivers: np.ndarray, p: np.ndarray, n: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates with ``p > threshold`` as an undirected graph in both directions.
+
+    A hit pair that is a candidate in both directions keeps its larger ``p``.
+
+    Returns:
+      ``(senders [2U], receivers [2U], p [2U])``: the ``U`` distinct pairs ``(lo, hi)`` (sorted
+      by ``lo * n + hi``), then the same pairs reversed.
+    """
+    keep = np.asarray(p) > threshold
+    s, r, q = np.asarray(senders)[keep], np.asarray(receivers)[keep], np.asarray(p)[keep]
+    lo, hi = np.minimum(s, r).astype(np.int64), np.maximum(s, r).astype(np.int64)
+    key = lo * np.int64(n) + hi
+    order = np.argsort(key, kind="stable")
+    key, q, lo, hi = key[order], q[order], lo[order], hi[order]
+    if len(key):
+        starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        q = np.maximum.reduceat(q, starts)
+        lo, hi = lo[starts], hi[starts]
+    q = q.astype(np.float32)
+    return np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([q, q])
+
+
 def _hit_arrays(hits: Any) -> dict[str, np.ndarray]:
     """Per-hit float32 ``x, y, r, phi, z, eta`` of a hits table."""
     _check_columns(hits, HIT_COLUMNS, "hits table")
-    x = hits["x"].to_numpy(np.float64)
-    y = hits["y"].to_numpy(np.float64)
-    z = hits["z"].to_numpy(np.float64)
+    return _position_arrays(hits[["x", "y", "z"]].to_numpy(np.float64))
+
+
+def _position_arrays(pos: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-hit float32 ``x, y, r, phi, z, eta`` of positions ``pos [n, 3]`` (mm)."""
+    pos = np.asarray(pos, np.float64).reshape(-1, 3)
+    x, y, z = pos[:, 0], pos[:, 1], pos[:, 2]
     r = np.hypot(x, y)
     eta = np.arcsinh(z / np.maximum(r, 1e-6))
     f = np.float32
@@ -181,16 +236,18 @@ class ModuleMap:
         )
 
     def to_bytes(self) -> bytes:
-        """A compressed ``.npz`` of the map (with its format version)."""
+        """A compressed ``.npz`` of the map (with its format version): the windows in float16,
+        rounded outward (a stored window holds the exact one; a bound beyond float16's range
+        is stored as no bound), the counts clipped to 65535."""
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
             format_version=np.array(FORMAT_VERSION, np.int64),
             quantities=np.array(QUANTITIES),
             key_steps=np.diff(self.keys, prepend=np.int64(0)),  # small steps compress well
-            lo=self.lo,
-            hi_seen_twice=self.hi[self.count > 1],  # hi == lo for a pair seen once
-            count=self.count,
+            lo=_outward_f16(self.lo, -1),
+            hi_seen_twice=_outward_f16(self.hi[self.count > 1], +1),  # hi == lo when seen once
+            count=np.minimum(self.count, 65535).astype(np.uint16),
         )
         return buf.getvalue()
 
@@ -206,12 +263,14 @@ class ModuleMap:
         if tuple(str(q) for q in z["quantities"]) != QUANTITIES:
             raise ValueError(f"module map: quantities {list(z['quantities'])} != {QUANTITIES}")
         count = z["count"].astype(np.uint32)
-        lo = z["lo"].astype(np.float32)
-        hi = lo.copy()
+        lo = _from_f16(z["lo"])
         twice = count > 1
         if int(twice.sum()) != len(z["hi_seen_twice"]):
             raise ValueError("module map: the windows and the counts disagree")
-        hi[twice] = z["hi_seen_twice"]
+        # a pair seen once stores lo only (lo == hi): its upper bound, one float16 step above
+        with np.errstate(over="ignore"):
+            hi = _from_f16(np.nextafter(z["lo"], np.float16(np.inf)))
+        hi[twice] = _from_f16(z["hi_seen_twice"])
         return cls(np.cumsum(z["key_steps"].astype(np.int64)), lo, hi, count)
 
     def to_json(self) -> dict:
@@ -232,6 +291,26 @@ class ModuleMap:
     def size_mb(self) -> float:
         """Size of :meth:`to_bytes` in MB (10^6 bytes)."""
         return len(self.to_bytes()) / 1e6
+
+
+def _outward_f16(v: np.ndarray, direction: int) -> np.ndarray:
+    """``v`` in float16, rounded toward ``direction`` (-1: down, +1: up) so that the float16
+    bound holds the float32 one. A value beyond float16's range on the outer side becomes ±inf
+    (no bound); on the inner side (a lower bound above the range, an upper one below it), the
+    largest float16 of that sign, which still holds it."""
+    v = np.asarray(v, np.float32)
+    with np.errstate(over="ignore"):
+        h = v.astype(np.float16)
+    hf = h.astype(np.float32)
+    wrong = np.isfinite(hf) & ((hf > v) if direction < 0 else (hf < v))
+    with np.errstate(over="ignore"):
+        h = np.where(wrong, np.nextafter(h, np.float16(direction * np.inf)), h)
+    inner = np.float16(-direction * np.inf)
+    return np.where(h == inner, np.float16(-direction * _F16_MAX), h).astype(np.float16)
+
+
+def _from_f16(v: np.ndarray) -> np.ndarray:
+    return np.asarray(v, np.float16).astype(np.float32)
 
 
 def _reduce(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray, count: np.ndarray) -> ModuleMap:
@@ -338,10 +417,33 @@ def candidates(
     Raises:
       ValueError: a missing column or a module id out of range.
     """
+    _check_columns(event_hits, HIT_COLUMNS, "hits table")
+    return candidate_pairs(
+        module_keys(event_hits),
+        event_hits[["x", "y", "z"]].to_numpy(np.float64),
+        module_map,
+        window_margin,
+        floor,
+        chunk,
+    )
+
+
+def candidate_pairs(
+    keys: np.ndarray,
+    pos: np.ndarray,
+    module_map: ModuleMap,
+    window_margin: float | None = 0.1,
+    floor: float = 1.0,
+    chunk: int = 4_000_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`candidates` of hits given as arrays: module ``keys [n]`` (:func:`module_keys`) and
+    positions ``pos [n, 3]`` (mm)."""
     if window_margin is not None and (window_margin < 0 or floor < 0):
         raise ValueError(f"window_margin and floor must be >= 0, got {window_margin}, {floor}")
-    h = _hit_arrays(event_hits)
-    mk = module_keys(event_hits)
+    mk = np.asarray(keys, np.int64)
+    h = _position_arrays(pos)
+    if len(h["x"]) != len(mk):
+        raise ValueError(f"{len(mk)} module keys for {len(h['x'])} hit positions")
     order = np.argsort(mk, kind="stable")
     umod, start, cnt = np.unique(mk[order], return_index=True, return_counts=True)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))

@@ -1,8 +1,18 @@
-"""Stage 1 at inference: hit embedding -> kd-tree graph in the embedding -> edge filter.
+"""Stage 1 at inference: candidate graph -> edge filter.
+
+The candidate graph comes from ``config.graph.builder``:
+
+* ``"knn"`` (default): the hit embedding's kd-tree graph (with a zone map, only between zones
+  that consecutive training hits join);
+* ``"module_map"``: every hit pair on a module pair of the learned module map inside its
+  doublet windows (:mod:`cgnn_jax.graph.module_map`, ``graph.window_margin`` /
+  ``graph.window_floor``); the edge filter then keeps an undirected graph (both directions).
 
 :class:`Stage1` holds the parameters of both networks, the config they were built with and what
-training learned (``learned["filter_threshold"]``: the edge-filter cut chosen for a target purity;
-``learned["zone_map"]``: the zone pairs the kNN graph may join, :mod:`cgnn_jax.graph.zones`).
+training learned (``learned["filter_threshold"]``: the edge-filter cut chosen for a target purity
+or, with a module map, for ``filter.edges_per_hit``; ``learned["zone_map"]``: the zone pairs the
+kNN graph may join, :mod:`cgnn_jax.graph.zones`; ``learned["module_map"]``: the module map).
+The embedding is computed with either builder: the GNN reads it as an input.
 """
 
 from __future__ import annotations
@@ -20,6 +30,12 @@ import numpy as np
 
 from cgnn_jax.features.hits import HitFeatures
 from cgnn_jax.features.pairs_jax import pair_columns, pair_features_jnp
+from cgnn_jax.graph.module_map import (
+    ModuleMap,
+    candidate_pairs,
+    hit_module_keys,
+    symmetric_edges,
+)
 from cgnn_jax.graph.neighbors import neighbor_graph, zone_knn_graph
 from cgnn_jax.graph.zones import ZoneMap
 from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
@@ -30,6 +46,34 @@ from cgnn_jax.utils.padding import bucket_size, pad_rows
 
 STAGE1_KIND = "stage1"
 STAGE1_DIR = "stage1"  # <workdir>/stage1/checkpoints
+GRAPH_BUILDERS = ("knn", "module_map")
+
+
+def graph_builder(config: ml_collections.ConfigDict) -> str:
+    """``config.graph.builder`` (default ``"knn"``), checked."""
+    b = str(config.graph.get("builder", "knn"))
+    if b not in GRAPH_BUILDERS:
+        raise ValueError(f"graph.builder must be one of {GRAPH_BUILDERS}, got {b!r}")
+    return b
+
+
+def module_map_graph(
+    config: ml_collections.ConfigDict, module_map: ModuleMap | None, ev: PreparedEvent
+) -> tuple[np.ndarray, np.ndarray]:
+    """The module map's candidates of one event, directed inner -> outer ``(senders [E],
+    receivers [E])`` (:func:`cgnn_jax.graph.module_map.candidate_pairs`)."""
+    if module_map is None:
+        raise ValueError("graph.builder is 'module_map' but stage 1 has no learned module map")
+    if ev.hf.module_index is None:
+        raise ValueError("the module-map graph needs the hits' modules (HitFeatures.module_index)")
+    g = config.graph
+    return candidate_pairs(
+        hit_module_keys(ev.hf.module_index),
+        ev.hf.pos,
+        module_map,
+        float(g.get("window_margin", 0.1)),
+        float(g.get("window_floor", 1.0)),
+    )
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -185,6 +229,17 @@ class Stage1:
     def embed(self, ev: PreparedEvent) -> np.ndarray:
         return embed(self.emb_model, self.emb_params, ev.hf.x)
 
+    @property
+    def builder(self) -> str:
+        """How the candidate graph is built: ``"knn"`` or ``"module_map"``."""
+        return graph_builder(self.config)
+
+    @functools.cached_property
+    def module_map(self) -> ModuleMap | None:
+        """The learned module map (``learned["module_map"]``), or None."""
+        d = self.learned.get("module_map")
+        return ModuleMap.from_json(d) if d else None
+
     @functools.cached_property
     def zone_map(self) -> ZoneMap | None:
         """The learned zone-pair map (``learned["zone_map"]``), or None: plain kNN graph."""
@@ -194,17 +249,23 @@ class Stage1:
     def embedding_graph(
         self, ev: PreparedEvent, embedding: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidate graph (:attr:`builder`): directed ``(senders, receivers)``."""
+        if self.builder == "module_map":
+            return module_map_graph(self.config, self.module_map, ev)
         return embedding_graph(
             self.config, self.emb_model, self.emb_params, ev, self.zone_map, embedding
         )
 
     def refined_graph(self, ev: PreparedEvent, s=None, r=None, threshold: float | None = None):
         """``(senders, receivers, p)`` of the edges with ``p > threshold`` (default:
-        :attr:`threshold`)."""
+        :attr:`threshold`); with a module map, as an undirected graph in both directions
+        (:func:`cgnn_jax.graph.module_map.symmetric_edges`)."""
         if s is None:
             s, r = self.embedding_graph(ev)
         p = edge_probabilities_fused(self.filter_model, self.filter_params, ev.hf, s, r)
         t = self.threshold if threshold is None else threshold
+        if self.builder == "module_map":
+            return symmetric_edges(s, r, p, ev.n, t)
         keep = p > t
         return s[keep], r[keep], p[keep]
 

@@ -20,7 +20,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STAGE1_GROUPS = ("embedding", "filter")  # shared by a pipeline and its dense variant
 VARIANT_GROUPS = ("input_embedding", "gnn", "split", "stop")  # a dense variant's own
-STAGE1_LEARNED = ("filter_threshold", "zone_map")  # what stage 1's training chose (shared too)
+STAGE1_LEARNED = (
+    "filter_threshold",
+    "zone_map",
+    "module_map",
+)  # what stage 1's training chose (shared too)
 
 
 def with_dense(pipe: Pipeline, dense: Pipeline | None, min_hits: int = 0) -> Pipeline:

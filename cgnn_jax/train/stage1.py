@@ -6,9 +6,14 @@ Three runs of :func:`cgnn_jax.train.loop.fit`, each resumable from ``<workdir>/t
   other-particle pairs, sampled inside the jitted step from the stacked training hits;
 * ``embedding_hard``: more steps of the same state (one cosine decay over both) with a share of
   hard negatives (close in the embedding, other particles) mined from the first run's result;
-* ``filter``: the edge filter on the embedding graph of the training events.
+* ``filter``: the edge filter on the candidate graph of the training events: the embedding
+  graph, or with ``graph.builder = "module_map"`` the module map's candidates (the map learned
+  first from ``graph.map_events`` simulated full events, :func:`training_module_map`), with the
+  true *consecutive* pairs as positives and a ``filter.negative_rate`` share of the rest as
+  negatives (:func:`module_map_edge_set`).
 
-Then the edge-filter threshold is chosen for ``filter.target_purity`` and kept, with the
+Then the edge-filter threshold is chosen for ``filter.target_purity`` (with a module map: for
+``filter.edges_per_hit`` distinct edges per hit, both directions counted) and kept, with the
 positive-edge weight, as what stage 1 *learned* (checkpoint metadata; the config is not changed).
 The trained :class:`~cgnn_jax.inference.stage1.Stage1` is saved to ``<workdir>/stage1``.
 """
@@ -26,6 +31,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from cgnn_jax.features import pair_features
+from cgnn_jax.graph.module_map import ModuleMap, event_module_map, symmetric_edges
 from cgnn_jax.graph.neighbors import neighbor_graph
 from cgnn_jax.graph.zones import ZoneMap, learn_zone_map
 from cgnn_jax.inference.stage1 import (
@@ -33,11 +39,17 @@ from cgnn_jax.inference.stage1 import (
     STAGE1_KIND,
     Stage1,
     edge_probabilities,
+    edge_probabilities_fused,
     embed,
     embedding_graph,
+    graph_builder,
+    module_map_graph,
 )
+from cgnn_jax.metrics.edges import consecutive_pairs
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
 from cgnn_jax.models.factory import create_embedding, create_filter
+from cgnn_jax.sim import simulate_event
+from cgnn_jax.sim.dataset import event_seed, event_vertex_sigma_z
 from cgnn_jax.sim.geometry import load_geometry
 from cgnn_jax.train.data import PairData, PreparedEvent, TrainingEvents, pair_data
 from cgnn_jax.train.loop import (
@@ -61,11 +73,14 @@ __all__ = [
     "edge_set",
     "embed",
     "embedding_graph",
+    "module_map_edge_set",
     "train_stage1",
+    "training_module_map",
     "training_zone_map",
 ]
 
 WEIGHT_DECAY = 1e-5
+MAP_SEED_OFFSET = 32452843  # module-map events: seed data.seed + this, apart from every other
 
 
 # --------------------------------------------------------------------------- embedding
@@ -247,6 +262,86 @@ def edge_set(
     )
 
 
+def consecutive_labels(ev: PreparedEvent, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+    """``[E]`` bool: the edge joins two hits adjacent along one particle's path (either
+    direction; :func:`cgnn_jax.metrics.edges.consecutive_pairs`)."""
+    a, b = consecutive_pairs(ev.hf.pos, ev.pid)
+    n = np.int64(ev.n)
+    keys = np.unique(a.astype(np.int64) * n + b)
+    return np.isin(np.asarray(senders, np.int64) * n + receivers, keys)
+
+
+def module_map_edge_set(
+    config, module_map: ModuleMap, events: list[PreparedEvent]
+) -> tuple[np.ndarray, EdgeSet]:
+    """``(x [N, F], edges)``: stacked hits and the module map's candidates of ``events``: every
+    true consecutive pair (label 1) and a ``filter.negative_rate`` share of the others (label 0,
+    drawn with ``config.seed``)."""
+    rate = float(config.filter.get("negative_rate", 0.05))
+    if not 0 < rate <= 1:
+        raise ValueError(f"filter.negative_rate must be in (0, 1], got {rate}")
+    rng = np.random.default_rng(config.seed)
+    xs, ss, rs, zs, ys, off = [], [], [], [], [], 0
+    for ev in events:
+        s, r = module_map_graph(config, module_map, ev)
+        y = consecutive_labels(ev, s, r)
+        keep = y | (rng.random(len(y)) < rate)
+        s, r, y = s[keep], r[keep], y[keep]
+        xs.append(ev.hf.x)
+        zs.append(pair_features(ev.hf, s, r))
+        ys.append(y)
+        ss.append(s.astype(np.int64) + off)
+        rs.append(r.astype(np.int64) + off)
+        off += ev.n
+    return np.concatenate(xs).astype(np.float32), EdgeSet(
+        np.concatenate(ss),
+        np.concatenate(rs),
+        np.concatenate(zs).astype(np.float32),
+        np.concatenate(ys),
+    )
+
+
+def training_module_map(config, log=print) -> ModuleMap:
+    """The module map of ``graph.map_events`` simulated full events (``data.mu``, the luminous
+    region of ``data.vertex_sigma_z``; seeds ``data.seed + MAP_SEED_OFFSET``, apart from every
+    other training, validation and test seed)."""
+    from tqdm.auto import tqdm
+
+    d, n = config.data, int(config.graph.get("map_events", 0))
+    if n < 1:
+        raise ValueError(f"graph.map_events must be >= 1 with a module map, got {n}")
+    seed = int(d.seed) + MAP_SEED_OFFSET
+    sz = d.get("vertex_sigma_z", None)
+    sz = tuple(sz) if isinstance(sz, (list, tuple)) else sz
+    parts: list[ModuleMap] = []
+    out = None
+    for i in tqdm(range(n), desc="module map", unit="event", mininterval=2.0):
+        ev = simulate_event(
+            event_seed(seed, i), d.mu, event_id=1 + i,
+            vertex_sigma_z=event_vertex_sigma_z(sz, seed, i),
+        )  # fmt: skip
+        parts.append(event_module_map(ev))
+        if len(parts) == 16 or i == n - 1:  # merge in groups: one sort per 16 events
+            group = parts[0]
+            for m in parts[1:]:
+                group = group.merge(m)
+            out = group if out is None else out.merge(group)
+            parts = []
+    log(f"module map: {out.n_pairs:,} module pairs from {n} events, {out.size_mb():.1f} MB")
+    return out
+
+
+def budget_threshold(
+    p: np.ndarray, senders: np.ndarray, receivers: np.ndarray, n: int, edges_per_hit: float
+) -> float:
+    """The cut on ``p`` that keeps ``edges_per_hit * n / 2`` distinct undirected pairs of the
+    candidates ``(senders, receivers)`` of one event of ``n`` hits (all when fewer)."""
+    _, _, q = symmetric_edges(senders, receivers, p, n, -1.0)
+    q = np.sort(q[: len(q) // 2])[::-1]
+    k = int(edges_per_hit * n / 2)
+    return float(q[k]) if k < len(q) else -1.0
+
+
 def filter_loss(model: EdgeFilter, batch: int, pos_weight: float):
     """``(params, data, rng) -> (loss, {})``: weighted BCE of ``batch`` edges drawn from
     ``data`` (``x``, ``z``, ``y``, ``senders``, ``receivers``)."""
@@ -339,13 +434,33 @@ def train_stage1(
     evs = events.train
     r1, r2 = jax.random.split(jax.random.PRNGKey(config.seed))
     emb_params = train_embedding(config, evs, workdir / "train", r1, mesh, log)
-    x, edges = edge_set(config, create_model(config, "embedding"), emb_params, evs)
+    learned: dict = {}
+    if graph_builder(config) == "module_map":
+        module_map = training_module_map(config, log)
+        learned["module_map"] = module_map.to_json()
+        x, edges = module_map_edge_set(config, module_map, evs)
+        what = "module-map candidates (consecutive pairs, sampled negatives)"
+    else:
+        x, edges = edge_set(config, create_model(config, "embedding"), emb_params, evs)
+        what = "embedding graph"
     frac = float(edges.y.mean())
-    log(f"embedding graph on training events: {len(edges.y):,} edges, {frac:.3f} true")
+    log(f"{what} on training events: {len(edges.y):,} edges, {frac:.3f} true")
     pos_weight = float(config.filter.pos_weight or (1.0 - frac) / max(frac, 1e-6))
     filter_params = train_filter(config, x, edges, pos_weight, workdir / "train", r2, mesh, log)
-    learned = {"filter_pos_weight": pos_weight}
-    if config.filter.target_purity:
+    learned["filter_pos_weight"] = pos_weight
+    if graph_builder(config) == "module_map":
+        stage = Stage1(config, jax.device_get(emb_params), jax.device_get(filter_params), learned)
+        ts = []
+        for ev in evs[:2]:
+            s, r = stage.embedding_graph(ev)
+            p = edge_probabilities_fused(stage.filter_model, stage.filter_params, ev.hf, s, r)
+            ts.append(budget_threshold(p, s, r, ev.n, float(config.filter.edges_per_hit)))
+        learned["filter_threshold"] = float(np.mean(ts))
+        log(
+            f"edge filter threshold {learned['filter_threshold']:.4f} for "
+            f"{config.filter.edges_per_hit} edges per hit on training events"
+        )
+    elif config.filter.target_purity:
         sub = np.random.default_rng(config.seed).permutation(len(edges.y))[:2_000_000]
         p = edge_probabilities(
             create_model(config, "filter"),
@@ -362,7 +477,9 @@ def train_stage1(
             "on training edges"
         )
     bins = int(config.graph.get("zone_bins", 0) or 0)
-    if bins:  # after the filter: it trains on the plain kNN graph, as before zone maps
+    if (
+        bins and graph_builder(config) == "knn"
+    ):  # after the filter: it trains on the plain kNN graph, as before zone maps
         learned["zone_map"] = training_zone_map(evs, bins).to_json()
         log(f"zone map: {bins} zones per layer, learned from {len(evs)} training events")
     model = Stage1(config, jax.device_get(emb_params), jax.device_get(filter_params), learned)
