@@ -161,15 +161,19 @@ def graph_figures(
     pos: np.ndarray,
 ) -> dict[str, float]:
     """Edges per hit, purity, recall (all same-particle pairs and consecutive hits) and the
-    oracle-completed connected-components ceiling of one graph ``senders/receivers [E]``."""
+    oracle-completed connected-components ceiling of one graph ``senders/receivers [E]``, taken
+    as undirected: its distinct hit pairs, each in both directions."""
     n = len(pid)
-    q = edge_purity_recall(senders, receivers, pid)
+    # as an undirected graph, each distinct pair in both directions (a directed candidate graph,
+    # e.g. the module map's inner -> outer pairs, counts as its undirected pairs)
     s, r = np.asarray(senders, np.int64), np.asarray(receivers, np.int64)
     off = s != r
-    distinct = len(np.unique(np.minimum(s, r)[off] * n + np.maximum(s, r)[off]))
+    key = np.unique(np.minimum(s, r)[off] * n + np.maximum(s, r)[off])
+    lo, hi = key // max(n, 1), key % max(n, 1)
+    senders, receivers = np.concatenate([lo, hi]), np.concatenate([hi, lo])
+    q = edge_purity_recall(senders, receivers, pid)
     return {
-        # distinct hit pairs, each counted in both directions (a directed candidate graph too)
-        "edges_per_hit": 2 * distinct / n if n else float("nan"),
+        "edges_per_hit": len(senders) / n if n else float("nan"),
         "purity": float(q["purity"]),
         "recall": float(q["recall"]),
         "recall_consecutive": consecutive_recall(senders, receivers, pos, pid),
