@@ -74,6 +74,15 @@ def test_the_dense_variant_is_saved_and_restored_with_the_model(toy, tmp_path):
     assert _leaves_equal(back.dense.params, both.dense.params)
     assert back.dense.stage3.stop_threshold == 0.3
     np.testing.assert_array_equal(back.reconstruct(big), dense.reconstruct(big))
+    # stage 1's learned values (filter cut, zone or module map) are stored once, and shared
+    from cgnn_jax.inference.checkpoint import restore_checkpoint
+    from cgnn_jax.inference.variants import STAGE1_LEARNED
+
+    _, meta = restore_checkpoint(tmp_path / "checkpoints", None, kind="pipeline")
+    stored = meta["dense"]["meta"].get("learned", {})
+    assert "stop_threshold" in stored and not set(stored) & set(STAGE1_LEARNED)
+    for k in STAGE1_LEARNED:
+        assert back.dense.learned.get(k) == back.learned.get(k)
     # the model without its variant saves and restores without one
     pipe.save(tmp_path / "plain" / "checkpoints")
     assert Pipeline.restore(tmp_path / "plain").dense is None

@@ -84,6 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cgnn_jax.analysis.graph_quality import graph_figures
 from cgnn_jax.baselines.space import dbscan_space, hdbscan_space
 from cgnn_jax.cluster.recursion import unrolled_clustering
 from cgnn_jax.graph.batch import padded_graph
@@ -96,12 +97,10 @@ from cgnn_jax.metrics.ceilings import (
     components,
     edge_efficiency_purity,
     edge_truth,
-    oracle_components_ceiling,
     oracle_stop,
     roc_auc,
     score_labels,
 )
-from cgnn_jax.metrics.edges import consecutive_recall, edge_purity_recall
 from cgnn_jax.models.split_stop import principal_projection
 from cgnn_jax.utils.padding import padded_points
 
@@ -151,34 +150,6 @@ def event_truth(event: Event) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     weight = tr["weight"].to_numpy(np.float64)
     pos = event.hits[["x", "y", "z"]].to_numpy(np.float64)
     return pid, weight, pos
-
-
-def graph_figures(
-    senders: np.ndarray,
-    receivers: np.ndarray,
-    pid: np.ndarray,
-    weight: np.ndarray,
-    pos: np.ndarray,
-) -> dict[str, float]:
-    """Edges per hit, purity, recall (all same-particle pairs and consecutive hits) and the
-    oracle-completed connected-components ceiling of one graph ``senders/receivers [E]``, taken
-    as undirected: its distinct hit pairs, each in both directions."""
-    n = len(pid)
-    # as an undirected graph, each distinct pair in both directions (a directed candidate graph,
-    # e.g. the module map's inner -> outer pairs, counts as its undirected pairs)
-    s, r = np.asarray(senders, np.int64), np.asarray(receivers, np.int64)
-    off = s != r
-    key = np.unique(np.minimum(s, r)[off] * n + np.maximum(s, r)[off])
-    lo, hi = key // max(n, 1), key % max(n, 1)
-    senders, receivers = np.concatenate([lo, hi]), np.concatenate([hi, lo])
-    q = edge_purity_recall(senders, receivers, pid)
-    return {
-        "edges_per_hit": len(senders) / n if n else float("nan"),
-        "purity": float(q["purity"]),
-        "recall": float(q["recall"]),
-        "recall_consecutive": consecutive_recall(senders, receivers, pos, pid),
-        "ceiling": oracle_components_ceiling(senders, receivers, pid, weight),
-    }
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

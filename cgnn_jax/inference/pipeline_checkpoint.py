@@ -60,7 +60,7 @@ def save_pipeline(
 ) -> Path:
     """Save ``pipe`` as an orbax checkpoint (kind ``"pipeline"``) under ``directory`` (a
     ``checkpoints`` folder; :func:`restore_pipeline` also accepts its parents)."""
-    from cgnn_jax.inference.variants import VARIANT_GROUPS
+    from cgnn_jax.inference.variants import STAGE1_LEARNED, VARIANT_GROUPS
 
     own = ("format", "version", "kind", "config", "step")  # written by save_checkpoint
     meta = {k: v for k, v in {**pipe.meta, **(extra or {})}.items() if k not in own}
@@ -69,10 +69,15 @@ def save_pipeline(
     meta.pop(DENSE_KEY, None)
     if pipe.dense is not None:
         params[DENSE_KEY] = {k: pipe.dense.params[k] for k in VARIANT_GROUPS}
+        dense_meta = {k: v for k, v in pipe.dense.meta.items() if k not in own}
+        if "learned" in dense_meta:  # stage 1's (e.g. a module map) is stored once, shared
+            dense_meta["learned"] = {
+                k: v for k, v in dense_meta["learned"].items() if k not in STAGE1_LEARNED
+            }
         meta[DENSE_KEY] = {
             "min_hits": int(pipe.dense_min_hits),
             "config": pipe.dense.config.to_dict(),
-            "meta": {k: v for k, v in pipe.dense.meta.items() if k not in own},
+            "meta": dense_meta,
         }
     return save_checkpoint(
         Path(directory),
