@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import io
 import itertools
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cgnn_jax.metrics.edges import consecutive_pairs
+from cgnn_jax.utils.padding import bucket_size
 
 FORMAT_VERSION = 2
 _F16_MAX = np.float32(np.finfo(np.float16).max)  # stored windows beyond it mean "no bound"
@@ -434,52 +436,226 @@ def candidate_pairs(
     module_map: ModuleMap,
     window_margin: float | None = 0.1,
     floor: float = 1.0,
-    chunk: int = 4_000_000,
+    chunk: int = 1 << 18,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`candidates` of hits given as arrays: module ``keys [n]`` (:func:`module_keys`) and
     positions ``pos [n, 3]`` (mm)."""
     if window_margin is not None and (window_margin < 0 or floor < 0):
         raise ValueError(f"window_margin and floor must be >= 0, got {window_margin}, {floor}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     mk = np.asarray(keys, np.int64)
     h = _position_arrays(pos)
     if len(h["x"]) != len(mk):
         raise ValueError(f"{len(mk)} module keys for {len(h['x'])} hit positions")
-    order = np.argsort(mk, kind="stable")
-    umod, start, cnt = np.unique(mk[order], return_index=True, return_counts=True)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if len(umod) == 0 or module_map.n_pairs == 0:
+    if len(mk) == 0 or module_map.n_pairs == 0:
         return empty
+    # hits by module, then η, then row: a hit's partners in a Δη window are one slice of a module
+    order = np.lexsort((h["eta"], mk))
+    g = {k: v[order] for k, v in h.items()}
+    umod, start, cnt = np.unique(mk[order], return_index=True, return_counts=True)
     ia = np.clip(np.searchsorted(umod, module_map.module_a), 0, len(umod) - 1)
     ib = np.clip(np.searchsorted(umod, module_map.module_b), 0, len(umod) - 1)
     on = np.flatnonzero((umod[ia] == module_map.module_a) & (umod[ib] == module_map.module_b))
     if len(on) == 0:
         return empty
-    ia, ib = ia[on], ib[on]
-    prod = cnt[ia] * cnt[ib]
-    if window_margin is not None:
-        wlo, whi = _windows(module_map, window_margin, floor)
-        wlo, whi = wlo[on], whi[on]
-    # chunks of module pairs holding about `chunk` hit pairs each
-    ends = np.cumsum(prod)
-    bounds = np.searchsorted(ends, np.arange(chunk, ends[-1], chunk), side="right")
-    bounds = np.unique(np.concatenate([[0], bounds, [len(on)]]))
-    sa, sb, nb_all = start[ia], start[ib], cnt[ib]
-    out_s, out_t = [], []
-    for c0, c1 in itertools.pairwise(bounds.tolist()):
-        p = prod[c0:c1]
-        rep = np.repeat(np.arange(c0, c1), p)
-        first = np.repeat(np.cumsum(p) - p, p)
-        off = np.arange(len(rep), dtype=np.int64) - first
-        nb = nb_all[rep]
-        s = order[sa[rep] + off // nb]
-        t = order[sb[rep] + off % nb]
+    start, cnt = start.astype(np.int32), cnt.astype(np.int32)
+    a_start, a_cnt, b_start, b_cnt = start[ia[on]], cnt[ia[on]], start[ib[on]], cnt[ib[on]]
+    pairs = np.arange(len(on), dtype=np.int32)
+    if window_margin is None:  # every pair: each of a's hits with all of b's
+        p, i = _expand(pairs, a_start, a_cnt)
+        return _every_pair(order, i, b_start[p], b_cnt[p], chunk)
+    wlo, whi = _windows(module_map, window_margin, floor)
+    jit_bounds, jit_codes, device = _kernels()
+    size = 1 << (chunk - 1).bit_length()
+    steps = max(8, int(cnt.max()).bit_length())  # binary-search steps within a module
+    eta = g["eta"]
+    eta_pad = np.zeros(bucket_size(len(eta)), np.float32)
+    eta_pad[: len(eta)] = eta
+    eta_pad = device(eta_pad)
+    dlo, dhi = wlo[on, _DETA], whi[on, _DETA]
+
+    def bounds(s0: np.ndarray, n0: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """``[2, m]`` first and end positions of the keys in ``[lo, hi]`` (widened) in each
+        module slice ``s0 : s0 + n0`` of the η-sorted hits."""
+        calls = []
+        for c in range(0, len(s0), size):
+            args = [np.zeros(size, a.dtype) for a in (s0, n0, lo, hi)]
+            for pad, a in zip(args, (s0, n0, lo, hi), strict=True):
+                pad[: len(a[c : c + size])] = a[c : c + size]
+            calls.append(jit_bounds(eta_pad, *args, steps))
+        out = np.concatenate([np.asarray(x) for x in calls], axis=1) if calls else None
+        return np.zeros((2, 0), np.int32) if out is None else out[:, : len(s0)]
+
+    # a's hits that may reach b's η extent, then b's hits in each one's Δη window
+    a0, a1 = bounds(a_start, a_cnt, eta[b_start] - dhi, eta[b_start + b_cnt - 1] - dlo)
+    p, i = _expand(pairs, a0, np.maximum(a1 - a0, 0))
+    j0, j1 = bounds(b_start[p], b_cnt[p], eta[i] + dlo[p], eta[i] + dhi[p])
+    nz = np.flatnonzero(j1 > j0)
+    w = device(np.concatenate([wlo.T, whi.T]))
+    tab = np.zeros((6, bucket_size(len(eta))), np.float32)
+    for k, name in enumerate(_TAB):
+        tab[k, : len(eta)] = g[name]
+    tab = device(tab)
+    rows = (on[p[nz]].astype(np.int32), i[nz], j0[nz], (j1 - j0)[nz])
+
+    def check(s: np.ndarray, t: np.ndarray, rep: np.ndarray) -> np.ndarray:
+        return _in_windows(g, s, t, wlo[rep], whi[rep])
+
+    return _cut_rows(order, rows, size, lambda s, t, rep: jit_codes(tab, w, s, t, rep), check)
+
+
+_DETA = QUANTITIES.index("deta")
+_TAB = ("x", "y", "r", "phi", "z", "eta")  # rows of the kernels' hit table
+_ETA_TOL = (1e-4, 1e-5)  # a Δη slice's widening: absolute, relative to the bound (rounding)
+_EDGE_TOL = 1e-5  # the kernel's values within this relative distance of an edge: checked again
+
+
+def _expand(ids: np.ndarray, first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids repeated count times, first + 0 .. count - 1)`` as int32."""
+    count = np.asarray(count, np.int64)
+    rep = np.repeat(ids, count)
+    local = np.arange(len(rep), dtype=np.int32) - np.repeat(
+        (np.cumsum(count) - count).astype(np.int32), count
+    )
+    return rep, (np.repeat(first.astype(np.int32), count) + local).astype(np.int32)
+
+
+def _row_chunks(n: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges holding at most ``size`` items each (a larger row alone)."""
+    if len(n) == 0:
+        return []
+    ends = np.cumsum(n, dtype=np.int64)
+    bounds = np.searchsorted(ends, np.arange(size, ends[-1], size), side="right")
+    bounds = np.unique(np.concatenate([[0], bounds, [len(n)]]))
+    return list(itertools.pairwise(bounds.tolist()))
+
+
+def _every_pair(
+    order: np.ndarray, i: np.ndarray, j0: np.ndarray, nj: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``i`` with every ``j0 .. j0 + nj - 1`` but itself, as row indices via ``order``."""
+    out_s, out_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for c0, c1 in _row_chunks(nj, chunk):
+        s, t = _expand(i[c0:c1], j0[c0:c1], nj[c0:c1])
         keep = s != t
-        s, t, rep = s[keep], t[keep], rep[keep]
-        if window_margin is not None:
-            for q in range(len(QUANTITIES)):  # cut quantity by quantity on the survivors
-                v = _quantity(h, q, s, t)
-                keep = (v >= wlo[rep, q]) & (v <= whi[rep, q])
-                s, t, rep = s[keep], t[keep], rep[keep]
-        out_s.append(s)
-        out_t.append(t)
+        out_s.append(order[s[keep]])
+        out_t.append(order[t[keep]])
     return np.concatenate(out_s), np.concatenate(out_t)
+
+
+def _in_windows(
+    g: dict[str, np.ndarray], s: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Whether each pair ``s -> t`` (distinct hits) has every quantity in ``[lo, hi]``: the
+    reference test, numpy float32 as :func:`doublet_quantities` computes them."""
+    keep = s != t
+    for q in range(len(QUANTITIES)):
+        v = _quantity(g, q, s, t)
+        keep &= (v >= lo[:, q]) & (v <= hi[:, q])
+    return keep
+
+
+def _cut_rows(
+    order: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    size: int,
+    codes: Any,
+    check: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of rows ``(pair, i, j0, nj)`` (hit ``i`` with ``j0 .. j0 + nj - 1``) that pass
+    the windows: ``codes`` (the jitted test, 0 out, 1 in, 2 too close to an edge to tell) on
+    chunks of ``size`` padded pairs, ``check`` (the reference test) on the undecided ones."""
+    rep_all, i_all, j0_all, nj_all = rows
+    out_s, out_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    pending: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def finish(code_dev: Any, s: np.ndarray, t: np.ndarray, rep: np.ndarray) -> None:
+        code = np.asarray(code_dev)[: len(s)]
+        keep = code == 1
+        tell = np.flatnonzero(code == 2)
+        if len(tell):
+            keep[tell] = check(s[tell], t[tell], rep[tell])
+        k = np.flatnonzero(keep)
+        out_s.append(order[s[k]])
+        out_t.append(order[t[k]])
+
+    for c0, c1 in _row_chunks(nj_all, size):
+        rep, t = _expand(rep_all[c0:c1], j0_all[c0:c1], nj_all[c0:c1])
+        s = np.repeat(i_all[c0:c1], nj_all[c0:c1])
+        m = 1 << max(len(s) - 1, 0).bit_length() if len(s) > size else size
+        args = [np.zeros(m, np.int32) for _ in range(3)]  # padding: s == t == 0, never a pair
+        for pad, a in zip(args, (s, t, rep), strict=True):
+            pad[: len(a)] = a
+        pending.append((codes(*args), s, t, rep))  # dispatched; runs while the next is built
+        if len(pending) > 1:
+            finish(*pending.pop(0))
+    for item in pending:
+        finish(*item)
+    return np.concatenate(out_s), np.concatenate(out_t)
+
+
+@functools.cache
+def _kernels() -> tuple[Any, Any, Any]:
+    """The jitted slice search and window test, and ``jax.device_put`` (jax imported on first
+    use)."""
+    import jax
+    import jax.numpy as jnp
+
+    f32 = np.float32
+
+    def bounds(keys, start, cnt, lo, hi, steps: int):
+        lo = lo - (f32(_ETA_TOL[0]) + f32(_ETA_TOL[1]) * jnp.abs(lo))
+        hi = hi + (f32(_ETA_TOL[0]) + f32(_ETA_TOL[1]) * jnp.abs(hi))
+
+        def first(q, strict: bool):
+            base, n = start, cnt  # branchless lower bound in keys[start : start + cnt]
+            for _ in range(steps):
+                half = n // 2
+                v = keys[base + half]
+                go = v < q if strict else v <= q
+                base, n = jnp.where(go, base + half, base), n - half
+            v = keys[base]
+            return base + ((n > 0) & ((v < q) if strict else (v <= q))).astype(base.dtype)
+
+        return jnp.stack([first(lo, True), first(hi, False)])
+
+    def codes(tab, w, s, t, rep):
+        x1, y1, r1, p1, z1, e1 = (tab[k][s] for k in range(6))
+        x2, y2, r2, p2, z2, e2 = (tab[k][t] for k in range(6))
+        # the formulas of _quantity, in the same float32 operations where XLA allows
+        dr = r2 - r1
+        dr = jnp.where(jnp.abs(dr) < _MIN_DR, jnp.copysign(_MIN_DR, dr), dr)
+        slope = r1 * (z2 - z1) / dr
+        z0 = jnp.clip(z1 - slope, -_CLIP, _CLIP)
+        a = p2 - p1 + f32(np.pi)  # numpy's float remainder by 2π, without fmod
+        two_pi = f32(2 * np.pi)
+        a = jnp.where(a >= two_pi, a - two_pi, jnp.where(a < 0, a + two_pi, a))
+        dphi = a - f32(np.pi)
+        phi_slope = jnp.clip(dphi / dr, -_CLIP, _CLIP)
+        deta = e2 - e1
+        cross1, cross2 = x1 * y2, x2 * y1
+        den = jnp.maximum(r1 * r2 * jnp.sqrt(jnp.square(x2 - x1) + jnp.square(y2 - y1)), f32(1e-6))
+        curv = jnp.clip(f32(2) * (cross1 - cross2) / den, -_CLIP, _CLIP)
+        # how far the numpy value may lie from these (FMA contraction, sqrt for hypot): a bound
+        u, tiny = f32(_EDGE_TOL), f32(1e-9)
+        value_tol = {
+            "z0": (z0, u * (jnp.abs(z1) + jnp.abs(slope) + 1)),
+            "phi_slope": (phi_slope, u * jnp.abs(phi_slope) + tiny),
+            "deta": (deta, u * (jnp.abs(e1) + jnp.abs(e2)) + tiny),
+            "curvature": (
+                curv,
+                u * (f32(2) * (jnp.abs(cross1) + jnp.abs(cross2)) / den + jnp.abs(curv)) + tiny,
+            ),
+            "dphi": (dphi, u),
+        }
+        maybe = sure = s != t
+        for q, name in enumerate(QUANTITIES):
+            v, tol = value_tol[name]
+            lo, hi = w[q][rep], w[len(QUANTITIES) + q][rep]
+            maybe = maybe & (v >= lo - tol) & (v <= hi + tol)
+            sure = sure & (v >= lo + tol) & (v <= hi - tol)
+        return jnp.where(maybe, jnp.where(sure, 1, 2), 0).astype(jnp.int8)
+
+    return jax.jit(bounds, static_argnums=5), jax.jit(codes), jax.device_put
