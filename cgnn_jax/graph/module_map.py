@@ -453,63 +453,106 @@ def candidate_pairs(
         return empty
     # hits by module, then η, then row: a hit's partners in a Δη window are one slice of a module
     order = np.lexsort((h["eta"], mk))
-    g = {k: v[order] for k, v in h.items()}
     umod, start, cnt = np.unique(mk[order], return_index=True, return_counts=True)
-    ia = np.clip(np.searchsorted(umod, module_map.module_a), 0, len(umod) - 1)
-    ib = np.clip(np.searchsorted(umod, module_map.module_b), 0, len(umod) - 1)
-    on = np.flatnonzero((umod[ia] == module_map.module_a) & (umod[ib] == module_map.module_b))
+    ma, mb = module_map.module_a, module_map.module_b
+    ia = np.clip(np.searchsorted(umod, ma), 0, len(umod) - 1)
+    ib = np.clip(np.searchsorted(umod, mb), 0, len(umod) - 1)
+    on = np.flatnonzero((umod[ia] == ma) & (umod[ib] == mb))
     if len(on) == 0:
         return empty
     start, cnt = start.astype(np.int32), cnt.astype(np.int32)
-    a_start, a_cnt, b_start, b_cnt = start[ia[on]], cnt[ia[on]], start[ib[on]], cnt[ib[on]]
-    pairs = np.arange(len(on), dtype=np.int32)
+    mods = _Modules(order, start, cnt, on.astype(np.int32), ia[on], ib[on])
     if window_margin is None:  # every pair: each of a's hits with all of b's
-        p, i = _expand(pairs, a_start, a_cnt)
-        return _every_pair(order, i, b_start[p], b_cnt[p], chunk)
+        p, i = _expand(np.arange(len(on), dtype=np.int32), mods.a_start, mods.a_cnt)
+        return _every_pair(order, i, mods.b_start[p], mods.b_cnt[p], chunk)
     wlo, whi = _windows(module_map, window_margin, floor)
-    jit_bounds, jit_codes, device = _kernels()
-    size = 1 << (chunk - 1).bit_length()
-    steps = max(8, int(cnt.max()).bit_length())  # binary-search steps within a module
-    eta = g["eta"]
-    eta_pad = np.zeros(bucket_size(len(eta)), np.float32)
-    eta_pad[: len(eta)] = eta
-    eta_pad = device(eta_pad)
-    dlo, dhi = wlo[on, _DETA], whi[on, _DETA]
-
-    def bounds(s0: np.ndarray, n0: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """``[2, m]`` first and end positions of the keys in ``[lo, hi]`` (widened) in each
-        module slice ``s0 : s0 + n0`` of the η-sorted hits."""
-        calls = []
-        for c in range(0, len(s0), size):
-            args = [np.zeros(size, a.dtype) for a in (s0, n0, lo, hi)]
-            for pad, a in zip(args, (s0, n0, lo, hi), strict=True):
-                pad[: len(a[c : c + size])] = a[c : c + size]
-            calls.append(jit_bounds(eta_pad, *args, steps))
-        out = np.concatenate([np.asarray(x) for x in calls], axis=1) if calls else None
-        return np.zeros((2, 0), np.int32) if out is None else out[:, : len(s0)]
-
-    # a's hits that may reach b's η extent, then b's hits in each one's Δη window
-    a0, a1 = bounds(a_start, a_cnt, eta[b_start] - dhi, eta[b_start + b_cnt - 1] - dlo)
-    p, i = _expand(pairs, a0, np.maximum(a1 - a0, 0))
-    j0, j1 = bounds(b_start[p], b_cnt[p], eta[i] + dlo[p], eta[i] + dhi[p])
-    nz = np.flatnonzero(j1 > j0)
-    w = device(np.concatenate([wlo.T, whi.T]))
-    tab = np.zeros((6, bucket_size(len(eta))), np.float32)
-    for k, name in enumerate(_TAB):
-        tab[k, : len(eta)] = g[name]
-    tab = device(tab)
-    rows = (on[p[nz]].astype(np.int32), i[nz], j0[nz], (j1 - j0)[nz])
-
-    def check(s: np.ndarray, t: np.ndarray, rep: np.ndarray) -> np.ndarray:
-        return _in_windows(g, s, t, wlo[rep], whi[rep])
-
-    return _cut_rows(order, rows, size, lambda s, t, rep: jit_codes(tab, w, s, t, rep), check)
+    return _windowed_pairs({k: v[order] for k, v in h.items()}, mods, wlo, whi, chunk)
 
 
 _DETA = QUANTITIES.index("deta")
 _TAB = ("x", "y", "r", "phi", "z", "eta")  # rows of the kernels' hit table
 _ETA_TOL = (1e-4, 1e-5)  # a Δη slice's widening: absolute, relative to the bound (rounding)
 _EDGE_TOL = 1e-5  # the kernel's values within this relative distance of an edge: checked again
+_LANES = 4  # partners of one hit the window kernel tests together
+
+
+@dataclasses.dataclass
+class _Modules:
+    """An event's hits by module (``order``: sorted position -> row; module ``m`` holds
+    positions ``start[m] : start[m] + cnt[m]``) and its mapped module pairs (``on``: map rows,
+    ``ia, ib``: their modules)."""
+
+    order: np.ndarray
+    start: np.ndarray
+    cnt: np.ndarray
+    on: np.ndarray
+    ia: np.ndarray
+    ib: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.a_start, self.a_cnt = self.start[self.ia], self.cnt[self.ia]
+        self.b_start, self.b_cnt = self.start[self.ib], self.cnt[self.ib]
+
+
+def _windowed_pairs(
+    g: dict[str, np.ndarray], mods: _Modules, wlo: np.ndarray, whi: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates inside the windows ``wlo, whi [P, Q]`` of the hits ``g`` (float32 arrays
+    in sorted order): Δη slices by a jitted binary search, then the jitted window test on them
+    in padded chunks of ``chunk`` (rounded up to a power of two) hit pairs."""
+    jit = _kernels()
+    size = 1 << (chunk - 1).bit_length()
+    steps = np.int32(int(mods.cnt.max()).bit_length())  # binary-search halvings in a module
+    n, n_map = len(mods.order), len(wlo)
+    tab = np.zeros((len(_TAB), bucket_size(n)), np.float32)
+    for k, name in enumerate(_TAB):
+        tab[k, :n] = g[name]
+    tab = jit.device(tab)
+    w = jit.device(np.concatenate([wlo.T, whi.T]))  # [2Q, P]: lows, then highs
+    eta, dlo, dhi = g["eta"], wlo[mods.on, _DETA], whi[mods.on, _DETA]
+
+    # a's hits that may reach b's η extent (pair by pair)
+    b_min, b_max = eta[mods.b_start], eta[mods.b_start + mods.b_cnt - 1]
+    a0, a1 = _chunked(
+        lambda *a: jit.search(tab, *a, steps),
+        size,
+        (mods.a_start, mods.a_cnt, b_min - dhi, b_max - dlo),
+        (0, 0, 0, 0),
+    )
+    p, i = _expand(mods.on, a0, np.maximum(a1 - a0, 0))
+    # then, for each, b's hits in its Δη window
+    b_start = np.zeros(n_map, np.int32)
+    b_cnt = np.zeros(n_map, np.int32)
+    b_start[mods.on], b_cnt[mods.on] = mods.b_start, mods.b_cnt
+    b_start, b_cnt = jit.device(b_start), jit.device(b_cnt)
+    j0, j1 = _chunked(
+        lambda *a: jit.search_rows(tab, w, b_start, b_cnt, *a, steps), size, (p, i), (0, 0)
+    )
+    nz = np.flatnonzero(j1 > j0)
+    rows = np.stack([p[nz], i[nz], j0[nz], (j1 - j0)[nz]], 1)
+
+    def check(s: np.ndarray, t: np.ndarray, rep: np.ndarray) -> np.ndarray:
+        return _in_windows(g, s, t, wlo[rep], whi[rep])
+
+    return _cut_rows(rows, size, lambda *a: jit.codes(tab, w, *a), check, mods.order)
+
+
+def _chunked(call: Any, size: int, arrays: tuple, fill: tuple) -> np.ndarray:
+    """``call`` on chunks of ``size`` entries of ``arrays`` (the last padded with ``fill``),
+    all dispatched before the first is read; the ``[k, m]`` results joined."""
+    m = len(arrays[0])
+    outs = []
+    for c in range(0, m, size):
+        args = []
+        for a, f in zip(arrays, fill, strict=True):
+            part = a[c : c + size]
+            if len(part) < size:
+                part = np.concatenate([part, np.full(size - len(part), f, part.dtype)])
+            args.append(part)
+        outs.append(call(*args))
+    if not outs:
+        return np.zeros((2, 0), np.int32)
+    return np.concatenate([np.asarray(o) for o in outs], axis=1)[:, :m]
 
 
 def _expand(ids: np.ndarray, first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -558,71 +601,98 @@ def _in_windows(
 
 
 def _cut_rows(
-    order: np.ndarray,
-    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    size: int,
-    codes: Any,
-    check: Any,
+    rows: np.ndarray, size: int, codes: Any, check: Any, order: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs of rows ``(pair, i, j0, nj)`` (hit ``i`` with ``j0 .. j0 + nj - 1``) that pass
-    the windows: ``codes`` (the jitted test, 0 out, 1 in, 2 too close to an edge to tell) on
-    chunks of ``size`` padded pairs, ``check`` (the reference test) on the undecided ones."""
-    rep_all, i_all, j0_all, nj_all = rows
+    """The pairs of ``rows [R, 4]`` (``pair, i, j0, nj``: hit ``i`` with each of ``j0 .. j0 +
+    nj - 1``) inside their pair's windows, as row indices (``order``): ``codes`` (the jitted
+    test) on pieces of up to ``_LANES`` consecutive partners, ``size`` pairs at a time,
+    ``check`` (the reference test) on the pairs the kernel cannot tell."""
+    n_pieces = (rows[:, 3] + _LANES - 1) // _LANES
+    pieces = np.repeat(rows, n_pieces, axis=0)  # one row per piece, then its own lanes
+    lane0 = np.arange(len(pieces), dtype=np.int32)
+    lane0 -= np.repeat((np.cumsum(n_pieces) - n_pieces).astype(np.int32), n_pieces)
+    lane0 *= _LANES
+    pieces[:, 2] += lane0
+    pieces[:, 3] = np.minimum(pieces[:, 3] - lane0, _LANES)
+    per_call = max(size // _LANES, 1)
     out_s, out_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    pending: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+    pending: list[tuple[Any, np.ndarray]] = []
 
-    def finish(code_dev: Any, s: np.ndarray, t: np.ndarray, rep: np.ndarray) -> None:
-        code = np.asarray(code_dev)[: len(s)]
+    def finish(code: Any, piece: np.ndarray) -> None:
+        code = np.asarray(code).reshape(-1)
         keep = code == 1
         tell = np.flatnonzero(code == 2)
-        if len(tell):
-            keep[tell] = check(s[tell], t[tell], rep[tell])
+        if len(tell):  # too close to an edge for the kernel: the reference test decides
+            k, lane = tell // _LANES, tell % _LANES
+            keep[tell] = check(piece[k, 1], piece[k, 2] + lane, piece[k, 0])
         k = np.flatnonzero(keep)
-        out_s.append(order[s[k]])
-        out_t.append(order[t[k]])
+        lane = (k % _LANES).astype(np.int32)
+        k //= _LANES
+        out_s.append(order[piece[k, 1]])
+        out_t.append(order[piece[k, 2] + lane])
 
-    for c0, c1 in _row_chunks(nj_all, size):
-        rep, t = _expand(rep_all[c0:c1], j0_all[c0:c1], nj_all[c0:c1])
-        s = np.repeat(i_all[c0:c1], nj_all[c0:c1])
-        m = 1 << max(len(s) - 1, 0).bit_length() if len(s) > size else size
-        args = [np.zeros(m, np.int32) for _ in range(3)]  # padding: s == t == 0, never a pair
-        for pad, a in zip(args, (s, t, rep), strict=True):
-            pad[: len(a)] = a
-        pending.append((codes(*args), s, t, rep))  # dispatched; runs while the next is built
-        if len(pending) > 1:
+    for c in range(0, len(pieces), per_call):
+        piece = pieces[c : c + per_call]
+        if len(piece) < per_call:  # padding: no partner
+            piece = np.concatenate([piece, np.zeros((per_call - len(piece), 4), np.int32)])
+        pending.append((codes(piece), piece))
+        if len(pending) > 1:  # the next chunk is built while this one runs
             finish(*pending.pop(0))
     for item in pending:
         finish(*item)
     return np.concatenate(out_s), np.concatenate(out_t)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Jitted:
+    search: Any
+    search_rows: Any
+    codes: Any
+    device: Any
+
+
 @functools.cache
-def _kernels() -> tuple[Any, Any, Any]:
-    """The jitted slice search and window test, and ``jax.device_put`` (jax imported on first
-    use)."""
+def _kernels() -> _Jitted:
+    """The jitted Δη slice searches and window test (jax imported on first use)."""
     import jax
     import jax.numpy as jnp
 
     f32 = np.float32
 
-    def bounds(keys, start, cnt, lo, hi, steps: int):
+    def slice_of(keys, start, cnt, lo, hi, steps):
+        """``[2, m]``: the first key ``>= lo`` and the first ``> hi`` (both widened for
+        rounding) in each slice ``keys[start : start + cnt]`` (sorted): a branchless binary
+        search, ``steps >= log2(cnt)`` halvings."""
         lo = lo - (f32(_ETA_TOL[0]) + f32(_ETA_TOL[1]) * jnp.abs(lo))
         hi = hi + (f32(_ETA_TOL[0]) + f32(_ETA_TOL[1]) * jnp.abs(hi))
 
-        def first(q, strict: bool):
-            base, n = start, cnt  # branchless lower bound in keys[start : start + cnt]
-            for _ in range(steps):
-                half = n // 2
-                v = keys[base + half]
-                go = v < q if strict else v <= q
-                base, n = jnp.where(go, base + half, base), n - half
-            v = keys[base]
-            return base + ((n > 0) & ((v < q) if strict else (v <= q))).astype(base.dtype)
+        def halve(_, c):
+            b_lo, b_hi, n = c
+            half = n // 2
+            b_lo = jnp.where(keys[b_lo + half] < lo, b_lo + half, b_lo)
+            b_hi = jnp.where(keys[b_hi + half] <= hi, b_hi + half, b_hi)
+            return b_lo, b_hi, n - half
 
-        return jnp.stack([first(lo, True), first(hi, False)])
+        b_lo, b_hi, n = jax.lax.fori_loop(0, steps, halve, (start, start, cnt))
+        last = (n > 0).astype(start.dtype)
+        return jnp.stack([b_lo + last * (keys[b_lo] < lo), b_hi + last * (keys[b_hi] <= hi)])
 
-    def codes(tab, w, s, t, rep):
-        x1, y1, r1, p1, z1, e1 = (tab[k][s] for k in range(6))
+    def search(tab, start, cnt, lo, hi, steps):
+        return slice_of(tab[5], start, cnt, lo, hi, steps)
+
+    def search_rows(tab, w, b_start, b_cnt, p, i, steps):
+        eta_i = tab[5][i]
+        lo, hi = eta_i + w[_DETA][p], eta_i + w[len(QUANTITIES) + _DETA][p]
+        return slice_of(tab[5], b_start[p], b_cnt[p], lo, hi, steps)
+
+    def codes(tab, w, piece):
+        """``[m, _LANES]`` 0 out, 1 in, 2 too close to an edge to tell: for each piece ``(rep,
+        s, t0, n)``, the pairs of hit ``s`` with ``t0 + lane`` (``lane < n``) against the
+        windows of map row ``rep``."""
+        rep, s, t0, n = (piece[:, k] for k in range(4))
+        lane = jnp.arange(_LANES, dtype=jnp.int32)[None, :]
+        t = t0[:, None] + lane
+        x1, y1, r1, p1, z1, e1 = (tab[k][s][:, None] for k in range(6))
         x2, y2, r2, p2, z2, e2 = (tab[k][t] for k in range(6))
         # the formulas of _quantity, in the same float32 operations where XLA allows
         dr = r2 - r1
@@ -653,10 +723,10 @@ def _kernels() -> tuple[Any, Any, Any]:
             ),
             "dphi": (dphi, u),
         }
-        maybe = sure = s != t
+        maybe = sure = (s[:, None] != t) & (lane < n[:, None])
         for q, name in enumerate(QUANTITIES):
             v, tol = value_tol[name]
-            lo, hi = w[q][rep], w[len(QUANTITIES) + q][rep]
+            lo, hi = w[q][rep][:, None], w[len(QUANTITIES) + q][rep][:, None]
             maybe_q = (v >= lo - tol) & (v <= hi + tol)
             sure_q = (v >= lo + tol) & (v <= hi - tol)
             if name in ("dphi", "phi_slope"):
@@ -664,4 +734,9 @@ def _kernels() -> tuple[Any, Any, Any]:
             maybe, sure = maybe & maybe_q, sure & sure_q
         return jnp.where(maybe, jnp.where(sure, 1, 2), 0).astype(jnp.int8)
 
-    return jax.jit(bounds, static_argnums=5), jax.jit(codes), jax.device_put
+    return _Jitted(
+        jax.jit(search),
+        jax.jit(search_rows),
+        jax.jit(codes),
+        jax.device_put,
+    )
