@@ -385,8 +385,12 @@ def build_module_map(events: Iterable[Any]) -> ModuleMap:
 def _windows(
     module_map: ModuleMap, window_margin: float, floor: float
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The windows widened by ``window_margin`` of their width plus ``floor`` times
+    :data:`DEFAULT_FLOOR` (an unbounded side stays unbounded, a zero margin adds nothing)."""
     w = module_map.hi - module_map.lo
-    pad = np.float32(window_margin) * w + np.float32(floor) * DEFAULT_FLOOR
+    with np.errstate(invalid="ignore"):  # 0 × an unbounded width: no widening
+        rel = np.nan_to_num(np.float32(window_margin) * w, nan=0.0, posinf=np.inf)
+    pad = rel + np.float32(floor) * DEFAULT_FLOOR
     return module_map.lo - pad, module_map.hi + pad
 
 
