@@ -11,7 +11,13 @@ doublets (:data:`QUANTITIES`) and the number of doublets seen. It is the fine en
 A full event's *candidates* (:func:`candidates`) are the hit pairs ``(i, j)`` with ``i`` on a
 module ``a`` and ``j`` on a module ``b`` for a mapped pair ``(a, b)``, optionally only those
 whose doublet quantities lie inside the pair's window (widened by a relative margin and an
-absolute floor). Enumeration is plain vectorized numpy over chunks of module pairs.
+absolute floor). Enumeration never forms the whole cross product: each module's hits are sorted
+by η, so that a hit's partners inside a pair's Δη window are one slice of the partner module,
+found by a jitted binary search (widened for rounding); the other windows are tested on those
+slices only by one fused, jitted kernel over fixed-size chunks (a few compilations per process).
+The kernel may round a step differently from numpy, so a pair within a small band of a window
+edge is decided by the numpy formulas of :func:`doublet_quantities`: the candidates are exactly
+the cross-product pairs inside the windows.
 
 Storage: :meth:`ModuleMap.to_bytes` writes a compressed ``.npz`` (the sorted int64 pair keys as
 steps, float16 windows rounded outward with the upper bound only where a pair saw two doublets or more, uint16
@@ -399,7 +405,7 @@ def candidates(
     module_map: ModuleMap,
     window_margin: float | None = 0.1,
     floor: float = 1.0,
-    chunk: int = 4_000_000,
+    chunk: int = 1 << 18,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A full event's candidate edges from the module map: ``(senders [E], receivers [E])``.
 
@@ -414,11 +420,13 @@ def candidates(
       module_map: the map.
       window_margin: relative widening of the windows; None: no window cut.
       floor: scale of the absolute widening :data:`DEFAULT_FLOOR`.
-      chunk: cross-product pairs enumerated at once (bounds the memory).
+      chunk: hit pairs tested at once by the jitted window test, rounded up to a power of two
+        (bounds its memory; a new size compiles it again).
 
     Returns:
-      int64 ``senders, receivers`` in the order of the map's module pairs; a hit pair may
-      appear in both directions when both module orders are mapped.
+      int64 ``senders, receivers``, grouped by module pair in the map's order; within a pair,
+      the senders by (η, row), each with its receivers by (η, row). The same input gives the
+      same arrays. A hit pair may appear in both directions when both module orders are mapped.
 
     Raises:
       ValueError: a missing column or a module id out of range.
