@@ -70,8 +70,9 @@ def _key(volume: int, layer: int, module: int) -> int:
 
 def _edge_case_event() -> tuple[np.ndarray, np.ndarray, ModuleMap]:
     """Hand-made hits and map: hits at one radius, a same-module pair, modules straddling
-    φ = ±π, hits sharing η, a one-hit module, mapped modules without hits, windows that are
-    one doublet's exact values, unbounded windows and windows that cut half of a pair."""
+    φ = ±π, hits sharing η, hits at one point, a hit without z, a one-hit module, mapped
+    modules without hits, windows that are one doublet's exact values, unbounded windows and
+    windows that cut half of a pair."""
     rng = np.random.default_rng(3)
     mods = {
         "ring": _key(8, 2, 10),  # 24 hits, all at r = 100 (Δr = 0 within the module)
@@ -97,6 +98,7 @@ def _edge_case_event() -> tuple[np.ndarray, np.ndarray, ModuleMap]:
     u = np.repeat(rng.uniform(0.3, 0.6, 6), 2)  # pairs of hits at the same point too
     add("same_eta", 500 * u, 40 * u, 700 * u)
     keys_a, pos_a = np.concatenate(keys), np.concatenate(pos)
+    pos_a[30, 2] = np.nan  # an "outer" hit without z: in no windowed candidate
     order = rng.permutation(len(keys_a))  # rows not grouped by module
     keys_a, pos_a = keys_a[order], pos_a[order]
 
@@ -134,8 +136,8 @@ def _edge_case_event() -> tuple[np.ndarray, np.ndarray, ModuleMap]:
             lo.append(np.full(nq, -np.inf, np.float32))
             hi.append(np.full(nq, np.inf, np.float32))
         else:  # the middle of each quantity's range: cuts some pairs of each
-            lo.append(np.quantile(v, 0.2, axis=0).astype(np.float32))
-            hi.append(np.quantile(v, 0.8, axis=0).astype(np.float32))
+            lo.append(np.nanquantile(v, 0.2, axis=0).astype(np.float32))
+            hi.append(np.nanquantile(v, 0.8, axis=0).astype(np.float32))
     pkeys = np.array([(a << 32) | b for a, b in pairs], np.int64)
     o = np.argsort(pkeys)
     mmap = ModuleMap(pkeys[o], np.stack(lo)[o], np.stack(hi)[o], np.ones(len(pairs), np.uint32)[o])

@@ -482,7 +482,7 @@ def candidate_pairs(
 
 
 _DETA = QUANTITIES.index("deta")
-_TAB = ("x", "y", "r", "phi", "z", "eta")  # rows of the kernels' hit table
+_TAB = ("x", "y", "r", "phi", "z", "eta")  # rows of the kernels' hit table, then the η key
 _ETA_TOL = (1e-4, 1e-5)  # a Δη slice's widening: absolute, relative to the bound (rounding)
 _EDGE_TOL = 1e-5  # the kernel's values within this relative distance of an edge: checked again
 _LANES = 4  # partners of one hit the window kernel tests together
@@ -516,15 +516,18 @@ def _windowed_pairs(
     size = 1 << (chunk - 1).bit_length()
     steps = np.int32(int(mods.cnt.max()).bit_length())  # binary-search halvings in a module
     n, n_map = len(mods.order), len(wlo)
-    tab = np.zeros((len(_TAB), bucket_size(n)), np.float32)
+    # the search key: η, NaN as +inf (where the sort puts it: the sorted slices stay sorted)
+    key = np.where(np.isnan(g["eta"]), np.float32(np.inf), g["eta"])
+    tab = np.zeros((len(_TAB) + 1, bucket_size(n)), np.float32)
     for k, name in enumerate(_TAB):
         tab[k, :n] = g[name]
+    tab[len(_TAB), :n] = key
     tab = jit.device(tab)
     w = jit.device(np.concatenate([wlo.T, whi.T]))  # [2Q, P]: lows, then highs
-    eta, dlo, dhi = g["eta"], wlo[mods.on, _DETA], whi[mods.on, _DETA]
+    dlo, dhi = wlo[mods.on, _DETA], whi[mods.on, _DETA]
 
     # a's hits that may reach b's η extent (pair by pair)
-    b_min, b_max = eta[mods.b_start], eta[mods.b_start + mods.b_cnt - 1]
+    b_min, b_max = key[mods.b_start], key[mods.b_start + mods.b_cnt - 1]
     a0, a1 = _chunked(
         lambda *a: jit.search(tab, *a, steps),
         size,
@@ -690,12 +693,12 @@ def _kernels() -> _Jitted:
         return jnp.stack([b_lo + last * (keys[b_lo] < lo), b_hi + last * (keys[b_hi] <= hi)])
 
     def search(tab, start, cnt, lo, hi, steps):
-        return slice_of(tab[5], start, cnt, lo, hi, steps)
+        return slice_of(tab[6], start, cnt, lo, hi, steps)
 
     def search_rows(tab, w, b_start, b_cnt, p, i, steps):
-        eta_i = tab[5][i]
+        eta_i = tab[6][i]
         lo, hi = eta_i + w[_DETA][p], eta_i + w[len(QUANTITIES) + _DETA][p]
-        return slice_of(tab[5], b_start[p], b_cnt[p], lo, hi, steps)
+        return slice_of(tab[6], b_start[p], b_cnt[p], lo, hi, steps)
 
     def codes(tab, w, piece):
         """``[m, _LANES]`` 0 out, 1 in, 2 too close to an edge to tell: for each piece ``(rep,
