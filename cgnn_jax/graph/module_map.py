@@ -485,7 +485,7 @@ _DETA = QUANTITIES.index("deta")
 _TAB = ("x", "y", "r", "phi", "z", "eta")  # rows of the kernels' hit table, then the η key
 _ETA_TOL = (1e-4, 1e-5)  # a Δη slice's widening: absolute, relative to the bound (rounding)
 _EDGE_TOL = 1e-5  # the kernel's values within this relative distance of an edge: checked again
-_LANES = 4  # partners of one hit the window kernel tests together
+_LANES = 8  # partners of one hit the window kernel tests together
 
 
 @dataclasses.dataclass
