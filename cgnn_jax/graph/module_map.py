@@ -395,7 +395,7 @@ def _windows(
     :data:`DEFAULT_FLOOR` (an unbounded side stays unbounded, a zero margin adds nothing)."""
     w = module_map.hi - module_map.lo
     with np.errstate(invalid="ignore"):  # 0 × an unbounded width: no widening
-        rel = np.nan_to_num(np.float32(window_margin) * w, nan=0.0, posinf=np.inf)
+        rel = np.nan_to_num(np.float32(window_margin) * w, nan=0.0, posinf=np.inf, neginf=-np.inf)
     pad = rel + np.float32(floor) * DEFAULT_FLOOR
     return module_map.lo - pad, module_map.hi + pad
 
