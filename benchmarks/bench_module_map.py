@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -101,13 +99,12 @@ def _fmt(st: dict[str, float]) -> str:
     return f"{st['median_s']:.2f} s ({st['min_s']:.2f}, {st['max_s']:.2f})"
 
 
-def _write_json(path: str, data: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, out)
+def _write(path: str, data: bytes | str) -> None:
+    from cgnn_jax.io.atomic import atomic_write
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
 
 
 def main() -> None:
@@ -148,11 +145,7 @@ def main() -> None:
                 print(f"  map: {i + 1} events, {mmap.n_pairs:,} module pairs", flush=True)
         source = f"{args.map_events} simulated full events (event_seed(7, i))"
         if args.save_map:
-            Path(args.save_map).parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=Path(args.save_map).parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(mmap.to_bytes())
-            os.replace(tmp, args.save_map)
+            _write(args.save_map, mmap.to_bytes())
     print(f"machine: {machine()}")
     print(f"map: {source}: {mmap.n_pairs:,} module pairs ({time.perf_counter() - t0:.0f} s)")
     print(f"windows: margin {args.margin}, floor {args.floor}; repeats {args.repeats}")
@@ -198,7 +191,8 @@ def main() -> None:
         runs.append(row)
     print(f"peak memory {peak_rss_gib():.1f} GiB")
     if args.json_out:
-        _write_json(args.json_out, {"map": source, "module_pairs": mmap.n_pairs, "runs": runs})
+        out = {"map": source, "module_pairs": mmap.n_pairs, "runs": runs}
+        _write(args.json_out, json.dumps(out, indent=1))
     if any(r.get("same_set") is False for r in runs):
         sys.exit("the new enumeration's set differs from the reference's")
 
