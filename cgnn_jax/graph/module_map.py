@@ -11,7 +11,13 @@ doublets (:data:`QUANTITIES`) and the number of doublets seen. It is the fine en
 A full event's *candidates* (:func:`candidates`) are the hit pairs ``(i, j)`` with ``i`` on a
 module ``a`` and ``j`` on a module ``b`` for a mapped pair ``(a, b)``, optionally only those
 whose doublet quantities lie inside the pair's window (widened by a relative margin and an
-absolute floor). Enumeration is plain vectorized numpy over chunks of module pairs.
+absolute floor). Enumeration never forms the whole cross product: each module's hits are sorted
+by η, so that a hit's partners inside a pair's Δη window are one slice of the partner module,
+found by a jitted binary search (widened for rounding); the other windows are tested on those
+slices only by one fused, jitted kernel over fixed-size chunks (a few compilations per process).
+The kernel may round a step differently from numpy, so a pair within a small band of a window
+edge is decided by the numpy formulas of :func:`doublet_quantities`: the candidates are exactly
+the cross-product pairs inside the windows.
 
 Storage: :meth:`ModuleMap.to_bytes` writes a compressed ``.npz`` (the sorted int64 pair keys as
 steps, float16 windows rounded outward with the upper bound only where a pair saw two doublets or more, uint16
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import io
 import itertools
 from collections.abc import Iterable
@@ -31,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cgnn_jax.metrics.edges import consecutive_pairs
+from cgnn_jax.utils.padding import bucket_size
 
 FORMAT_VERSION = 2
 _F16_MAX = np.float32(np.finfo(np.float16).max)  # stored windows beyond it mean "no bound"
@@ -383,8 +391,12 @@ def build_module_map(events: Iterable[Any]) -> ModuleMap:
 def _windows(
     module_map: ModuleMap, window_margin: float, floor: float
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The windows widened by ``window_margin`` of their width plus ``floor`` times
+    :data:`DEFAULT_FLOOR` (an unbounded side stays unbounded, a zero margin adds nothing)."""
     w = module_map.hi - module_map.lo
-    pad = np.float32(window_margin) * w + np.float32(floor) * DEFAULT_FLOOR
+    with np.errstate(invalid="ignore"):  # 0 × an unbounded width: no widening
+        rel = np.nan_to_num(np.float32(window_margin) * w, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    pad = rel + np.float32(floor) * DEFAULT_FLOOR
     return module_map.lo - pad, module_map.hi + pad
 
 
@@ -393,7 +405,7 @@ def candidates(
     module_map: ModuleMap,
     window_margin: float | None = 0.1,
     floor: float = 1.0,
-    chunk: int = 4_000_000,
+    chunk: int = 1 << 18,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A full event's candidate edges from the module map: ``(senders [E], receivers [E])``.
 
@@ -408,11 +420,13 @@ def candidates(
       module_map: the map.
       window_margin: relative widening of the windows; None: no window cut.
       floor: scale of the absolute widening :data:`DEFAULT_FLOOR`.
-      chunk: cross-product pairs enumerated at once (bounds the memory).
+      chunk: hit pairs tested at once by the jitted window test, rounded up to a power of two
+        (bounds its memory; a new size compiles it again).
 
     Returns:
-      int64 ``senders, receivers`` in the order of the map's module pairs; a hit pair may
-      appear in both directions when both module orders are mapped.
+      int64 ``senders, receivers``, grouped by module pair in the map's order; within a pair,
+      the senders by (η, row), each with its receivers by (η, row). The same input gives the
+      same arrays. A hit pair may appear in both directions when both module orders are mapped.
 
     Raises:
       ValueError: a missing column or a module id out of range.
@@ -434,52 +448,310 @@ def candidate_pairs(
     module_map: ModuleMap,
     window_margin: float | None = 0.1,
     floor: float = 1.0,
-    chunk: int = 4_000_000,
+    chunk: int = 1 << 18,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`candidates` of hits given as arrays: module ``keys [n]`` (:func:`module_keys`) and
     positions ``pos [n, 3]`` (mm)."""
     if window_margin is not None and (window_margin < 0 or floor < 0):
         raise ValueError(f"window_margin and floor must be >= 0, got {window_margin}, {floor}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     mk = np.asarray(keys, np.int64)
     h = _position_arrays(pos)
     if len(h["x"]) != len(mk):
         raise ValueError(f"{len(mk)} module keys for {len(h['x'])} hit positions")
-    order = np.argsort(mk, kind="stable")
-    umod, start, cnt = np.unique(mk[order], return_index=True, return_counts=True)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if len(umod) == 0 or module_map.n_pairs == 0:
+    if len(mk) == 0 or module_map.n_pairs == 0:
         return empty
-    ia = np.clip(np.searchsorted(umod, module_map.module_a), 0, len(umod) - 1)
-    ib = np.clip(np.searchsorted(umod, module_map.module_b), 0, len(umod) - 1)
-    on = np.flatnonzero((umod[ia] == module_map.module_a) & (umod[ib] == module_map.module_b))
+    # hits by module, then η, then row: a hit's partners in a Δη window are one slice of a module
+    order = np.lexsort((h["eta"], mk))
+    umod, start, cnt = np.unique(mk[order], return_index=True, return_counts=True)
+    ma, mb = module_map.module_a, module_map.module_b
+    ia = np.clip(np.searchsorted(umod, ma), 0, len(umod) - 1)
+    ib = np.clip(np.searchsorted(umod, mb), 0, len(umod) - 1)
+    on = np.flatnonzero((umod[ia] == ma) & (umod[ib] == mb))
     if len(on) == 0:
         return empty
-    ia, ib = ia[on], ib[on]
-    prod = cnt[ia] * cnt[ib]
-    if window_margin is not None:
-        wlo, whi = _windows(module_map, window_margin, floor)
-        wlo, whi = wlo[on], whi[on]
-    # chunks of module pairs holding about `chunk` hit pairs each
-    ends = np.cumsum(prod)
-    bounds = np.searchsorted(ends, np.arange(chunk, ends[-1], chunk), side="right")
-    bounds = np.unique(np.concatenate([[0], bounds, [len(on)]]))
-    sa, sb, nb_all = start[ia], start[ib], cnt[ib]
-    out_s, out_t = [], []
-    for c0, c1 in itertools.pairwise(bounds.tolist()):
-        p = prod[c0:c1]
-        rep = np.repeat(np.arange(c0, c1), p)
-        first = np.repeat(np.cumsum(p) - p, p)
-        off = np.arange(len(rep), dtype=np.int64) - first
-        nb = nb_all[rep]
-        s = order[sa[rep] + off // nb]
-        t = order[sb[rep] + off % nb]
+    start, cnt = start.astype(np.int32), cnt.astype(np.int32)
+    mods = _Modules(order, start, cnt, on.astype(np.int32), ia[on], ib[on])
+    if window_margin is None:  # every pair: each of a's hits with all of b's
+        p, i = _expand(np.arange(len(on), dtype=np.int32), mods.a_start, mods.a_cnt)
+        return _every_pair(order, i, mods.b_start[p], mods.b_cnt[p], chunk)
+    wlo, whi = _windows(module_map, window_margin, floor)
+    return _windowed_pairs({k: v[order] for k, v in h.items()}, mods, wlo, whi, chunk)
+
+
+_DETA = QUANTITIES.index("deta")
+_TAB = ("x", "y", "r", "phi", "z", "eta")  # rows of the kernels' hit table, then the η key
+_ETA_TOL = (1e-4, 1e-5)  # a Δη slice's widening: absolute, relative to the bound (rounding)
+_EDGE_TOL = 1e-5  # the kernel's values within this relative distance of an edge: checked again
+_LANES = 8  # partners of one hit the window kernel tests together
+
+
+@dataclasses.dataclass
+class _Modules:
+    """An event's hits by module (``order``: sorted position -> row; module ``m`` holds
+    positions ``start[m] : start[m] + cnt[m]``) and its mapped module pairs (``on``: map rows,
+    ``ia, ib``: their modules)."""
+
+    order: np.ndarray
+    start: np.ndarray
+    cnt: np.ndarray
+    on: np.ndarray
+    ia: np.ndarray
+    ib: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.a_start, self.a_cnt = self.start[self.ia], self.cnt[self.ia]
+        self.b_start, self.b_cnt = self.start[self.ib], self.cnt[self.ib]
+
+
+def _windowed_pairs(
+    g: dict[str, np.ndarray], mods: _Modules, wlo: np.ndarray, whi: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates inside the windows ``wlo, whi [P, Q]`` of the hits ``g`` (float32 arrays
+    in sorted order): Δη slices by a jitted binary search, then the jitted window test on them
+    in padded chunks of ``chunk`` (rounded up to a power of two) hit pairs."""
+    jit = _kernels()
+    size = 1 << (chunk - 1).bit_length()
+    steps = np.int32(int(mods.cnt.max()).bit_length())  # binary-search halvings in a module
+    n, n_map = len(mods.order), len(wlo)
+    # the search key: η, NaN as +inf (where the sort puts it: the sorted slices stay sorted)
+    key = np.where(np.isnan(g["eta"]), np.float32(np.inf), g["eta"])
+    tab = np.zeros((len(_TAB) + 1, bucket_size(n)), np.float32)
+    for k, name in enumerate(_TAB):
+        tab[k, :n] = g[name]
+    tab[len(_TAB), :n] = key
+    tab = jit.device(tab)
+    w = jit.device(np.concatenate([wlo.T, whi.T]))  # [2Q, P]: lows, then highs
+    dlo, dhi = wlo[mods.on, _DETA], whi[mods.on, _DETA]
+
+    # a's hits that may reach b's η extent (pair by pair)
+    b_min, b_max = key[mods.b_start], key[mods.b_start + mods.b_cnt - 1]
+    a0, a1 = _chunked(
+        lambda *a: jit.search(tab, *a, steps),
+        size,
+        (mods.a_start, mods.a_cnt, b_min - dhi, b_max - dlo),
+        (0, 0, 0, 0),
+    )
+    p, i = _expand(mods.on, a0, np.maximum(a1 - a0, 0))
+    # then, for each, b's hits in its Δη window
+    b_start = np.zeros(n_map, np.int32)
+    b_cnt = np.zeros(n_map, np.int32)
+    b_start[mods.on], b_cnt[mods.on] = mods.b_start, mods.b_cnt
+    b_start, b_cnt = jit.device(b_start), jit.device(b_cnt)
+    j0, j1 = _chunked(
+        lambda *a: jit.search_rows(tab, w, b_start, b_cnt, *a, steps), size, (p, i), (0, 0)
+    )
+    nz = np.flatnonzero(j1 > j0)
+    rows = np.stack([p[nz], i[nz], j0[nz], (j1 - j0)[nz]], 1)
+
+    def check(s: np.ndarray, t: np.ndarray, rep: np.ndarray) -> np.ndarray:
+        return _in_windows(g, s, t, wlo[rep], whi[rep])
+
+    return _cut_rows(rows, size, lambda *a: jit.codes(tab, w, *a), check, mods.order)
+
+
+def _chunked(call: Any, size: int, arrays: tuple, fill: tuple) -> np.ndarray:
+    """``call`` on chunks of ``size`` entries of ``arrays`` (the last padded with ``fill``),
+    all dispatched before the first is read; the ``[k, m]`` results joined."""
+    m = len(arrays[0])
+    outs = []
+    for c in range(0, m, size):
+        args = []
+        for a, f in zip(arrays, fill, strict=True):
+            part = a[c : c + size]
+            if len(part) < size:
+                part = np.concatenate([part, np.full(size - len(part), f, part.dtype)])
+            args.append(part)
+        outs.append(call(*args))
+    if not outs:
+        return np.zeros((2, 0), np.int32)
+    return np.concatenate([np.asarray(o) for o in outs], axis=1)[:, :m]
+
+
+def _expand(ids: np.ndarray, first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids repeated count times, first + 0 .. count - 1)`` as int32."""
+    count = np.asarray(count, np.int64)
+    rep = np.repeat(ids, count)
+    local = np.arange(len(rep), dtype=np.int32) - np.repeat(
+        (np.cumsum(count) - count).astype(np.int32), count
+    )
+    return rep, (np.repeat(first.astype(np.int32), count) + local).astype(np.int32)
+
+
+def _row_chunks(n: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges holding at most ``size`` items each (a larger row alone)."""
+    if len(n) == 0:
+        return []
+    ends = np.cumsum(n, dtype=np.int64)
+    bounds = np.searchsorted(ends, np.arange(size, ends[-1], size), side="right")
+    bounds = np.unique(np.concatenate([[0], bounds, [len(n)]]))
+    return list(itertools.pairwise(bounds.tolist()))
+
+
+def _every_pair(
+    order: np.ndarray, i: np.ndarray, j0: np.ndarray, nj: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``i`` with every ``j0 .. j0 + nj - 1`` but itself, as row indices via ``order``."""
+    out_s, out_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for c0, c1 in _row_chunks(nj, chunk):
+        s, t = _expand(i[c0:c1], j0[c0:c1], nj[c0:c1])
         keep = s != t
-        s, t, rep = s[keep], t[keep], rep[keep]
-        if window_margin is not None:
-            for q in range(len(QUANTITIES)):  # cut quantity by quantity on the survivors
-                v = _quantity(h, q, s, t)
-                keep = (v >= wlo[rep, q]) & (v <= whi[rep, q])
-                s, t, rep = s[keep], t[keep], rep[keep]
-        out_s.append(s)
-        out_t.append(t)
+        out_s.append(order[s[keep]])
+        out_t.append(order[t[keep]])
     return np.concatenate(out_s), np.concatenate(out_t)
+
+
+def _in_windows(
+    g: dict[str, np.ndarray], s: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Whether each pair ``s -> t`` (distinct hits) has every quantity in ``[lo, hi]``: the
+    reference test, numpy float32 as :func:`doublet_quantities` computes them."""
+    keep = s != t
+    for q in range(len(QUANTITIES)):
+        v = _quantity(g, q, s, t)
+        keep &= (v >= lo[:, q]) & (v <= hi[:, q])
+    return keep
+
+
+def _cut_rows(
+    rows: np.ndarray, size: int, codes: Any, check: Any, order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of ``rows [R, 4]`` (``pair, i, j0, nj``: hit ``i`` with each of ``j0 .. j0 +
+    nj - 1``) inside their pair's windows, as row indices (``order``): ``codes`` (the jitted
+    test) on pieces of up to ``_LANES`` consecutive partners, ``size`` pairs at a time,
+    ``check`` (the reference test) on the pairs the kernel cannot tell."""
+    n_pieces = (rows[:, 3] + _LANES - 1) // _LANES
+    pieces = np.repeat(rows, n_pieces, axis=0)  # one row per piece, then its own lanes
+    lane0 = np.arange(len(pieces), dtype=np.int32)
+    lane0 -= np.repeat((np.cumsum(n_pieces) - n_pieces).astype(np.int32), n_pieces)
+    lane0 *= _LANES
+    pieces[:, 2] += lane0
+    pieces[:, 3] = np.minimum(pieces[:, 3] - lane0, _LANES)
+    per_call = max(size // _LANES, 1)
+    out_s, out_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    pending: list[tuple[Any, np.ndarray]] = []
+
+    def finish(code: Any, piece: np.ndarray) -> None:
+        code = np.asarray(code).reshape(-1)
+        keep = code == 1
+        tell = np.flatnonzero(code == 2)
+        if len(tell):  # too close to an edge for the kernel: the reference test decides
+            k, lane = tell // _LANES, tell % _LANES
+            keep[tell] = check(piece[k, 1], piece[k, 2] + lane, piece[k, 0])
+        k = np.flatnonzero(keep)
+        lane = (k % _LANES).astype(np.int32)
+        k //= _LANES
+        out_s.append(order[piece[k, 1]])
+        out_t.append(order[piece[k, 2] + lane])
+
+    for c in range(0, len(pieces), per_call):
+        piece = pieces[c : c + per_call]
+        if len(piece) < per_call:  # padding: no partner
+            piece = np.concatenate([piece, np.zeros((per_call - len(piece), 4), np.int32)])
+        pending.append((codes(piece), piece))
+        if len(pending) > 1:  # the next chunk is built while this one runs
+            finish(*pending.pop(0))
+    for item in pending:
+        finish(*item)
+    return np.concatenate(out_s), np.concatenate(out_t)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Jitted:
+    search: Any
+    search_rows: Any
+    codes: Any
+    device: Any
+
+
+@functools.cache
+def _kernels() -> _Jitted:
+    """The jitted Δη slice searches and window test (jax imported on first use)."""
+    import jax
+    import jax.numpy as jnp
+
+    f32 = np.float32
+
+    def slice_of(keys, start, cnt, lo, hi, steps):
+        """``[2, m]``: the first key ``>= lo`` and the first ``> hi`` (both widened for
+        rounding) in each slice ``keys[start : start + cnt]`` (sorted): a branchless binary
+        search, ``steps >= log2(cnt)`` halvings."""
+        lo = lo - (f32(_ETA_TOL[0]) + f32(_ETA_TOL[1]) * jnp.abs(lo))
+        hi = hi + (f32(_ETA_TOL[0]) + f32(_ETA_TOL[1]) * jnp.abs(hi))
+
+        def halve(_, c):
+            b_lo, b_hi, n = c
+            half = n // 2
+            b_lo = jnp.where(keys[b_lo + half] < lo, b_lo + half, b_lo)
+            b_hi = jnp.where(keys[b_hi + half] <= hi, b_hi + half, b_hi)
+            return b_lo, b_hi, n - half
+
+        b_lo, b_hi, n = jax.lax.fori_loop(0, steps, halve, (start, start, cnt))
+        last = (n > 0).astype(start.dtype)
+        return jnp.stack([b_lo + last * (keys[b_lo] < lo), b_hi + last * (keys[b_hi] <= hi)])
+
+    def search(tab, start, cnt, lo, hi, steps):
+        return slice_of(tab[6], start, cnt, lo, hi, steps)
+
+    def search_rows(tab, w, b_start, b_cnt, p, i, steps):
+        eta_i = tab[6][i]
+        lo, hi = eta_i + w[_DETA][p], eta_i + w[len(QUANTITIES) + _DETA][p]
+        return slice_of(tab[6], b_start[p], b_cnt[p], lo, hi, steps)
+
+    def codes(tab, w, piece):
+        """``[m, _LANES]`` 0 out, 1 in, 2 too close to an edge to tell: for each piece ``(rep,
+        s, t0, n)``, the pairs of hit ``s`` with ``t0 + lane`` (``lane < n``) against the
+        windows of map row ``rep``."""
+        rep, s, t0, n = (piece[:, k] for k in range(4))
+        lane = jnp.arange(_LANES, dtype=jnp.int32)[None, :]
+        t = t0[:, None] + lane
+        x1, y1, r1, p1, z1, e1 = (tab[k][s][:, None] for k in range(6))
+        x2, y2, r2, p2, z2, e2 = (tab[k][t] for k in range(6))
+        # the formulas of _quantity, in the same float32 operations where XLA allows
+        dr = r2 - r1
+        dr = jnp.where(jnp.abs(dr) < _MIN_DR, jnp.copysign(_MIN_DR, dr), dr)
+        slope = r1 * (z2 - z1) / dr
+        z0 = jnp.clip(z1 - slope, -_CLIP, _CLIP)
+        a = p2 - p1 + f32(np.pi)  # numpy's float remainder by 2π, without fmod
+        two_pi = f32(2 * np.pi)
+        a = jnp.where(a >= two_pi, a - two_pi, jnp.where(a < 0, a + two_pi, a))
+        dphi = a - f32(np.pi)
+        # near ±π the two may wrap to opposite ends: such pairs are checked again
+        wraps = jnp.abs(jnp.abs(dphi) - f32(np.pi)) < f32(1e-4)
+        phi_slope = jnp.clip(dphi / dr, -_CLIP, _CLIP)
+        deta = e2 - e1
+        cross1, cross2 = x1 * y2, x2 * y1
+        den = jnp.maximum(r1 * r2 * jnp.sqrt(jnp.square(x2 - x1) + jnp.square(y2 - y1)), f32(1e-6))
+        curv = jnp.clip(f32(2) * (cross1 - cross2) / den, -_CLIP, _CLIP)
+        # how far the numpy value may lie from these (XLA may round a step differently: FMA
+        # contraction, reassociation, sqrt for hypot): bounds with a wide margin
+        u, tiny = f32(_EDGE_TOL), f32(1e-9)
+        value_tol = {
+            "z0": (z0, u * (jnp.abs(z1) + jnp.abs(slope) + 1)),
+            "phi_slope": (phi_slope, u * jnp.abs(phi_slope) + u / jnp.abs(dr)),
+            "deta": (deta, u * (jnp.abs(e1) + jnp.abs(e2)) + tiny),
+            "curvature": (
+                curv,
+                u * (f32(2) * (jnp.abs(cross1) + jnp.abs(cross2)) / den + jnp.abs(curv)) + tiny,
+            ),
+            "dphi": (dphi, u),
+        }
+        maybe = sure = (s[:, None] != t) & (lane < n[:, None])
+        for q, name in enumerate(QUANTITIES):
+            v, tol = value_tol[name]
+            lo, hi = w[q][rep][:, None], w[len(QUANTITIES) + q][rep][:, None]
+            maybe_q = (v >= lo - tol) & (v <= hi + tol)
+            sure_q = (v >= lo + tol) & (v <= hi - tol)
+            if name in ("dphi", "phi_slope"):
+                maybe_q, sure_q = maybe_q | wraps, sure_q & ~wraps
+            maybe, sure = maybe & maybe_q, sure & sure_q
+        return jnp.where(maybe, jnp.where(sure, 1, 2), 0).astype(jnp.int8)
+
+    return _Jitted(
+        jax.jit(search),
+        jax.jit(search_rows),
+        jax.jit(codes),
+        jax.device_put,
+    )
