@@ -42,6 +42,7 @@ from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
 from cgnn_jax.inference.jax_cache import cached_call
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
+from cgnn_jax.models.prefilter import PairPrefilter, prefilter_features
 from cgnn_jax.utils.padding import bucket_size, pad_rows
 
 STAGE1_KIND = "stage1"
@@ -184,6 +185,30 @@ def edge_probabilities_fused(
     return _by_chunks(call, chunk, senders, receivers)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_prefilter(model, params, cols, s, r):
+    return model.apply(params, prefilter_features(cols, s, r))
+
+
+def prefilter_logits(
+    model: PairPrefilter,
+    params: Any,
+    cols: np.ndarray,
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    chunk: int = 1 << 18,
+) -> np.ndarray:
+    """The first pass's logits ``[E]`` of the pairs ``senders -> receivers`` of hits with pair
+    columns ``cols [n, 8]`` (:func:`~cgnn_jax.features.pairs_jax.pair_columns`), in chunks of
+    ``chunk`` edges (smaller than the filter's: the pass is memory-bound)."""
+    cp = jnp.asarray(pad_rows(np.asarray(cols, np.float32), bucket_size(len(cols))))
+
+    def call(ss, rr):
+        return cached_call("prefilter", _apply_prefilter, (model,), (params, cp, ss, rr))
+
+    return _by_chunks(call, chunk, senders, receivers)
+
+
 def checkpoint_dir(path: str | Path, name: str) -> Path:
     """The checkpoint folder of model ``name`` for a path that is a training workdir (its
     ``<name>/checkpoints``), a model folder (its ``checkpoints``) or the checkpoint folder itself."""
@@ -202,14 +227,19 @@ class Stage1:
       config: the config it was trained with (``embedding``, ``graph``, ``filter`` blocks).
       emb_params, filter_params: the two networks' parameters.
       learned: what training chose (``filter_threshold``; ``zone_map``, see
-        :mod:`cgnn_jax.graph.zones`); without a threshold the configured
-        ``config.filter.threshold`` applies, without a zone map the plain kNN graph.
+        :mod:`cgnn_jax.graph.zones`; ``prefilter_threshold``: the first pass's cut on its
+        logits); without a threshold the configured ``config.filter.threshold`` applies,
+        without a zone map the plain kNN graph.
+      prefilter_params: the first pass over module-map candidates
+        (:class:`~cgnn_jax.models.prefilter.PairPrefilter`, ``filter.prefilter_hidden``
+        units), or None: the edge filter scores every candidate.
     """
 
     config: ml_collections.ConfigDict
     emb_params: Any
     filter_params: Any
     learned: dict = dataclasses.field(default_factory=dict)
+    prefilter_params: Any = None
 
     @property
     def emb_model(self) -> HitEmbedding:
@@ -218,6 +248,25 @@ class Stage1:
     @property
     def filter_model(self) -> EdgeFilter:
         return create_model(self.config, "filter")
+
+    @property
+    def prefilter_model(self) -> PairPrefilter:
+        return create_model(self.config, "prefilter")
+
+    @property
+    def has_prefilter(self) -> bool:
+        """Whether a first pass runs before the edge filter (module-map candidates only)."""
+        return self.prefilter_params is not None and self.builder == "module_map"
+
+    def prefiltered(
+        self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates ``s -> r`` the first pass keeps (all of them without one)."""
+        if not self.has_prefilter:
+            return s, r
+        q = prefilter_logits(self.prefilter_model, self.prefilter_params, pair_columns(ev.hf), s, r)
+        keep = q > float(self.learned.get("prefilter_threshold", -np.inf))
+        return s[keep], r[keep]
 
     @property
     def threshold(self) -> float:
@@ -259,9 +308,11 @@ class Stage1:
     def refined_graph(self, ev: PreparedEvent, s=None, r=None, threshold: float | None = None):
         """``(senders, receivers, p)`` of the edges with ``p > threshold`` (default:
         :attr:`threshold`); with a module map, as an undirected graph in both directions
-        (:func:`cgnn_jax.graph.module_map.symmetric_edges`)."""
+        (:func:`cgnn_jax.graph.module_map.symmetric_edges`), of the candidates the first pass
+        keeps when stage 1 has one (:meth:`prefiltered`)."""
         if s is None:
             s, r = self.embedding_graph(ev)
+        s, r = self.prefiltered(ev, s, r)
         p = edge_probabilities_fused(self.filter_model, self.filter_params, ev.hf, s, r)
         t = self.threshold if threshold is None else threshold
         if self.builder == "module_map":
@@ -274,7 +325,11 @@ class Stage1:
         return save_checkpoint(
             Path(workdir) / STAGE1_DIR / "checkpoints",
             step,
-            {"embedding": self.emb_params, "filter": self.filter_params},
+            {
+                "embedding": self.emb_params,
+                "filter": self.filter_params,
+                **({"prefilter": self.prefilter_params} if self.prefilter_params else {}),
+            },
             kind=STAGE1_KIND,
             config=self.config.to_dict(),
             extra={**(extra or {}), "learned": dict(self.learned)},
@@ -285,4 +340,5 @@ class Stage1:
         """From a workdir, its ``stage1`` folder or the ``checkpoints`` folder itself."""
         state, meta = restore_checkpoint(checkpoint_dir(path, STAGE1_DIR), step, kind=STAGE1_KIND)
         config = ml_collections.ConfigDict(meta["config"])
-        return cls(config, state["embedding"], state["filter"], dict(meta.get("learned", {})))
+        learned = dict(meta.get("learned", {}))
+        return cls(config, state["embedding"], state["filter"], learned, state.get("prefilter"))

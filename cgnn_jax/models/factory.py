@@ -12,9 +12,10 @@ import ml_collections
 from cgnn_jax.models.edge_filter import EdgeFilter
 from cgnn_jax.models.embedding import HitEmbedding
 from cgnn_jax.models.gnn import EdgeWeightedGNN, InteractionGNN
+from cgnn_jax.models.prefilter import PairPrefilter
 from cgnn_jax.models.split_stop import Split, Stop
 
-MODEL_NAMES = ("embedding", "filter", "gnn", "split", "stop")
+MODEL_NAMES = ("embedding", "filter", "prefilter", "gnn", "split", "stop")
 
 
 def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
@@ -30,6 +31,8 @@ def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
         return HitEmbedding(hidden=tuple(c.hidden), dim=int(c.dim))
     if name == "filter":
         return EdgeFilter(hidden=tuple(config.filter.hidden))
+    if name == "prefilter":
+        return PairPrefilter(hidden=int(config.filter.get("prefilter_hidden", 0) or 16))
     if name == "gnn":
         c = config.gnn
         arch = c.get("arch", "edge_weighted")

@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from cgnn_jax.features import pair_features
+from cgnn_jax.features.pairs_jax import pair_columns
 from cgnn_jax.graph.module_map import ModuleMap, event_module_map, symmetric_edges
 from cgnn_jax.graph.neighbors import neighbor_graph
 from cgnn_jax.graph.zones import ZoneMap, learn_zone_map
@@ -44,10 +45,12 @@ from cgnn_jax.inference.stage1 import (
     embedding_graph,
     graph_builder,
     module_map_graph,
+    prefilter_logits,
 )
 from cgnn_jax.metrics.edges import consecutive_pairs
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
 from cgnn_jax.models.factory import create_embedding, create_filter
+from cgnn_jax.models.prefilter import N_PREFILTER_FEATURES, PairPrefilter, prefilter_features
 from cgnn_jax.sim import simulate_event
 from cgnn_jax.sim.dataset import event_seed, event_vertex_sigma_z
 from cgnn_jax.sim.geometry import load_geometry
@@ -73,7 +76,10 @@ __all__ = [
     "edge_set",
     "embed",
     "embedding_graph",
+    "fit_prefilter",
     "module_map_edge_set",
+    "prefilter_threshold",
+    "train_prefilter",
     "train_stage1",
     "training_module_map",
     "training_zone_map",
@@ -239,6 +245,7 @@ class EdgeSet:
     receivers: np.ndarray
     z: np.ndarray
     y: np.ndarray
+    cols: np.ndarray | None = None  # [N, 8] the stacked hits' pair columns (module-map sets)
 
 
 def edge_set(
@@ -281,8 +288,9 @@ def module_map_edge_set(
     if not 0 < rate <= 1:
         raise ValueError(f"filter.negative_rate must be in (0, 1], got {rate}")
     rng = np.random.default_rng(config.seed)
-    xs, ss, rs, zs, ys, off = [], [], [], [], [], 0
+    xs, ss, rs, zs, ys, cs, off = [], [], [], [], [], [], 0
     for ev in events:
+        cs.append(pair_columns(ev.hf))
         s, r = module_map_graph(config, module_map, ev)
         y = consecutive_labels(ev, s, r)
         keep = y | (rng.random(len(y)) < rate)
@@ -298,6 +306,7 @@ def module_map_edge_set(
         np.concatenate(rs),
         np.concatenate(zs).astype(np.float32),
         np.concatenate(ys),
+        np.concatenate(cs).astype(np.float32),
     )
 
 
@@ -389,6 +398,111 @@ def train_filter(
     return state.params
 
 
+def prefilter_loss(model: PairPrefilter, batch: int, pos_weight: float):
+    """``(params, data, rng) -> (loss, {})``: weighted BCE of the first pass on ``batch`` edges
+    drawn from ``data`` (``cols``, ``y``, ``senders``, ``receivers``)."""
+
+    def loss_fn(params, data, rng):
+        e = jax.random.randint(rng, (batch,), 0, data["y"].shape[0])
+        f = prefilter_features(data["cols"], data["senders"][e], data["receivers"][e])
+        logits = model.apply(params, f)
+        return balanced_bce(logits, data["y"][e], jnp.ones(batch, bool), pos_weight), {}
+
+    return loss_fn
+
+
+def prefilter_params_for(config, edges: EdgeSet, rng, sample: int = 1 << 20) -> dict:
+    """The first pass's initial parameters, its input standardisation (``norm_mean``,
+    ``norm_scale``) set from up to ``sample`` of ``edges``."""
+    model = create_model(config, "prefilter")
+    params = model.init(rng, jnp.zeros((1, N_PREFILTER_FEATURES)))
+    pick = np.random.default_rng(config.seed).permutation(len(edges.y))[:sample]
+    f = np.asarray(prefilter_features(edges.cols, edges.senders[pick], edges.receivers[pick]))
+    p = jax.device_get(params)
+    p["params"]["norm_mean"] = f.mean(0).astype(np.float32)
+    p["params"]["norm_scale"] = (1.0 / np.maximum(f.std(0), 1e-6)).astype(np.float32)
+    return p
+
+
+def train_prefilter(
+    config, edges: EdgeSet, pos_weight: float, workdir: Path, rng, mesh, log=print
+) -> dict:
+    """Train the first pass (:class:`~cgnn_jax.models.prefilter.PairPrefilter`) on a
+    module-map edge set (:func:`module_map_edge_set`); its parameters."""
+    c = config.filter
+    if edges.cols is None:
+        raise ValueError("the first pass trains on a module-map edge set (EdgeSet.cols)")
+    init_rng, run_rng = jax.random.split(rng)
+    params = prefilter_params_for(config, edges, init_rng)
+    steps = int(c.get("prefilter_steps", 2000))
+    tx = make_optimizer(c.learning_rate, steps, weight_decay=0.0)
+    data = replicate(
+        mesh,
+        {"cols": edges.cols, "y": edges.y, "senders": edges.senders, "receivers": edges.receivers},
+    )
+    loss_fn = prefilter_loss(create_model(config, "prefilter"), c.batch_edges, pos_weight)
+    state = TrainState.new(params, tx)
+    state = _fit_on(
+        data, config, state, loss_fn, steps, workdir / "prefilter", run_rng, mesh, "first pass", log
+    )
+    return state.params
+
+
+def prefilter_threshold(config, params, edges: EdgeSet, recall: float) -> float:
+    """The first pass's cut keeping a share ``recall`` of the true edges of ``edges``."""
+    if not 0 < recall <= 1:
+        raise ValueError(f"filter.prefilter_recall must be in (0, 1], got {recall}")
+    pos = np.flatnonzero(edges.y)
+    if len(pos) == 0:
+        return -np.inf
+    q = prefilter_logits(
+        create_model(config, "prefilter"), params, edges.cols, edges.senders[pos],
+        edges.receivers[pos],
+    )  # fmt: skip
+    return float(np.quantile(q, 1.0 - recall)) - 1e-6
+
+
+def fit_prefilter(
+    stage: Stage1,
+    x: np.ndarray,
+    edges: EdgeSet,
+    scored: list[tuple[PreparedEvent, np.ndarray, np.ndarray, np.ndarray]],
+    workdir: Path,
+    rng,
+    mesh,
+    log=print,
+) -> tuple[dict, float, float]:
+    """``(params, prefilter_threshold, filter_threshold)``: the first pass trained on ``edges``
+    (true consecutive pairs against the sampled rest), its cut keeping ``filter.prefilter_recall``
+    of the true edges the edge filter keeps (above ``stage.threshold``), and the edge filter's
+    budget cut (``filter.edges_per_hit``) again on what the first pass keeps of the ``scored``
+    events' candidates ``(event, senders, receivers, filter probabilities)``."""
+    config = stage.config
+    frac = float(edges.y.mean())
+    params = train_prefilter(config, edges, (1.0 - frac) / max(frac, 1e-6), workdir, rng, mesh, log)
+    params = jax.device_get(params)
+    pos = np.flatnonzero(edges.y)
+    p = edge_probabilities(
+        stage.filter_model, stage.filter_params, x, edges.z[pos], edges.senders[pos],
+        edges.receivers[pos],
+    )  # fmt: skip
+    kept = dataclasses.replace(edges, y=np.zeros(len(edges.y), bool))
+    kept.y[pos[p > stage.threshold]] = True
+    recall = float(config.filter.get("prefilter_recall", 0.997))
+    t0 = prefilter_threshold(config, params, kept, recall)
+    model = create_model(config, "prefilter")
+    ts, shares = [], []
+    for ev, s, r, pr in scored:
+        keep = prefilter_logits(model, params, pair_columns(ev.hf), s, r) > t0
+        shares.append(float(keep.mean()) if len(keep) else 1.0)
+        ts.append(budget_threshold(pr[keep], s[keep], r[keep], ev.n, config.filter.edges_per_hit))
+    log(
+        f"first pass: cut {t0:.3f} keeps {recall} of the filter's true edges and "
+        f"{np.mean(shares):.3f} of the candidates on training events"
+    )
+    return params, t0, float(np.mean(ts))
+
+
 def choose_threshold(p: np.ndarray, y: np.ndarray, target_purity: float) -> float:
     """The lowest threshold ``t`` whose kept edges ``p > t`` have purity ``>= target_purity``.
 
@@ -448,14 +562,22 @@ def train_stage1(
     pos_weight = float(config.filter.pos_weight or (1.0 - frac) / max(frac, 1e-6))
     filter_params = train_filter(config, x, edges, pos_weight, workdir / "train", r2, mesh, log)
     learned["filter_pos_weight"] = pos_weight
+    prefilter_params = None
     if graph_builder(config) == "module_map":
         stage = Stage1(config, jax.device_get(emb_params), jax.device_get(filter_params), learned)
-        ts = []
+        budget = float(config.filter.edges_per_hit)
+        scored = []
         for ev in evs[:2]:
             s, r = stage.embedding_graph(ev)
             p = edge_probabilities_fused(stage.filter_model, stage.filter_params, ev.hf, s, r)
-            ts.append(budget_threshold(p, s, r, ev.n, float(config.filter.edges_per_hit)))
+            scored.append((ev, s, r, p))
+        ts = [budget_threshold(p, s, r, ev.n, budget) for ev, s, r, p in scored]
         learned["filter_threshold"] = float(np.mean(ts))
+        if int(config.filter.get("prefilter_hidden", 0) or 0) > 0:
+            prefilter_params, t0, t1 = fit_prefilter(
+                stage, x, edges, scored, workdir / "train", jax.random.fold_in(r2, 1), mesh, log
+            )
+            learned["prefilter_threshold"], learned["filter_threshold"] = t0, t1
         log(
             f"edge filter threshold {learned['filter_threshold']:.4f} for "
             f"{config.filter.edges_per_hit} edges per hit on training events"
@@ -482,7 +604,13 @@ def train_stage1(
     ):  # after the filter: it trains on the plain kNN graph, as before zone maps
         learned["zone_map"] = training_zone_map(evs, bins).to_json()
         log(f"zone map: {bins} zones per layer, learned from {len(evs)} training events")
-    model = Stage1(config, jax.device_get(emb_params), jax.device_get(filter_params), learned)
+    model = Stage1(
+        config,
+        jax.device_get(emb_params),
+        jax.device_get(filter_params),
+        learned,
+        None if prefilter_params is None else jax.device_get(prefilter_params),
+    )
     model.save(workdir, extra={"train_seconds": time.time() - t0})
     log(f"stage 1 trained in {time.time() - t0:.0f} s; checkpoint in {workdir / STAGE1_DIR}")
     return model
