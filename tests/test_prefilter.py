@@ -1,0 +1,152 @@
+"""The first pass before the edge filter on module-map candidates (cgnn_jax.models.prefilter)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cgnn_jax.features.pairs import n_pair_features
+from cgnn_jax.features.pairs_jax import pair_columns, pair_features_jnp
+from cgnn_jax.graph.module_map import build_module_map
+from cgnn_jax.inference.events import prepare_event
+from cgnn_jax.inference.stage1 import Stage1, prefilter_logits
+from cgnn_jax.models import create_model
+from cgnn_jax.models.prefilter import (
+    N_PREFILTER_FEATURES,
+    PairPrefilter,
+    prefilter_features,
+)
+from cgnn_jax.sim import simulate_event
+from cgnn_jax.sim.dataset import event_seed
+from cgnn_jax.train.loop import make_mesh
+from cgnn_jax.train.stage1 import (
+    module_map_edge_set,
+    prefilter_threshold,
+    train_prefilter,
+)
+from configs.experiments import module_map as mm_config
+
+
+@pytest.fixture(scope="module")
+def events():
+    return [
+        simulate_event(event_seed(6, i), 200.0, track_fraction=0.02, event_id=1 + i)
+        for i in range(2)
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(events, tmp_path_factory):
+    """A stage 1 with a module map of event 0, a random edge filter and a first pass trained
+    briefly on event 0's candidates, cut at a recall of 0.95 of its true edges."""
+    config = mm_config.stage1()
+    config.filter.hidden = (8, 8)
+    config.filter.prefilter_hidden = 8
+    config.filter.prefilter_steps = 300
+    config.filter.batch_edges = 1024
+    config.filter.negative_rate = 1.0
+    config.graph.window_floor = 20.0  # wide windows: many false candidates to drop
+    config.loop.checkpoint_every = 10_000
+    pe = prepare_event(events[0])
+    emb_params = create_model(config, "embedding").init(
+        jax.random.PRNGKey(0), jnp.zeros((2, pe.hf.x.shape[1]))
+    )
+    filter_params = create_model(config, "filter").init(
+        jax.random.PRNGKey(1),
+        jnp.zeros((2, pe.hf.x.shape[1])),
+        jnp.zeros((1, n_pair_features())),
+        jnp.zeros(1, jnp.int32),
+        jnp.ones(1, jnp.int32),
+    )
+    mmap = build_module_map(events[:1])
+    _, edges = module_map_edge_set(config, mmap, [pe])
+    work = tmp_path_factory.mktemp("prefilter")
+    w = float((1 - edges.y.mean()) / edges.y.mean())
+    params = jax.device_get(
+        train_prefilter(config, edges, w, work, jax.random.PRNGKey(2), make_mesh(), lambda *a: 0)
+    )
+    t = prefilter_threshold(config, params, edges, 0.95)
+    learned = {"module_map": mmap.to_json(), "filter_threshold": 0.5, "prefilter_threshold": t}
+    return Stage1(config, emb_params, filter_params, learned, params), edges
+
+
+def test_features_are_the_pair_features_and_more(events):
+    pe = prepare_event(events[0])
+    cols = jnp.asarray(pair_columns(pe.hf))
+    s = jnp.arange(0, 50, dtype=jnp.int32)
+    t = jnp.arange(50, 100, dtype=jnp.int32)
+    f = np.asarray(prefilter_features(cols, s, t))
+    assert f.shape == (50, N_PREFILTER_FEATURES) and np.isfinite(f).all()
+    z = np.asarray(pair_features_jnp(cols, s, t))
+    np.testing.assert_allclose(f[:, : z.shape[1]], z, rtol=1e-6)
+    np.testing.assert_allclose(f[:, z.shape[1] + 1], np.abs(z[:, 5]), rtol=1e-6)
+
+
+def test_elementwise_network_is_the_dense_one():
+    model = PairPrefilter(hidden=5)
+    f = jax.random.normal(jax.random.PRNGKey(0), (40, N_PREFILTER_FEATURES))
+    params = jax.device_get(model.init(jax.random.PRNGKey(1), f))
+    p = params["params"]
+    p["norm_mean"] = np.linspace(-1, 1, N_PREFILTER_FEATURES).astype(np.float32)
+    p["norm_scale"] = np.linspace(0.5, 2, N_PREFILTER_FEATURES).astype(np.float32)
+    got = np.asarray(model.apply(params, f))
+    u = (np.asarray(f) - p["norm_mean"]) * p["norm_scale"]
+    want = np.maximum(u @ p["w1"] + p["b1"], 0) @ p["w2"][:, 0] + p["b2"][0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_first_pass_keeps_its_recall_and_drops_candidates(events, trained):
+    stage, edges = trained
+    t = stage.learned["prefilter_threshold"]
+    pos = np.flatnonzero(edges.y)
+    q = prefilter_logits(
+        stage.prefilter_model, stage.prefilter_params, edges.cols, edges.senders, edges.receivers
+    )
+    assert np.mean(q[pos] > t) >= 0.95  # the cut chosen for this recall on this set
+    assert np.sum(edges.y == 0) > 300
+    assert np.mean(q[edges.y == 0] > t) < 0.5  # and it drops most negatives
+    # on another event's candidates: a subset, most of the true ones kept
+    pe = prepare_event(events[1])
+    s, r = stage.embedding_graph(pe)
+    ks, kr = stage.prefiltered(pe, s, r)
+    assert 0 < len(ks) < len(s)
+    cand = set(zip(s.tolist(), r.tolist(), strict=True))
+    assert set(zip(ks.tolist(), kr.tolist(), strict=True)) <= cand
+
+
+def test_refined_graph_is_a_subset_of_the_candidates(events, trained):
+    stage, _ = trained
+    pe = prepare_event(events[1])
+    s, r = stage.embedding_graph(pe)
+    rs, rr, _ = stage.refined_graph(pe, s, r, threshold=0.0)
+    und = {(min(a, b), max(a, b)) for a, b in zip(s.tolist(), r.tolist(), strict=True)}
+    got = {(min(a, b), max(a, b)) for a, b in zip(rs.tolist(), rr.tolist(), strict=True)}
+    ks, kr = stage.prefiltered(pe, s, r)
+    kept = {(min(a, b), max(a, b)) for a, b in zip(ks.tolist(), kr.tolist(), strict=True)}
+    assert got and got <= kept < und
+    # without the first pass: every candidate scored
+    plain = Stage1(stage.config, stage.emb_params, stage.filter_params, stage.learned)
+    ps, _, _ = plain.refined_graph(pe, s, r, threshold=0.0)
+    assert len(ps) > len(rs)
+
+
+def test_checkpoint_round_trip(events, trained, tmp_path):
+    stage, _ = trained
+    stage.save(tmp_path)
+    back = Stage1.restore(tmp_path)
+    assert back.has_prefilter
+    assert back.learned["prefilter_threshold"] == pytest.approx(
+        stage.learned["prefilter_threshold"]
+    )
+    pe = prepare_event(events[1])
+    a = stage.refined_graph(pe, threshold=0.0)
+    b = back.refined_graph(pe, threshold=0.0)
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-6)
+    # a stage 1 saved without a first pass restores without one
+    plain = Stage1(stage.config, stage.emb_params, stage.filter_params, stage.learned)
+    plain.save(tmp_path / "plain")
+    back = Stage1.restore(tmp_path / "plain")
+    assert back.prefilter_params is None and not back.has_prefilter
