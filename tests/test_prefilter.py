@@ -9,14 +9,25 @@ import pytest
 
 from cgnn_jax.features.pairs import n_pair_features
 from cgnn_jax.features.pairs_jax import pair_columns, pair_features_jnp
-from cgnn_jax.graph.module_map import build_module_map
+from cgnn_jax.graph.module_map import (
+    QUANTITIES,
+    ModuleMap,
+    _pair_key,
+    build_module_map,
+    candidate_pairs,
+    doublet_quantities,
+    hit_module_keys,
+    module_keys,
+)
 from cgnn_jax.inference.events import prepare_event
 from cgnn_jax.inference.stage1 import Stage1, prefilter_logits
 from cgnn_jax.models import create_model
 from cgnn_jax.models.prefilter import (
     N_PREFILTER_FEATURES,
+    N_WINDOW_FEATURES,
     PairPrefilter,
     prefilter_features,
+    window_table,
 )
 from cgnn_jax.sim import simulate_event
 from cgnn_jax.sim.dataset import event_seed
@@ -64,10 +75,13 @@ def trained(events, tmp_path_factory):
     _, edges = module_map_edge_set(config, mmap, [pe])
     work = tmp_path_factory.mktemp("prefilter")
     w = float((1 - edges.y.mean()) / edges.y.mean())
+    table = window_table(ModuleMap.from_json(mmap.to_json()))  # as the checkpoint holds it
     params = jax.device_get(
-        train_prefilter(config, edges, w, work, jax.random.PRNGKey(2), make_mesh(), lambda *a: 0)
+        train_prefilter(
+            config, edges, w, work, jax.random.PRNGKey(2), make_mesh(), lambda *a: 0, table
+        )
     )
-    t = prefilter_threshold(config, params, edges, 0.95)
+    t = prefilter_threshold(config, params, edges, 0.95, table)
     learned = {"module_map": mmap.to_json(), "filter_threshold": 0.5, "prefilter_threshold": t}
     return Stage1(config, emb_params, filter_params, learned, params), edges
 
@@ -82,6 +96,46 @@ def test_features_are_the_pair_features_and_more(events):
     z = np.asarray(pair_features_jnp(cols, s, t))
     np.testing.assert_allclose(f[:, : z.shape[1]], z, rtol=1e-6)
     np.testing.assert_allclose(f[:, z.shape[1] + 1], np.abs(z[:, 5]), rtol=1e-6)
+
+
+def test_candidate_rows_are_their_module_pairs(events):
+    mmap = build_module_map(events[:1])
+    ev = events[1]
+    keys = module_keys(ev.hits)
+    pos = ev.hits[["x", "y", "z"]].to_numpy()
+    for margin in (0.1, None):
+        s, t, rows = candidate_pairs(keys, pos, mmap, margin, rows=True)
+        s2, t2 = candidate_pairs(keys, pos, mmap, margin)
+        np.testing.assert_array_equal(s, s2)
+        np.testing.assert_array_equal(t, t2)
+        assert len(s) > 0 and rows.dtype == np.int32
+        np.testing.assert_array_equal(mmap.keys[rows], _pair_key(keys[s], keys[t]))
+
+
+def test_window_features_place_pairs_in_their_windows(events):
+    """A training doublet of the map lies inside its windows: positions in [0, 1] - 0.5."""
+    mmap = build_module_map(events[:1])
+    pe = prepare_event(events[0])
+    keys = hit_module_keys(pe.hf.module_index)
+    s, t, rows = candidate_pairs(keys, pe.hf.pos, mmap, 0.0, 0.0, rows=True)
+    assert len(s) > 0
+    cols = jnp.asarray(pair_columns(pe.hf))
+    table = window_table(mmap)
+    f = np.asarray(prefilter_features(cols, jnp.asarray(s), jnp.asarray(t), table[rows]))
+    assert f.shape == (len(s), N_PREFILTER_FEATURES + N_WINDOW_FEATURES)
+    w = f[:, N_PREFILTER_FEATURES:]
+    np.testing.assert_allclose(w[:, 0], np.log1p(mmap.count[rows]) / 5, rtol=1e-5)
+    # (float32 rounding moves a pair at the edge of a narrow window by up to a few %)
+    assert np.all(w[:, 1:] >= -0.55) and np.all(w[:, 1:] <= 0.55)
+    assert np.mean(np.abs(w[:, 1:]) <= 0.5 + 1e-3) > 0.99
+    # the same quantities as the map's own
+    v = doublet_quantities(events[0].hits, s, t)
+    for q in range(len(QUANTITIES)):
+        inv, off = table[rows, 1 + 2 * q], table[rows, 2 + 2 * q]
+        ok = inv > 0
+        want = np.clip(v[ok, q] * inv[ok] - off[ok], -3, 4) - 0.5
+        d = np.abs(w[ok, 1 + q] - want)
+        assert np.median(d) < 1e-3 and np.quantile(d, 0.99) < 0.05, QUANTITIES[q]
 
 
 def test_elementwise_network_is_the_dense_one():
@@ -102,7 +156,13 @@ def test_first_pass_keeps_its_recall_and_drops_candidates(events, trained):
     t = stage.learned["prefilter_threshold"]
     pos = np.flatnonzero(edges.y)
     q = prefilter_logits(
-        stage.prefilter_model, stage.prefilter_params, edges.cols, edges.senders, edges.receivers
+        stage.prefilter_model,
+        stage.prefilter_params,
+        edges.cols,
+        edges.senders,
+        edges.receivers,
+        stage.window_table,
+        edges.rows,
     )
     assert np.mean(q[pos] > t) >= 0.95  # the cut chosen for this recall on this set
     assert np.sum(edges.y == 0) > 300

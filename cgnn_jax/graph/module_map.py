@@ -449,9 +449,11 @@ def candidate_pairs(
     window_margin: float | None = 0.1,
     floor: float = 1.0,
     chunk: int = 1 << 18,
-) -> tuple[np.ndarray, np.ndarray]:
+    rows: bool = False,
+) -> tuple[np.ndarray, ...]:
     """:func:`candidates` of hits given as arrays: module ``keys [n]`` (:func:`module_keys`) and
-    positions ``pos [n, 3]`` (mm)."""
+    positions ``pos [n, 3]`` (mm); with ``rows``, also each candidate's module pair as an int32
+    row of the map (``module_map.keys``): ``(senders, receivers, rows)``."""
     if window_margin is not None and (window_margin < 0 or floor < 0):
         raise ValueError(f"window_margin and floor must be >= 0, got {window_margin}, {floor}")
     if chunk < 1:
@@ -461,6 +463,8 @@ def candidate_pairs(
     if len(h["x"]) != len(mk):
         raise ValueError(f"{len(mk)} module keys for {len(h['x'])} hit positions")
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if rows:
+        empty = (*empty, np.zeros(0, np.int32))
     if len(mk) == 0 or module_map.n_pairs == 0:
         return empty
     # hits by module, then η, then row: a hit's partners in a Δη window are one slice of a module
@@ -476,9 +480,11 @@ def candidate_pairs(
     mods = _Modules(order, start, cnt, on.astype(np.int32), ia[on], ib[on])
     if window_margin is None:  # every pair: each of a's hits with all of b's
         p, i = _expand(np.arange(len(on), dtype=np.int32), mods.a_start, mods.a_cnt)
-        return _every_pair(order, i, mods.b_start[p], mods.b_cnt[p], chunk)
-    wlo, whi = _windows(module_map, window_margin, floor)
-    return _windowed_pairs({k: v[order] for k, v in h.items()}, mods, wlo, whi, chunk)
+        out = _every_pair(order, i, mods.b_start[p], mods.b_cnt[p], chunk, mods.on[p])
+    else:
+        wlo, whi = _windows(module_map, window_margin, floor)
+        out = _windowed_pairs({k: v[order] for k, v in h.items()}, mods, wlo, whi, chunk)
+    return out if rows else out[:2]
 
 
 _DETA = QUANTITIES.index("deta")
@@ -508,7 +514,7 @@ class _Modules:
 
 def _windowed_pairs(
     g: dict[str, np.ndarray], mods: _Modules, wlo: np.ndarray, whi: np.ndarray, chunk: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The candidates inside the windows ``wlo, whi [P, Q]`` of the hits ``g`` (float32 arrays
     in sorted order): Δη slices by a jitted binary search, then the jitted window test on them
     in padded chunks of ``chunk`` (rounded up to a power of two) hit pairs."""
@@ -591,16 +597,19 @@ def _row_chunks(n: np.ndarray, size: int) -> list[tuple[int, int]]:
 
 
 def _every_pair(
-    order: np.ndarray, i: np.ndarray, j0: np.ndarray, nj: np.ndarray, chunk: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``i`` with every ``j0 .. j0 + nj - 1`` but itself, as row indices via ``order``."""
+    order: np.ndarray, i: np.ndarray, j0: np.ndarray, nj: np.ndarray, chunk: int, rep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``i`` with every ``j0 .. j0 + nj - 1`` but itself, as row indices via ``order``,
+    and each pair's map row (``rep`` of its ``i``)."""
     out_s, out_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    out_p = [np.zeros(0, np.int32)]
     for c0, c1 in _row_chunks(nj, chunk):
         s, t = _expand(i[c0:c1], j0[c0:c1], nj[c0:c1])
         keep = s != t
         out_s.append(order[s[keep]])
         out_t.append(order[t[keep]])
-    return np.concatenate(out_s), np.concatenate(out_t)
+        out_p.append(np.repeat(rep[c0:c1].astype(np.int32), nj[c0:c1])[keep])
+    return np.concatenate(out_s), np.concatenate(out_t), np.concatenate(out_p)
 
 
 def _in_windows(
@@ -617,9 +626,10 @@ def _in_windows(
 
 def _cut_rows(
     rows: np.ndarray, size: int, codes: Any, check: Any, order: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs of ``rows [R, 4]`` (``pair, i, j0, nj``: hit ``i`` with each of ``j0 .. j0 +
-    nj - 1``) inside their pair's windows, as row indices (``order``): ``codes`` (the jitted
+    nj - 1``) inside their pair's windows, as row indices (``order``), and their map rows
+    (``pair``): ``codes`` (the jitted
     test) on pieces of up to ``_LANES`` consecutive partners, ``size`` pairs at a time,
     ``check`` (the reference test) on the pairs the kernel cannot tell."""
     n_pieces = (rows[:, 3] + _LANES - 1) // _LANES
@@ -631,6 +641,7 @@ def _cut_rows(
     pieces[:, 3] = np.minimum(pieces[:, 3] - lane0, _LANES)
     per_call = max(size // _LANES, 1)
     out_s, out_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    out_p = [np.zeros(0, np.int32)]
     pending: list[tuple[Any, np.ndarray]] = []
 
     def finish(code: Any, piece: np.ndarray) -> None:
@@ -645,6 +656,7 @@ def _cut_rows(
         k //= _LANES
         out_s.append(order[piece[k, 1]])
         out_t.append(order[piece[k, 2] + lane])
+        out_p.append(piece[k, 0].astype(np.int32))
 
     for c in range(0, len(pieces), per_call):
         piece = pieces[c : c + per_call]
@@ -655,7 +667,7 @@ def _cut_rows(
             finish(*pending.pop(0))
     for item in pending:
         finish(*item)
-    return np.concatenate(out_s), np.concatenate(out_t)
+    return np.concatenate(out_s), np.concatenate(out_t), np.concatenate(out_p)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,7 +42,7 @@ from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
 from cgnn_jax.inference.jax_cache import cached_call
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
-from cgnn_jax.models.prefilter import PairPrefilter, prefilter_features
+from cgnn_jax.models.prefilter import PairPrefilter, prefilter_features, window_table
 from cgnn_jax.utils.padding import bucket_size, pad_rows
 
 STAGE1_KIND = "stage1"
@@ -59,10 +59,14 @@ def graph_builder(config: ml_collections.ConfigDict) -> str:
 
 
 def module_map_graph(
-    config: ml_collections.ConfigDict, module_map: ModuleMap | None, ev: PreparedEvent
-) -> tuple[np.ndarray, np.ndarray]:
+    config: ml_collections.ConfigDict,
+    module_map: ModuleMap | None,
+    ev: PreparedEvent,
+    rows: bool = False,
+) -> tuple[np.ndarray, ...]:
     """The module map's candidates of one event, directed inner -> outer ``(senders [E],
-    receivers [E])`` (:func:`cgnn_jax.graph.module_map.candidate_pairs`)."""
+    receivers [E])`` (:func:`cgnn_jax.graph.module_map.candidate_pairs`); with ``rows``, also
+    their module pairs' rows of the map ``[E]``."""
     if module_map is None:
         raise ValueError("graph.builder is 'module_map' but stage 1 has no learned module map")
     if ev.hf.module_index is None:
@@ -74,7 +78,13 @@ def module_map_graph(
         module_map,
         float(g.get("window_margin", 0.1)),
         float(g.get("window_floor", 1.0)),
+        rows=rows,
     )
+
+
+def prefilter_windows(config: ml_collections.ConfigDict) -> bool:
+    """Whether the first pass reads its pairs' module-map windows (``filter.prefilter_windows``)."""
+    return bool(config.filter.get("prefilter_windows", True))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -127,7 +137,7 @@ def _by_chunks(
     cols = (
         (senders, np.int32),
         (receivers, np.int32),
-        *((v, np.float32) for v in per_edge),
+        *((v, np.int32 if np.issubdtype(v.dtype, np.integer) else np.float32) for v in per_edge),
     )
     for a in range(0, len(senders), chunk):
         b = min(a + chunk, len(senders))
@@ -190,23 +200,43 @@ def _apply_prefilter(model, params, cols, s, r):
     return model.apply(params, prefilter_features(cols, s, r))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_prefilter_windows(model, params, cols, table, s, r, rows):
+    return model.apply(params, prefilter_features(cols, s, r, table[rows]))
+
+
 def prefilter_logits(
     model: PairPrefilter,
     params: Any,
     cols: np.ndarray,
     senders: np.ndarray,
     receivers: np.ndarray,
-    chunk: int = 1 << 18,
+    table: Any = None,
+    rows: np.ndarray | None = None,
+    chunk: int = 1 << 16,
 ) -> np.ndarray:
     """The first pass's logits ``[E]`` of the pairs ``senders -> receivers`` of hits with pair
-    columns ``cols [n, 8]`` (:func:`~cgnn_jax.features.pairs_jax.pair_columns`), in chunks of
-    ``chunk`` edges (smaller than the filter's: the pass is memory-bound)."""
+    columns ``cols [n, 8]`` (:func:`~cgnn_jax.features.pairs_jax.pair_columns`); with a window
+    ``table`` (:func:`~cgnn_jax.models.prefilter.window_table`), the pairs' ``rows`` of it. In
+    chunks of ``chunk`` edges: the pass is memory-bound, and chunks that stay in cache make it
+    ~2x faster on a CPU than the filter's million-edge ones."""
     cp = jnp.asarray(pad_rows(np.asarray(cols, np.float32), bucket_size(len(cols))))
+    if table is None:
 
-    def call(ss, rr):
-        return cached_call("prefilter", _apply_prefilter, (model,), (params, cp, ss, rr))
+        def call(ss, rr):
+            return cached_call("prefilter", _apply_prefilter, (model,), (params, cp, ss, rr))
 
-    return _by_chunks(call, chunk, senders, receivers)
+        return _by_chunks(call, chunk, senders, receivers)
+    if rows is None or len(rows) != len(senders):
+        raise ValueError("the first pass with module-map windows needs each candidate's map row")
+    tb = jnp.asarray(table)
+
+    def call_w(ss, rr, pp):
+        return cached_call(
+            "prefilter_windows", _apply_prefilter_windows, (model,), (params, cp, tb, ss, rr, pp)
+        )
+
+    return _by_chunks(call_w, chunk, senders, receivers, np.asarray(rows, np.int32))
 
 
 def checkpoint_dir(path: str | Path, name: str) -> Path:
@@ -240,6 +270,10 @@ class Stage1:
     filter_params: Any
     learned: dict = dataclasses.field(default_factory=dict)
     prefilter_params: Any = None
+    # the last module-map candidates and their map rows (the first pass's window features)
+    _last_candidates: tuple | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def emb_model(self) -> HitEmbedding:
@@ -258,14 +292,46 @@ class Stage1:
         """Whether a first pass runs before the edge filter (module-map candidates only)."""
         return self.prefilter_params is not None and self.builder == "module_map"
 
+    @functools.cached_property
+    def window_table(self) -> jnp.ndarray | None:
+        """The first pass's per-module-pair window rows on the device, or None."""
+        if not (self.has_prefilter and prefilter_windows(self.config)):
+            return None
+        if self.module_map is None:
+            raise ValueError("the first pass reads module-map windows but stage 1 has no map")
+        return jnp.asarray(window_table(self.module_map))
+
+    def candidate_rows(self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The module-map rows ``[E]`` of the candidates ``s -> r`` of ``ev``: kept from
+        :meth:`embedding_graph` when these are its arrays, else looked up."""
+        last = self._last_candidates
+        if last is not None and last[0] is s and last[1] is r:
+            return last[2]
+        keys = hit_module_keys(ev.hf.module_index)
+        mm = self.module_map
+        want = (keys[s].astype(np.int64) << 32) | keys[r].astype(np.int64)
+        rows = np.searchsorted(mm.keys, want)
+        if len(want) and not np.array_equal(mm.keys[np.minimum(rows, mm.n_pairs - 1)], want):
+            raise ValueError("candidates on module pairs the module map does not hold")
+        return rows.astype(np.int32)
+
+    def prefilter_logits(self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The first pass's logits ``[E]`` of the candidates ``s -> r`` of ``ev``."""
+        table = self.window_table
+        rows = None if table is None else self.candidate_rows(ev, s, r)
+        return prefilter_logits(
+            self.prefilter_model, self.prefilter_params, pair_columns(ev.hf), s, r, table, rows
+        )
+
     def prefiltered(
         self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The candidates ``s -> r`` the first pass keeps (all of them without one)."""
         if not self.has_prefilter:
             return s, r
-        q = prefilter_logits(self.prefilter_model, self.prefilter_params, pair_columns(ev.hf), s, r)
-        keep = q > float(self.learned.get("prefilter_threshold", -np.inf))
+        keep = self.prefilter_logits(ev, s, r) > float(
+            self.learned.get("prefilter_threshold", -np.inf)
+        )
         return s[keep], r[keep]
 
     @property
@@ -300,7 +366,11 @@ class Stage1:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The candidate graph (:attr:`builder`): directed ``(senders, receivers)``."""
         if self.builder == "module_map":
-            return module_map_graph(self.config, self.module_map, ev)
+            if not self.has_prefilter or not prefilter_windows(self.config):
+                return module_map_graph(self.config, self.module_map, ev)
+            s, r, rows = module_map_graph(self.config, self.module_map, ev, rows=True)
+            self._last_candidates = (s, r, rows)
+            return s, r
         return embedding_graph(
             self.config, self.emb_model, self.emb_params, ev, self.zone_map, embedding
         )

@@ -46,11 +46,17 @@ from cgnn_jax.inference.stage1 import (
     graph_builder,
     module_map_graph,
     prefilter_logits,
+    prefilter_windows,
 )
 from cgnn_jax.metrics.edges import consecutive_pairs
 from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
 from cgnn_jax.models.factory import create_embedding, create_filter
-from cgnn_jax.models.prefilter import N_PREFILTER_FEATURES, PairPrefilter, prefilter_features
+from cgnn_jax.models.prefilter import (
+    PairPrefilter,
+    n_features,
+    prefilter_features,
+    window_table,
+)
 from cgnn_jax.sim import simulate_event
 from cgnn_jax.sim.dataset import event_seed, event_vertex_sigma_z
 from cgnn_jax.sim.geometry import load_geometry
@@ -246,6 +252,7 @@ class EdgeSet:
     z: np.ndarray
     y: np.ndarray
     cols: np.ndarray | None = None  # [N, 8] the stacked hits' pair columns (module-map sets)
+    rows: np.ndarray | None = None  # [E] the edges' module-map rows (module-map sets)
 
 
 def edge_set(
@@ -288,13 +295,14 @@ def module_map_edge_set(
     if not 0 < rate <= 1:
         raise ValueError(f"filter.negative_rate must be in (0, 1], got {rate}")
     rng = np.random.default_rng(config.seed)
-    xs, ss, rs, zs, ys, cs, off = [], [], [], [], [], [], 0
+    xs, ss, rs, zs, ys, cs, ps, off = [], [], [], [], [], [], [], 0
     for ev in events:
         cs.append(pair_columns(ev.hf))
-        s, r = module_map_graph(config, module_map, ev)
+        s, r, p = module_map_graph(config, module_map, ev, rows=True)
         y = consecutive_labels(ev, s, r)
         keep = y | (rng.random(len(y)) < rate)
         s, r, y = s[keep], r[keep], y[keep]
+        ps.append(p[keep])
         xs.append(ev.hf.x)
         zs.append(pair_features(ev.hf, s, r))
         ys.append(y)
@@ -307,6 +315,7 @@ def module_map_edge_set(
         np.concatenate(zs).astype(np.float32),
         np.concatenate(ys),
         np.concatenate(cs).astype(np.float32),
+        np.concatenate(ps).astype(np.int32),
     )
 
 
@@ -404,20 +413,25 @@ def prefilter_loss(model: PairPrefilter, batch: int, pos_weight: float):
 
     def loss_fn(params, data, rng):
         e = jax.random.randint(rng, (batch,), 0, data["y"].shape[0])
-        f = prefilter_features(data["cols"], data["senders"][e], data["receivers"][e])
+        win = data["table"][data["rows"][e]] if "table" in data else None
+        f = prefilter_features(data["cols"], data["senders"][e], data["receivers"][e], win)
         logits = model.apply(params, f)
         return balanced_bce(logits, data["y"][e], jnp.ones(batch, bool), pos_weight), {}
 
     return loss_fn
 
 
-def prefilter_params_for(config, edges: EdgeSet, rng, sample: int = 1 << 20) -> dict:
+def prefilter_params_for(
+    config, edges: EdgeSet, table: np.ndarray | None, rng, sample: int = 1 << 20
+) -> dict:
     """The first pass's initial parameters, its input standardisation (``norm_mean``,
-    ``norm_scale``) set from up to ``sample`` of ``edges``."""
+    ``norm_scale``) set from up to ``sample`` of ``edges`` (``table``: the window table, or
+    None)."""
     model = create_model(config, "prefilter")
-    params = model.init(rng, jnp.zeros((1, N_PREFILTER_FEATURES)))
+    params = model.init(rng, jnp.zeros((1, n_features(table is not None))))
     pick = np.random.default_rng(config.seed).permutation(len(edges.y))[:sample]
-    f = np.asarray(prefilter_features(edges.cols, edges.senders[pick], edges.receivers[pick]))
+    win = None if table is None else table[edges.rows[pick]]
+    f = np.asarray(prefilter_features(edges.cols, edges.senders[pick], edges.receivers[pick], win))
     p = jax.device_get(params)
     p["params"]["norm_mean"] = f.mean(0).astype(np.float32)
     p["params"]["norm_scale"] = (1.0 / np.maximum(f.std(0), 1e-6)).astype(np.float32)
@@ -425,21 +439,30 @@ def prefilter_params_for(config, edges: EdgeSet, rng, sample: int = 1 << 20) -> 
 
 
 def train_prefilter(
-    config, edges: EdgeSet, pos_weight: float, workdir: Path, rng, mesh, log=print
+    config,
+    edges: EdgeSet,
+    pos_weight: float,
+    workdir: Path,
+    rng,
+    mesh,
+    log=print,
+    table: np.ndarray | None = None,
 ) -> dict:
     """Train the first pass (:class:`~cgnn_jax.models.prefilter.PairPrefilter`) on a
-    module-map edge set (:func:`module_map_edge_set`); its parameters."""
+    module-map edge set (:func:`module_map_edge_set`), with the module map's window ``table``
+    (:func:`~cgnn_jax.models.prefilter.window_table`) when given; its parameters."""
     c = config.filter
-    if edges.cols is None:
-        raise ValueError("the first pass trains on a module-map edge set (EdgeSet.cols)")
+    if edges.cols is None or (table is not None and edges.rows is None):
+        raise ValueError("the first pass trains on a module-map edge set (EdgeSet.cols, rows)")
     init_rng, run_rng = jax.random.split(rng)
-    params = prefilter_params_for(config, edges, init_rng)
+    params = prefilter_params_for(config, edges, table, init_rng)
     steps = int(c.get("prefilter_steps", 2000))
     tx = make_optimizer(c.learning_rate, steps, weight_decay=0.0)
-    data = replicate(
-        mesh,
-        {"cols": edges.cols, "y": edges.y, "senders": edges.senders, "receivers": edges.receivers},
-    )
+    arrays = {"cols": edges.cols, "y": edges.y, "senders": edges.senders}
+    arrays["receivers"] = edges.receivers
+    if table is not None:
+        arrays["table"], arrays["rows"] = table, edges.rows
+    data = replicate(mesh, arrays)
     loss_fn = prefilter_loss(create_model(config, "prefilter"), c.batch_edges, pos_weight)
     state = TrainState.new(params, tx)
     state = _fit_on(
@@ -448,8 +471,11 @@ def train_prefilter(
     return state.params
 
 
-def prefilter_threshold(config, params, edges: EdgeSet, recall: float) -> float:
-    """The first pass's cut keeping a share ``recall`` of the true edges of ``edges``."""
+def prefilter_threshold(
+    config, params, edges: EdgeSet, recall: float, table: np.ndarray | None = None
+) -> float:
+    """The first pass's cut keeping a share ``recall`` of the true edges of ``edges``
+    (``table``: the window table it reads, or None)."""
     if not 0 < recall <= 1:
         raise ValueError(f"filter.prefilter_recall must be in (0, 1], got {recall}")
     pos = np.flatnonzero(edges.y)
@@ -457,7 +483,7 @@ def prefilter_threshold(config, params, edges: EdgeSet, recall: float) -> float:
         return -np.inf
     q = prefilter_logits(
         create_model(config, "prefilter"), params, edges.cols, edges.senders[pos],
-        edges.receivers[pos],
+        edges.receivers[pos], table, None if table is None else edges.rows[pos],
     )  # fmt: skip
     k = int(np.floor((1.0 - recall) * len(q)))  # at most k of the true edges below the cut
     return float(np.nextafter(np.sort(q)[k], np.float32(-np.inf)))
@@ -479,9 +505,10 @@ def fit_prefilter(
     budget cut (``filter.edges_per_hit``) again on what the first pass keeps of the ``scored``
     events' candidates ``(event, senders, receivers, filter probabilities)``."""
     config = stage.config
+    table = window_table(stage.module_map) if prefilter_windows(config) else None
     frac = float(edges.y.mean())
-    params = train_prefilter(config, edges, (1.0 - frac) / max(frac, 1e-6), workdir, rng, mesh, log)
-    params = jax.device_get(params)
+    w = (1.0 - frac) / max(frac, 1e-6)
+    params = jax.device_get(train_prefilter(config, edges, w, workdir, rng, mesh, log, table))
     pos = np.flatnonzero(edges.y)
     p = edge_probabilities(
         stage.filter_model, stage.filter_params, x, edges.z[pos], edges.senders[pos],
@@ -490,11 +517,11 @@ def fit_prefilter(
     kept = dataclasses.replace(edges, y=np.zeros(len(edges.y), bool))
     kept.y[pos[p > stage.threshold]] = True
     recall = float(config.filter.get("prefilter_recall", 0.997))
-    t0 = prefilter_threshold(config, params, kept, recall)
-    model = create_model(config, "prefilter")
+    t0 = prefilter_threshold(config, params, kept, recall, table)
+    done = Stage1(config, stage.emb_params, stage.filter_params, dict(stage.learned), params)
     ts, shares = [], []
     for ev, s, r, pr in scored:
-        keep = prefilter_logits(model, params, pair_columns(ev.hf), s, r) > t0
+        keep = done.prefilter_logits(ev, s, r) > t0
         shares.append(float(keep.mean()) if len(keep) else 1.0)
         ts.append(budget_threshold(pr[keep], s[keep], r[keep], ev.n, config.filter.edges_per_hit))
     log(
