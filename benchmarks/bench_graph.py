@@ -5,8 +5,11 @@ r"""Stage-1 graph construction on a full μ = 200 event: per-step time, compile 
 Steps of ``Pipeline.graph`` (the shipped model's stage 1 by default; a stage-1 workdir or any
 pipeline checkpoint with ``--checkpoint``): hit features, embedding MLP (jit), kd-tree neighbour
 graph (the zone-map query when the model has one), pair features and edge filter (one jit
-program). Each figure is the median (min, max) over repeats on the same event after a first,
-compiling call.
+program). A stage 1 on module-map candidates (``graph.builder = "module_map"``): hit features,
+the candidates' enumeration, the first pass over them when it has one
+(``filter.prefilter_hidden``), the edge filter on what that keeps and the symmetric cut graph.
+Each figure is the median (min, max) over repeats on the same event after a first, compiling
+call.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def main() -> None:
     model = restore_stage1(args.checkpoint) if args.checkpoint else Pipeline.restore().stage1
     raw = simulate_event(args.seed)
     ev = prepare_event(raw)
+    print(f"machine: {machine()}; jax backend: {jax.default_backend()}")
+    if model.builder == "module_map":
+        module_map_steps(model, raw, ev, args.repeats)
+        return
     t = time.perf_counter()
     e = model.embed(ev)
     compile_embed = time.perf_counter() - t
@@ -55,7 +62,6 @@ def main() -> None:
             model.filter_model, model.filter_params, ev.hf, s, r
         ),
     }
-    print(f"machine: {machine()}; jax backend: {jax.default_backend()}")
     print(f"event: {ev.n:,} hits; embedding graph {len(s):,} edges ({len(s) / ev.n:.1f} per hit)")
     total = 0.0
     for name, fn in steps.items():
@@ -69,6 +75,62 @@ def main() -> None:
         f"{compile_embed:.2f} s, filter {compile_filter:.2f} s; peak memory {peak_rss_gib():.2f} GiB"
     )
     del np
+
+
+def _report(name: str, st: dict) -> float:
+    print(f"  {name:28s} median {st['median']:.3f} s (min {st['min']:.3f}, max {st['max']:.3f})")
+    return st["median"]
+
+
+def module_map_steps(model, raw, ev, repeats: int) -> None:
+    """Time the steps of a module-map stage 1 (candidates, first pass, filter, cut graph)."""
+    from cgnn_jax.features import hit_features
+    from cgnn_jax.graph.module_map import symmetric_edges
+    from cgnn_jax.inference.stage1 import edge_probabilities_fused
+
+    t = time.perf_counter()
+    s, r = model.embedding_graph(ev)
+    first_enum = time.perf_counter() - t
+    t = time.perf_counter()
+    ks, kr = model.prefiltered(ev, s, r)
+    first_pass = time.perf_counter() - t
+    t = time.perf_counter()
+    p = edge_probabilities_fused(model.filter_model, model.filter_params, ev.hf, ks, kr)
+    first_filter = time.perf_counter() - t
+    ss, _, _ = symmetric_edges(ks, kr, p, ev.n, model.threshold)
+    print(
+        f"event: {ev.n:,} hits; {len(s):,} module-map candidates ({len(s) / ev.n:.1f} per hit), "
+        f"{len(ks):,} after the first pass ({len(ks) / max(len(s), 1):.3f}), "
+        f"{len(ss) / ev.n:.2f} edges per hit at the cut {model.threshold:.4f}"
+    )
+    steps = {
+        "hit features": lambda: hit_features(raw),
+        "module-map candidates": lambda: model.embedding_graph(ev),
+    }
+    total = 0.0
+    for name, fn in steps.items():
+        total += _report(name, repeat(fn, repeats))
+    s, r = model.embedding_graph(ev)  # the arrays whose module-map rows the first pass reads
+    if model.has_prefilter:
+        total += _report("first pass", repeat(lambda: model.prefiltered(ev, s, r), repeats))
+    total += _report(
+        "edge filter",
+        repeat(
+            lambda: edge_probabilities_fused(
+                model.filter_model, model.filter_params, ev.hf, ks, kr
+            ),
+            repeats,
+        ),
+    )
+    total += _report(
+        "symmetric cut graph",
+        repeat(lambda: symmetric_edges(ks, kr, p, ev.n, model.threshold), repeats),
+    )
+    print(
+        f"  {'total':28s} {total:.3f} s; first calls (with compilation): candidates "
+        f"{first_enum:.2f} s, first pass {first_pass:.2f} s, filter {first_filter:.2f} s; "
+        f"peak memory {peak_rss_gib():.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,11 @@ class Pipeline:
     def stage1(self) -> Stage1:
         """Stage 1: embedding, kNN graph, edge filter."""
         return Stage1(
-            self.stage1_config, self.params["embedding"], self.params["filter"], self.learned
+            self.stage1_config,
+            self.params["embedding"],
+            self.params["filter"],
+            self.learned,
+            self.params.get("prefilter"),  # the first pass over module-map candidates, if any
         )
 
     @property

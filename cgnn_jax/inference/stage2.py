@@ -117,6 +117,8 @@ class Stage2:
                 "embedding": self.stage1.emb_params,
                 "filter": self.stage1.filter_params,
             }
+            if self.stage1.prefilter_params is not None:
+                state["stage1"]["prefilter"] = self.stage1.prefilter_params
             meta["stage1_config"] = self.stage1.config.to_dict()
             meta["learned"] = dict(self.stage1.learned)
         return save_checkpoint(
@@ -140,6 +142,7 @@ class Stage2:
                 state["stage1"]["embedding"],
                 state["stage1"]["filter"],
                 dict(meta.get("learned", {})),
+                state["stage1"].get("prefilter"),
             )
         return cls(config, state["gnn"], s1)
 

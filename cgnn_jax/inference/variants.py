@@ -24,6 +24,7 @@ STAGE1_LEARNED = (
     "filter_threshold",
     "zone_map",
     "module_map",
+    "prefilter_threshold",
 )  # what stage 1's training chose (shared too)
 
 
@@ -48,7 +49,7 @@ def with_dense(pipe: Pipeline, dense: Pipeline | None, min_hits: int = 0) -> Pip
         **{k: v for k, v in dense.learned.items() if k not in STAGE1_LEARNED},
         **{k: v for k, v in pipe.learned.items() if k in STAGE1_LEARNED},
     }
-    shared = {k: pipe.params[k] for k in STAGE1_GROUPS}
+    shared = {k: pipe.params[k] for k in (*STAGE1_GROUPS, "prefilter") if k in pipe.params}
     dense = dataclasses.replace(
         dense,
         stage1_config=pipe.stage1_config,

@@ -93,6 +93,8 @@ def pipeline_from_stage2(config: ml_collections.ConfigDict, stage2: Stage2) -> P
         "split": jax.jit(create_model(cfg, "split").init, static_argnums=4)(k1, h, seg, mask, 8),
         "stop": jax.jit(create_model(cfg, "stop").init, static_argnums=4)(k2, h, seg, mask, 8),
     }
+    if s1.prefilter_params is not None:
+        params["prefilter"] = s1.prefilter_params
     return Pipeline(cfg, s1.config, params, {"learned": dict(s1.learned)})
 
 
