@@ -99,7 +99,7 @@ def module_map_steps(model, raw, ev, repeats: int) -> None:
     first_filter = time.perf_counter() - t
     ss, _, _ = symmetric_edges(ks, kr, p, ev.n, model.threshold)
     print(
-        f"event: {ev.n:,} hits; {len(s):,} module-map candidates ({len(s) / ev.n:.1f} per hit), "
+        f"event: {ev.n:,} hits; {len(s):,} module-map candidates ({len(s) / ev.n:.1f} per hit, directed), "
         f"{len(ks):,} after the first pass ({len(ks) / max(len(s), 1):.3f}), "
         f"{len(ss) / ev.n:.2f} edges per hit at the cut {model.threshold:.4f}"
     )
