@@ -602,10 +602,10 @@ def train_stage1(
         ts = [budget_threshold(p, s, r, ev.n, budget) for ev, s, r, p in scored]
         learned["filter_threshold"] = float(np.mean(ts))
         if int(config.filter.get("prefilter_hidden", 0) or 0) > 0:
-            prefilter_params, t0, t1 = fit_prefilter(
+            prefilter_params, cut0, cut1 = fit_prefilter(
                 stage, x, edges, scored, workdir / "train", jax.random.fold_in(r2, 1), mesh, log
             )
-            learned["prefilter_threshold"], learned["filter_threshold"] = t0, t1
+            learned["prefilter_threshold"], learned["filter_threshold"] = cut0, cut1
         log(
             f"edge filter threshold {learned['filter_threshold']:.4f} for "
             f"{config.filter.edges_per_hit} edges per hit on training events"
