@@ -1,7 +1,8 @@
 r"""The shipped pipeline with another stage 1 (and GNNs trained on it) swapped in: TrackML scores.
 
     python benchmarks/stage_swap.py --stage1=W1 [--dense=W2] [--sparse=W3] \
-        [--events=full,fullw,n10,w10,real,like] [--sparse_cut=0.005] [--json_out=PATH]
+        [--events=full,fullw,n10,w10,real,like] [--sparse_cut=0.005] [--calibrate_events=2] \
+        [--save=DIR] [--json_out=PATH]
 
 A probe for a new stage 1 before the whole recipe is retrained: the shipped model
 (``cgnn_jax/pretrained/default``) with the stage 1 of the training workdir ``--stage1``
@@ -10,6 +11,11 @@ GNNs and Split/Stop kept (``map``); with ``--dense`` (``--sparse``), also the de
 variant's GNN from that stage-2 workdir, with the new stage 1's embedding as its input
 (``+dense``, ``+both``). The GNN input graph: the new stage 1's learned cut for the dense
 variant, ``--sparse_cut`` for the sparse one (events below the model's ``dense_min_hits``).
+With ``--calibrate_events=N`` the last of these pipelines also gets its layer merge and track
+extension chosen again per variant (:func:`cgnn_jax.train.stage3.calibrate_merge`) on ``N``
+validation events (full, and 10 % of the tracks, in the luminous region of the new stage 1's
+training events; seeds apart from the test events): ``+cal``. ``--save``: write that last
+pipeline as a checkpoint (for ``launch/diagnose.py --checkpoint``).
 
 Events (comma-separated): ``full`` 2 simulated full μ = 200 events (seed 99, as
 ``launch/diagnose.py``), ``fullw`` the same seeds with a 50 mm luminous region, ``n10`` / ``w10``
@@ -99,6 +105,27 @@ def pipelines(stage1_dir: str, dense_dir: str | None, sparse_dir: str | None, sp
     return out
 
 
+def calibrated(pipe, stage1_config, n_events: int, log=print):
+    """``pipe`` with each variant's layer merge and extension calibrated on ``n_events``
+    validation events (full ones for the dense variant, 10 % of the tracks for the other)."""
+    from cgnn_jax.sim.dataset import simulated_events
+    from cgnn_jax.train.stage3 import calibrate_merge
+
+    d = stage1_config.data
+    sz = d.get("vertex_sigma_z", None)
+    sz = tuple(sz) if isinstance(sz, (list, tuple)) else sz
+    seed = int(d.seed) + 7919  # the training recipe's validation seed
+
+    def events(fraction):
+        return simulated_events(n_events, seed, d.mu, fraction, 1000, vertex_sigma_z=sz)
+
+    main = dataclasses.replace(pipe, dense=None, dense_min_hits=0)
+    main = calibrate_merge(main, events(0.1), log=log)
+    if pipe.dense is None:
+        return main
+    return main.with_dense(calibrate_merge(pipe.dense, events(1.0), log=log), pipe.dense_min_hits)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stage1", required=True, help="stage-1 training workdir")
@@ -106,6 +133,8 @@ def main() -> None:
     ap.add_argument("--sparse", default=None, help="stage-2 workdir: the sparse variant's GNN")
     ap.add_argument("--events", default="full,real", help=f"comma-separated of {EVENT_SETS}")
     ap.add_argument("--sparse_cut", type=float, default=0.005)
+    ap.add_argument("--calibrate_events", type=int, default=0)
+    ap.add_argument("--save", default=None, help="write the last pipeline here (a folder)")
     ap.add_argument("--json_out", default=None)
     args = ap.parse_args()
     sets = args.events.split(",")
@@ -118,6 +147,15 @@ def main() -> None:
 
     print(f"machine: {machine()}", flush=True)
     pipes = pipelines(args.stage1, args.dense, args.sparse, args.sparse_cut)
+    last = list(pipes.values())[-1]
+    if args.calibrate_events > 0:
+        from cgnn_jax.inference.stage1 import Stage1
+
+        s1c = Stage1.restore(args.stage1).config
+        pipes["+cal"] = last = calibrated(last, s1c, args.calibrate_events)
+    if args.save:
+        last.save(Path(args.save) / "checkpoints")
+        print(f"saved the last pipeline to {args.save}", flush=True)
     rows = []
     for which in sets:
         events = _events(which)
