@@ -146,3 +146,24 @@ def test_map_coverage(events):
     assert cov[0] == 1.0 and 0 < cov[1] < 1  # its own event; another one
     pe = prepare_event(events[1])
     assert np.isnan(map_coverage(mmap, module_keys(events[1].hits), pe.hf.pos, 0 * pe.pid))
+
+
+def test_stage_swap_puts_the_new_stage1_in_the_shipped_model(stage1):
+    """benchmarks/stage_swap.py: the shipped pipeline with another stage 1 swapped in."""
+    import importlib.util
+    from pathlib import Path
+
+    from cgnn_jax.inference import Pipeline
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "stage_swap.py"
+    spec = importlib.util.spec_from_file_location("stage_swap", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = Pipeline.restore()
+    new = mod._swap_stage1(base, stage1, 0.005)
+    assert new.stage1.builder == "module_map" and new.stage1.module_map is not None
+    assert "zone_map" not in new.learned and base.stage1.builder == "knn"
+    assert new.learned["filter_threshold"] == 0.5
+    assert new.config.gnn.input_threshold == 0.005
+    assert new.params["embedding"] is stage1.emb_params
+    assert new.params["gnn"] is base.params["gnn"]  # stages 2-3 kept
