@@ -92,7 +92,8 @@ def module_map_steps(model, raw, ev, repeats: int) -> None:
     s, r = model.embedding_graph(ev)
     first_enum = time.perf_counter() - t
     t = time.perf_counter()
-    ks, kr = model.prefiltered(ev, s, r)
+    fp = model.first_pass
+    ks, kr = (s, r) if fp is None else fp.keep(ev, s, r)
     first_pass = time.perf_counter() - t
     t = time.perf_counter()
     p = edge_probabilities_fused(model.filter_model, model.filter_params, ev.hf, ks, kr)
@@ -111,8 +112,8 @@ def module_map_steps(model, raw, ev, repeats: int) -> None:
     for name, fn in steps.items():
         total += _report(name, repeat(fn, repeats))
     s, r = model.embedding_graph(ev)  # the arrays whose module-map rows the first pass reads
-    if model.has_prefilter:
-        total += _report("first pass", repeat(lambda: model.prefiltered(ev, s, r), repeats))
+    if fp is not None:
+        total += _report("first pass", repeat(lambda: fp.keep(ev, s, r), repeats))
     total += _report(
         "edge filter",
         repeat(

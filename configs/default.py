@@ -99,13 +99,6 @@ def stage1(c: ml_collections.ConfigDict) -> None:
     c.filter.pos_weight = 1.0  # 0: learned, (1 - f) / f for a fraction f of true training edges
     c.filter.threshold = 0.5  # used when target_purity = 0; else the threshold is learned
     c.filter.target_purity = 0.5  # > 0: learn the lowest threshold reaching this edge purity
-    # module-map candidates only: a first pass (cgnn_jax.models.prefilter) of this many hidden
-    # units before the filter (0: none), its cut keeping prefilter_recall of the true edges the
-    # filter keeps, trained prefilter_steps steps on the filter's edge set
-    c.filter.prefilter_hidden = 0
-    c.filter.prefilter_windows = True  # it reads where a pair sits in its module pair's windows
-    c.filter.prefilter_recall = 0.997
-    c.filter.prefilter_steps = 2000
 
 
 def stage2(c: ml_collections.ConfigDict) -> None:

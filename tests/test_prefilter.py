@@ -156,12 +156,12 @@ def test_first_pass_keeps_its_recall_and_drops_candidates(events, trained):
     t = stage.learned["prefilter_threshold"]
     pos = np.flatnonzero(edges.y)
     q = prefilter_logits(
-        stage.prefilter_model,
+        stage.first_pass.model,
         stage.prefilter_params,
         edges.cols,
         edges.senders,
         edges.receivers,
-        stage.window_table,
+        stage.first_pass.window_table,
         edges.rows,
     )
     assert np.mean(q[pos] > t) >= 0.95  # the cut chosen for this recall on this set
@@ -170,7 +170,7 @@ def test_first_pass_keeps_its_recall_and_drops_candidates(events, trained):
     # on another event's candidates: a subset, most of the true ones kept
     pe = prepare_event(events[1])
     s, r = stage.embedding_graph(pe)
-    ks, kr = stage.prefiltered(pe, s, r)
+    ks, kr = stage.first_pass.keep(pe, s, r)
     assert 0 < len(ks) < len(s)
     cand = set(zip(s.tolist(), r.tolist(), strict=True))
     assert set(zip(ks.tolist(), kr.tolist(), strict=True)) <= cand
@@ -183,7 +183,7 @@ def test_refined_graph_is_a_subset_of_the_candidates(events, trained):
     rs, rr, _ = stage.refined_graph(pe, s, r, threshold=0.0)
     und = {(min(a, b), max(a, b)) for a, b in zip(s.tolist(), r.tolist(), strict=True)}
     got = {(min(a, b), max(a, b)) for a, b in zip(rs.tolist(), rr.tolist(), strict=True)}
-    ks, kr = stage.prefiltered(pe, s, r)
+    ks, kr = stage.first_pass.keep(pe, s, r)
     kept = {(min(a, b), max(a, b)) for a, b in zip(ks.tolist(), kr.tolist(), strict=True)}
     assert got and got <= kept < und
     # without the first pass: every candidate scored
@@ -196,7 +196,7 @@ def test_checkpoint_round_trip(events, trained, tmp_path):
     stage, _ = trained
     stage.save(tmp_path)
     back = Stage1.restore(tmp_path)
-    assert back.has_prefilter
+    assert back.first_pass is not None
     assert back.learned["prefilter_threshold"] == pytest.approx(
         stage.learned["prefilter_threshold"]
     )
@@ -209,7 +209,7 @@ def test_checkpoint_round_trip(events, trained, tmp_path):
     plain = Stage1(stage.config, stage.emb_params, stage.filter_params, stage.learned)
     plain.save(tmp_path / "plain")
     back = Stage1.restore(tmp_path / "plain")
-    assert back.prefilter_params is None and not back.has_prefilter
+    assert back.prefilter_params is None and back.first_pass is None
 
 
 def test_stage2_checkpoint_keeps_the_first_pass(trained, tmp_path):
@@ -218,7 +218,7 @@ def test_stage2_checkpoint_keeps_the_first_pass(trained, tmp_path):
     stage, _ = trained
     Stage2(stage.config, {"w": np.zeros(3, np.float32)}, stage).save(tmp_path)
     back = Stage2.restore(tmp_path).stage1
-    assert back.has_prefilter
+    assert back.first_pass is not None
     a = jax.tree_util.tree_leaves(stage.prefilter_params)
     b = jax.tree_util.tree_leaves(back.prefilter_params)
     assert len(a) == len(b) and all(np.allclose(u, v) for u, v in zip(a, b, strict=True))
@@ -244,7 +244,7 @@ def test_fit_prefilter_cuts_for_the_filters_true_edges(events, trained, tmp_path
     assert np.isfinite(t0) and -1.0 <= t1 < 1.0
     done = Stage1(plain.config, plain.emb_params, plain.filter_params, {**plain.learned}, params)
     done.learned["prefilter_threshold"] = t0
-    q = done.prefilter_logits(pe, s, r)
+    q = done.first_pass.logits(pe, s, r)
     from cgnn_jax.train.stage1 import consecutive_labels
 
     y = consecutive_labels(pe, s, r) & (p > 0.3)

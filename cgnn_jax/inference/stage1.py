@@ -249,6 +249,58 @@ def checkpoint_dir(path: str | Path, name: str) -> Path:
     return path
 
 
+class FirstPass:
+    """A stage 1's first pass over its module-map candidates
+    (:class:`~cgnn_jax.models.prefilter.PairPrefilter`): a tiny network whose cut
+    (``learned["prefilter_threshold"]``) drops most candidates before the edge filter."""
+
+    def __init__(self, stage1: Stage1) -> None:
+        self.stage1 = stage1
+
+    @property
+    def model(self) -> PairPrefilter:
+        return create_model(self.stage1.config, "prefilter")
+
+    @functools.cached_property
+    def window_table(self) -> jnp.ndarray | None:
+        """The per-module-pair window rows it reads, on the device, or None."""
+        s1 = self.stage1
+        if not prefilter_windows(s1.config):
+            return None
+        if s1.module_map is None:
+            raise ValueError("the first pass reads module-map windows but stage 1 has no map")
+        return jnp.asarray(window_table(s1.module_map))
+
+    def candidate_rows(self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The module-map rows ``[E]`` of the candidates ``s -> r`` of ``ev``: kept from
+        :meth:`Stage1.embedding_graph` when these are its arrays, else looked up."""
+        last = self.stage1._last_candidates
+        if last is not None and last[0] is s and last[1] is r:
+            return last[2]
+        keys = hit_module_keys(ev.hf.module_index)
+        mm = self.stage1.module_map
+        want = (keys[s].astype(np.int64) << 32) | keys[r].astype(np.int64)
+        rows = np.searchsorted(mm.keys, want)
+        if len(want) and not np.array_equal(mm.keys[np.minimum(rows, mm.n_pairs - 1)], want):
+            raise ValueError("candidates on module pairs the module map does not hold")
+        return rows.astype(np.int32)
+
+    def logits(self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The first pass's logits ``[E]`` of the candidates ``s -> r`` of ``ev``."""
+        table = self.window_table
+        rows = None if table is None else self.candidate_rows(ev, s, r)
+        params = self.stage1.prefilter_params
+        return prefilter_logits(self.model, params, pair_columns(ev.hf), s, r, table, rows)
+
+    def keep(
+        self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates ``s -> r`` above the first pass's cut."""
+        cut = float(self.stage1.learned.get("prefilter_threshold", -np.inf))
+        keep = self.logits(ev, s, r) > cut
+        return s[keep], r[keep]
+
+
 @dataclasses.dataclass
 class Stage1:
     """A trained stage 1: embedding + graph + edge filter, applied to whole events.
@@ -283,56 +335,13 @@ class Stage1:
     def filter_model(self) -> EdgeFilter:
         return create_model(self.config, "filter")
 
-    @property
-    def prefilter_model(self) -> PairPrefilter:
-        return create_model(self.config, "prefilter")
-
-    @property
-    def has_prefilter(self) -> bool:
-        """Whether a first pass runs before the edge filter (module-map candidates only)."""
-        return self.prefilter_params is not None and self.builder == "module_map"
-
     @functools.cached_property
-    def window_table(self) -> jnp.ndarray | None:
-        """The first pass's per-module-pair window rows on the device, or None."""
-        if not (self.has_prefilter and prefilter_windows(self.config)):
+    def first_pass(self) -> FirstPass | None:
+        """The first pass over module-map candidates (:class:`FirstPass`), or None: the edge
+        filter scores every candidate."""
+        if self.prefilter_params is None or self.builder != "module_map":
             return None
-        if self.module_map is None:
-            raise ValueError("the first pass reads module-map windows but stage 1 has no map")
-        return jnp.asarray(window_table(self.module_map))
-
-    def candidate_rows(self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """The module-map rows ``[E]`` of the candidates ``s -> r`` of ``ev``: kept from
-        :meth:`embedding_graph` when these are its arrays, else looked up."""
-        last = self._last_candidates
-        if last is not None and last[0] is s and last[1] is r:
-            return last[2]
-        keys = hit_module_keys(ev.hf.module_index)
-        mm = self.module_map
-        want = (keys[s].astype(np.int64) << 32) | keys[r].astype(np.int64)
-        rows = np.searchsorted(mm.keys, want)
-        if len(want) and not np.array_equal(mm.keys[np.minimum(rows, mm.n_pairs - 1)], want):
-            raise ValueError("candidates on module pairs the module map does not hold")
-        return rows.astype(np.int32)
-
-    def prefilter_logits(self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """The first pass's logits ``[E]`` of the candidates ``s -> r`` of ``ev``."""
-        table = self.window_table
-        rows = None if table is None else self.candidate_rows(ev, s, r)
-        return prefilter_logits(
-            self.prefilter_model, self.prefilter_params, pair_columns(ev.hf), s, r, table, rows
-        )
-
-    def prefiltered(
-        self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates ``s -> r`` the first pass keeps (all of them without one)."""
-        if not self.has_prefilter:
-            return s, r
-        keep = self.prefilter_logits(ev, s, r) > float(
-            self.learned.get("prefilter_threshold", -np.inf)
-        )
-        return s[keep], r[keep]
+        return FirstPass(self)
 
     @property
     def threshold(self) -> float:
@@ -366,7 +375,7 @@ class Stage1:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The candidate graph (:attr:`builder`): directed ``(senders, receivers)``."""
         if self.builder == "module_map":
-            if not self.has_prefilter or not prefilter_windows(self.config):
+            if self.first_pass is None or not prefilter_windows(self.config):
                 return module_map_graph(self.config, self.module_map, ev)
             s, r, rows = module_map_graph(self.config, self.module_map, ev, rows=True)
             self._last_candidates = (s, r, rows)
@@ -379,10 +388,11 @@ class Stage1:
         """``(senders, receivers, p)`` of the edges with ``p > threshold`` (default:
         :attr:`threshold`); with a module map, as an undirected graph in both directions
         (:func:`cgnn_jax.graph.module_map.symmetric_edges`), of the candidates the first pass
-        keeps when stage 1 has one (:meth:`prefiltered`)."""
+        keeps when stage 1 has one (:attr:`first_pass`)."""
         if s is None:
             s, r = self.embedding_graph(ev)
-        s, r = self.prefiltered(ev, s, r)
+        if self.first_pass is not None:
+            s, r = self.first_pass.keep(ev, s, r)
         p = edge_probabilities_fused(self.filter_model, self.filter_params, ev.hf, s, r)
         t = self.threshold if threshold is None else threshold
         if self.builder == "module_map":

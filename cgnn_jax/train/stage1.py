@@ -521,7 +521,7 @@ def fit_prefilter(
     done = Stage1(config, stage.emb_params, stage.filter_params, dict(stage.learned), params)
     ts, shares = [], []
     for ev, s, r, pr in scored:
-        keep = done.prefilter_logits(ev, s, r) > t0
+        keep = done.first_pass.logits(ev, s, r) > t0
         shares.append(float(keep.mean()) if len(keep) else 1.0)
         ts.append(budget_threshold(pr[keep], s[keep], r[keep], ev.n, config.filter.edges_per_hit))
     log(

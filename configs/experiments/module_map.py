@@ -38,9 +38,11 @@ def _module_map(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         c.filter.hidden = (64, 64, 64)
         c.filter.negative_rate = 0.05  # share of the false candidates the filter trains on
         c.filter.edges_per_hit = 12.0  # the cut keeps this many distinct edges per hit
-        # a first pass (32 hidden units, reading the pairs' map windows) before the filter:
-        # keeps ~0.22 of the candidates and 0.995 of the true edges the filter keeps
+        # a first pass (cgnn_jax.models.prefilter; 0 hidden units: none) before the filter,
+        # reading where each pair sits in its module pair's windows: keeps ~0.22 of the
+        # candidates and prefilter_recall of the true edges the filter keeps
         c.filter.prefilter_hidden = 32
+        c.filter.prefilter_windows = True
         c.filter.prefilter_recall = 0.995
         c.filter.prefilter_steps = 6000
         c.filter.target_purity = 0.0  # (the knn builder's cut; unused here)
