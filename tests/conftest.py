@@ -121,3 +121,40 @@ def _train_two_runs(tmp: Path) -> list[str]:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs = json.loads(proc.stdout.split("LOGS=")[-1])
     return logs
+
+
+@pytest.fixture(scope="session")
+def map_events():
+    """Two small simulated events (2 % of the tracks) for the module-map tests."""
+    from cgnn_jax.sim import simulate_event
+    from cgnn_jax.sim.dataset import event_seed
+
+    return [
+        simulate_event(event_seed(6, i), 200.0, track_fraction=0.02, event_id=1 + i)
+        for i in range(2)
+    ]
+
+
+@pytest.fixture(scope="session")
+def untrained_stage1_params():
+    """``make(config, prepared_event) -> (emb_params, filter_params)``: stage 1's two networks
+    randomly initialised for ``config`` and the event's hit features."""
+    import jax
+    import jax.numpy as jnp
+
+    from cgnn_jax.features.pairs import n_pair_features
+    from cgnn_jax.models import create_model
+
+    def make(config, pe):
+        f = pe.hf.x.shape[1]
+        emb = create_model(config, "embedding").init(jax.random.PRNGKey(0), jnp.zeros((2, f)))
+        filt = create_model(config, "filter").init(
+            jax.random.PRNGKey(1),
+            jnp.zeros((2, f)),
+            jnp.zeros((1, n_pair_features())),
+            jnp.zeros(1, jnp.int32),
+            jnp.ones(1, jnp.int32),
+        )
+        return emb, filt
+
+    return make

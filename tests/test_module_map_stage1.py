@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from cgnn_jax.features.pairs import n_pair_features
 from cgnn_jax.graph.module_map import (
     build_module_map,
     candidate_pairs,
@@ -20,36 +17,20 @@ from cgnn_jax.graph.module_map import (
 )
 from cgnn_jax.inference.events import prepare_event
 from cgnn_jax.inference.stage1 import Stage1, graph_builder
-from cgnn_jax.models import create_model
-from cgnn_jax.sim import simulate_event
-from cgnn_jax.sim.dataset import event_seed
 from cgnn_jax.train.stage1 import budget_threshold, consecutive_labels, module_map_edge_set
 from configs.experiments import module_map as mm_config
 
 
 @pytest.fixture(scope="module")
-def events():
-    return [
-        simulate_event(event_seed(6, i), 200.0, track_fraction=0.02, event_id=1 + i)
-        for i in range(2)
-    ]
+def events(map_events):
+    return map_events
 
 
 @pytest.fixture(scope="module")
-def stage1(events) -> Stage1:
+def stage1(events, untrained_stage1_params) -> Stage1:
     config = mm_config.stage1()
     config.filter.hidden = (8, 8)
-    emb = create_model(config, "embedding")
-    filt = create_model(config, "filter")
-    pe = prepare_event(events[0])
-    emb_params = emb.init(jax.random.PRNGKey(0), jnp.zeros((2, pe.hf.x.shape[1])))
-    filter_params = filt.init(
-        jax.random.PRNGKey(1),
-        jnp.zeros((2, pe.hf.x.shape[1])),
-        jnp.zeros((1, n_pair_features())),
-        jnp.zeros(1, jnp.int32),
-        jnp.ones(1, jnp.int32),
-    )
+    emb_params, filter_params = untrained_stage1_params(config, prepare_event(events[0]))
     mmap = build_module_map(events[:1])
     learned = {"module_map": mmap.to_json(), "filter_threshold": 0.5}
     return Stage1(config, emb_params, filter_params, learned)

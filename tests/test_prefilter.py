@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cgnn_jax.features.pairs import n_pair_features
 from cgnn_jax.features.pairs_jax import pair_columns, pair_features_jnp
 from cgnn_jax.graph.module_map import (
     QUANTITIES,
@@ -21,7 +20,6 @@ from cgnn_jax.graph.module_map import (
 )
 from cgnn_jax.inference.events import prepare_event
 from cgnn_jax.inference.stage1 import Stage1, prefilter_logits
-from cgnn_jax.models import create_model
 from cgnn_jax.models.prefilter import (
     N_PREFILTER_FEATURES,
     N_WINDOW_FEATURES,
@@ -29,8 +27,6 @@ from cgnn_jax.models.prefilter import (
     prefilter_features,
     window_table,
 )
-from cgnn_jax.sim import simulate_event
-from cgnn_jax.sim.dataset import event_seed
 from cgnn_jax.train.loop import make_mesh
 from cgnn_jax.train.stage1 import (
     module_map_edge_set,
@@ -41,15 +37,12 @@ from configs.experiments import module_map as mm_config
 
 
 @pytest.fixture(scope="module")
-def events():
-    return [
-        simulate_event(event_seed(6, i), 200.0, track_fraction=0.02, event_id=1 + i)
-        for i in range(2)
-    ]
+def events(map_events):
+    return map_events
 
 
 @pytest.fixture(scope="module")
-def trained(events, tmp_path_factory):
+def trained(events, tmp_path_factory, untrained_stage1_params):
     """A stage 1 with a module map of event 0, a random edge filter and a first pass trained
     briefly on event 0's candidates, cut at a recall of 0.95 of its true edges."""
     config = mm_config.stage1()
@@ -61,16 +54,7 @@ def trained(events, tmp_path_factory):
     config.graph.window_floor = 20.0  # wide windows: many false candidates to drop
     config.loop.checkpoint_every = 10_000
     pe = prepare_event(events[0])
-    emb_params = create_model(config, "embedding").init(
-        jax.random.PRNGKey(0), jnp.zeros((2, pe.hf.x.shape[1]))
-    )
-    filter_params = create_model(config, "filter").init(
-        jax.random.PRNGKey(1),
-        jnp.zeros((2, pe.hf.x.shape[1])),
-        jnp.zeros((1, n_pair_features())),
-        jnp.zeros(1, jnp.int32),
-        jnp.ones(1, jnp.int32),
-    )
+    emb_params, filter_params = untrained_stage1_params(config, pe)
     mmap = build_module_map(events[:1])
     _, edges = module_map_edge_set(config, mmap, [pe])
     work = tmp_path_factory.mktemp("prefilter")

@@ -255,25 +255,44 @@ class EdgeSet:
     rows: np.ndarray | None = None  # [E] the edges' module-map rows (module-map sets)
 
 
-def edge_set(
-    config, emb_model, emb_params, events: list[PreparedEvent]
-) -> tuple[np.ndarray, EdgeSet]:
-    """``(x [N, F], edges)``: stacked hits and the embedding-graph edges of ``events``."""
-    xs, ss, rs, zs, ys, off = [], [], [], [], [], 0
+def _stacked_edges(events: list[PreparedEvent], edges_of) -> tuple[np.ndarray, EdgeSet]:
+    """``(x [N, F], edges)``: the stacked hits of ``events`` and their edges
+    ``edges_of(ev) -> (senders, receivers, labels, module-map rows or None)`` in global rows,
+    with their pair features (and, where there are rows, the hits' pair columns)."""
+    xs, ss, rs, zs, ys, cs, ps, off = [], [], [], [], [], [], [], 0
     for ev in events:
-        s, r = embedding_graph(config, emb_model, emb_params, ev)
+        s, r, y, rows = edges_of(ev)
         xs.append(ev.hf.x)
         zs.append(pair_features(ev.hf, s, r))
-        ys.append((ev.pid[s] == ev.pid[r]) & (ev.pid[s] != 0))
+        ys.append(y)
         ss.append(s.astype(np.int64) + off)
         rs.append(r.astype(np.int64) + off)
+        if rows is not None:
+            cs.append(pair_columns(ev.hf))
+            ps.append(rows)
         off += ev.n
+    extra = (
+        (np.concatenate(cs).astype(np.float32), np.concatenate(ps).astype(np.int32)) if ps else ()
+    )
     return np.concatenate(xs).astype(np.float32), EdgeSet(
         np.concatenate(ss),
         np.concatenate(rs),
         np.concatenate(zs).astype(np.float32),
         np.concatenate(ys),
+        *extra,
     )
+
+
+def edge_set(
+    config, emb_model, emb_params, events: list[PreparedEvent]
+) -> tuple[np.ndarray, EdgeSet]:
+    """``(x [N, F], edges)``: stacked hits and the embedding-graph edges of ``events``."""
+
+    def edges_of(ev):
+        s, r = embedding_graph(config, emb_model, emb_params, ev)
+        return s, r, (ev.pid[s] == ev.pid[r]) & (ev.pid[s] != 0), None
+
+    return _stacked_edges(events, edges_of)
 
 
 def consecutive_labels(ev: PreparedEvent, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
@@ -295,28 +314,14 @@ def module_map_edge_set(
     if not 0 < rate <= 1:
         raise ValueError(f"filter.negative_rate must be in (0, 1], got {rate}")
     rng = np.random.default_rng(config.seed)
-    xs, ss, rs, zs, ys, cs, ps, off = [], [], [], [], [], [], [], 0
-    for ev in events:
-        cs.append(pair_columns(ev.hf))
-        s, r, p = module_map_graph(config, module_map, ev, rows=True)
+
+    def edges_of(ev):
+        s, r, rows = module_map_graph(config, module_map, ev, rows=True)
         y = consecutive_labels(ev, s, r)
         keep = y | (rng.random(len(y)) < rate)
-        s, r, y = s[keep], r[keep], y[keep]
-        ps.append(p[keep])
-        xs.append(ev.hf.x)
-        zs.append(pair_features(ev.hf, s, r))
-        ys.append(y)
-        ss.append(s.astype(np.int64) + off)
-        rs.append(r.astype(np.int64) + off)
-        off += ev.n
-    return np.concatenate(xs).astype(np.float32), EdgeSet(
-        np.concatenate(ss),
-        np.concatenate(rs),
-        np.concatenate(zs).astype(np.float32),
-        np.concatenate(ys),
-        np.concatenate(cs).astype(np.float32),
-        np.concatenate(ps).astype(np.int32),
-    )
+        return s[keep], r[keep], y[keep], rows[keep]
+
+    return _stacked_edges(events, edges_of)
 
 
 def training_module_map(config, log=print) -> ModuleMap:
