@@ -73,10 +73,14 @@ def _swap_stage1(pipe, stage1, input_threshold: float):
     config = pipe.config.copy_and_resolve_references()
     with config.unlocked():
         config.gnn.input_threshold = float(input_threshold)
-    stage1_keys = ("filter_threshold", "zone_map", "module_map")
-    learned = {k: v for k, v in pipe.learned.items() if k not in stage1_keys}
+    from cgnn_jax.inference.variants import STAGE1_LEARNED
+
+    learned = {k: v for k, v in pipe.learned.items() if k not in STAGE1_LEARNED}
     learned.update(stage1.learned)
-    params = {**pipe.params, "embedding": stage1.emb_params, "filter": stage1.filter_params}
+    params = {k: v for k, v in pipe.params.items() if k != "prefilter"}
+    params.update(embedding=stage1.emb_params, filter=stage1.filter_params)
+    if stage1.prefilter_params is not None:
+        params["prefilter"] = stage1.prefilter_params
     meta = {**pipe.meta, "learned": learned}
     return dataclasses.replace(
         pipe, config=config, stage1_config=stage1.config, params=params, meta=meta
