@@ -48,11 +48,12 @@ train-stage1: $(STAMP)
 train-test: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/test.py --workdir=workdirs/test
 
-# the pretrained default model, all of it in configs/default.py: stages 1-2 (step stage12), the
-# GNN fine-tuned on a mix of densities with Split/Stop (mix), that GNN fine-tuned on full events
-# (dense: the dense variant) and on 10 %-track events at a denser input graph (sparse), then the
-# export with the inference settings and calibrations of configs/default.py:export; ~1 h 30 min
-# on 2 CPU cores, resumable
+# the pretrained default model, all of it in configs/default.py: stages 1-2 (step stage12: the
+# embedding, the module map built from 300 simulated events, the edge filter and its first pass,
+# the GNN), the GNN fine-tuned on a mix of densities with Split/Stop (mix), that GNN fine-tuned on
+# full events (dense: the dense variant) and on 10 %-track events (sparse), then the export with
+# the inference settings and calibrations of configs/default.py:export; under 2 h on 2 CPU
+# cores, resumable
 DEFAULT_WD ?= workdirs/default
 train-default: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/default.py:stage12 --workdir=$(DEFAULT_WD)

@@ -1,7 +1,7 @@
 """The shipped model (``cgnn_jax/pretrained/default``), whole: every training step and the
 inference settings of each variant, in one file.
 
-``make train-default`` runs the four training steps, then the export (~1 h 30 min on 2 CPU cores,
+``make train-default`` runs the four training steps, then the export (under 2 h on 2 CPU cores,
 resumable); ``configs/default.py:<step>`` names a step (ml_collections passes ``<step>`` to
 :func:`get_config`)::
 
@@ -17,26 +17,31 @@ resumable); ``configs/default.py:<step>`` names a step (ml_collections passes ``
 
 The steps:
 
-1. ``stage12``: stage 1 (embedding, kNN graph, edge filter; 4 full mu = 200 events, hard
-   negatives re-mined in 4 rounds, then the zone map), and stage 2:
-   :class:`~cgnn_jax.models.gnn.InteractionGNN` (4 x 32) on stage 1's refined graph at filter cut
-   0.02, trained on 24 whole 10 %-track events. The message passing learns from the edge truth
-   alone (binary cross-entropy of the last layer's ``a_ij``); the cluster space is an MLP head
-   trained by the hinge loss without back-propagating into the layers (``gnn.detach_output``).
+1. ``stage12``: stage 1 and stage 2. Stage 1: the hit embedding (6 full mu = 200 events, hard
+   negatives re-mined in 4 rounds; the GNN reads it as an input), the module map learned from 300
+   simulated full events (:mod:`cgnn_jax.graph.module_map`), the edge filter on the map's
+   candidates (its cut keeps 12 edges per hit on full events) and the first pass before it
+   (:mod:`cgnn_jax.models.prefilter`). Stage 2: :class:`~cgnn_jax.models.gnn.InteractionGNN`
+   (4 x 32) on stage 1's refined graph at filter cut 0.005, trained on 24 whole 10 %-track events.
+   The message passing learns from the edge truth alone (binary cross-entropy of the last layer's
+   ``a_ij``); the cluster space is an MLP head trained by the hinge loss without
+   back-propagating into the layers (``gnn.detach_output``). Every training event, of every
+   step, spreads its collisions along the beam by a sigma_z drawn from 5-60 mm.
 2. ``mix``: that GNN fine-tuned on its 10 %-track events mixed with the eta-phi sectors of 6 full
-   events, then stage 3: Split/Stop over the atoms the tree never separates (the layer-constrained
+   events (their input graph at stage 1's learned cut), then stage 3: Split/Stop over the atoms the tree never separates (the layer-constrained
    merge of the edges with ``a_ij > 0.5``, :mod:`cgnn_jax.cluster.merge`), and Stop's cut chosen
    on 2 validation events. The model's stage 3 and configuration are this step's.
-3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 12 full events: the GNN of
-   the dense variant, which reconstructs events of at least ``export.dense_min_hits`` hits.
-4. ``sparse``: the mixed GNN fine-tuned on the 10 %-track events at GNN input cut 0.005: the GNN
-   of the model for the other events.
+3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 12 full events, at stage
+   1's learned cut (~13 edges per hit): the GNN of the dense variant, which reconstructs events of at least ``export.dense_min_hits`` hits.
+4. ``sparse``: the mixed GNN fine-tuned on the 10 %-track events alone: the GNN of the model for
+   the other events.
 5. ``export`` (``launch/export_model.py``): the two fine-tuned GNNs on the mixed model's stage 1
    and Split/Stop, with the inference settings of :func:`export`, and the layer merge, the
    extension's free size and Stop's cut calibrated per variant on validation events.
 
 ``configs/default.py`` alone (:func:`base`) is the configuration the steps share, with every stage
 listed: one ``launch/train.py`` run of it trains stages 1-3 in one workdir, without the fine-tunes.
+:func:`knn_graph` turns any of them to the thesis's stage 1 (the embedding's kNN graph).
 """
 
 import ml_collections
@@ -56,8 +61,11 @@ def stage1(c: ml_collections.ConfigDict) -> None:
     # the simulated training events: stage 1 on full mu = 200 events; stages 2 and 3 on their own
     # events, whole events with 10 % of the tracks, and stage 2 also on gnn_mix_events events at
     # another density (0: none; sectors: gnn.mix_sectors)
+    # every training event's collisions spread along the beam by a sigma_z drawn per event from
+    # vertex_sigma_z (mm): one model for luminous regions of 6 mm and ~50 mm
     c.data = ml_collections.ConfigDict(
-        {"seed": 1, "train_events": 4, "mu": 200.0, "track_fraction": 1.0}
+        {"seed": 1, "train_events": 6, "mu": 200.0, "track_fraction": 1.0}
+        | {"vertex_sigma_z": (5.0, 60.0)}
         | {"gnn_train_events": 24, "gnn_track_fraction": 0.1}
         | {"gnn_mix_events": 0, "gnn_mix_fraction": 1.0}
     )
@@ -78,6 +86,15 @@ def stage1(c: ml_collections.ConfigDict) -> None:
     c.embedding.hard_pool = 2_000_000
 
     c.graph = ml_collections.ConfigDict()
+    # the candidate pairs: "module_map" (cgnn_jax.graph.module_map: the module pairs consecutive
+    # hits of simulated particles join, learned from map_events full events, each pair's doublet
+    # windows widened by window_margin of their width and window_floor x the default floor) or
+    # "knn" (the embedding's kd-tree graph below, with the zone map)
+    c.graph.builder = "module_map"
+    c.graph.map_events = 300
+    c.graph.window_margin = 0.1
+    c.graph.window_floor = 1.0
+    # the "knn" builder: the embedding's graph
     c.graph.mode = "knn_radius"
     c.graph.k = 32
     c.graph.radius = 1.0
@@ -91,14 +108,43 @@ def stage1(c: ml_collections.ConfigDict) -> None:
     c.graph.zone_k = 40
     c.graph.candidates = 64
 
+    # the edge filter on the candidates: trained on true consecutive pairs against negative_rate
+    # of the false candidates (module_map), or on the embedding graph (knn); its cut keeps
+    # edges_per_hit distinct edges per hit on the training events (module_map), or reaches
+    # target_purity (knn; 0: the fixed threshold)
     c.filter = ml_collections.ConfigDict()
-    c.filter.hidden = (32, 32, 32)
+    c.filter.hidden = (64, 64, 64)
     c.filter.learning_rate = 3e-3
     c.filter.batch_edges = 16384
     c.filter.steps = 3000
     c.filter.pos_weight = 1.0  # 0: learned, (1 - f) / f for a fraction f of true training edges
-    c.filter.threshold = 0.5  # used when target_purity = 0; else the threshold is learned
-    c.filter.target_purity = 0.5  # > 0: learn the lowest threshold reaching this edge purity
+    c.filter.negative_rate = 0.05
+    c.filter.edges_per_hit = 12.0
+    c.filter.threshold = 0.5
+    c.filter.target_purity = 0.0
+    # a first pass before the filter (cgnn_jax.models.prefilter; 0 hidden units: none), reading
+    # where each pair sits in its module pair's windows: it keeps ~0.22 of the candidates and
+    # prefilter_recall of the true edges the filter keeps
+    c.filter.prefilter_hidden = 32
+    c.filter.prefilter_windows = True
+    c.filter.prefilter_recall = 0.995
+    c.filter.prefilter_steps = 6000
+
+
+def knn_graph(c: ml_collections.ConfigDict, gnn: bool = True) -> ml_collections.ConfigDict:
+    """Stage 1 on the thesis's graph instead of the module map (in place): candidates from the
+    embedding's kd-tree graph with the zone map, on 4 training events, the 3 x 32 edge filter's cut
+    learned for an edge purity of 0.5, no first pass; with ``gnn`` and a ``gnn`` block, the GNN's
+    input graph at filter cut 0.02 (~10 edges per hit at 10 % of the tracks)."""
+    with c.unlocked():
+        c.data.train_events = 4
+        c.graph.builder = "knn"
+        c.filter.hidden = (32, 32, 32)
+        c.filter.target_purity = 0.5
+        c.filter.prefilter_hidden = 0
+        if gnn and "gnn" in c:
+            c.gnn.input_threshold = 0.02
+    return c
 
 
 def stage2(c: ml_collections.ConfigDict) -> None:
@@ -115,9 +161,12 @@ def stage2(c: ml_collections.ConfigDict) -> None:
     g.skip_input = False  # edge-weighted GNN: the output layer also sees the input
     g.residual = False  # edge-weighted GNN: output = stage-1 embedding + learned correction
     # the stage-1 graph the GNN passes messages on: the refined graph at this filter cut (< 0:
-    # stage 1's learned one); 0.02 gives ~10 edges per hit at 10 % of the tracks
+    # stage 1's learned one, ~13 edges per hit on full events); 0.005 gives ~8.5 edges per hit at
+    # 10 % of the tracks
     g.input_graph = "refined"
-    g.input_threshold = 0.02
+    g.input_threshold = 0.005
+    # the cut of the data.gnn_mix_events events' input graph (unset: input_threshold)
+    g.mix_input_threshold = ml_collections.config_dict.placeholder(float)
     # a stage-2 or pipeline checkpoint whose GNN parameters start the training (the fine-tunes)
     g.init_checkpoint = ""
     g.steps = 2000
@@ -217,18 +266,21 @@ def stage12() -> ml_collections.ConfigDict:
 
 def mix() -> ml_collections.ConfigDict:
     """Step 2: step 1's GNN fine-tuned 400 steps on its 10 %-track events mixed with the 2 x 4
-    eta-phi sectors of 6 full events, drawn at random; then Split/Stop (stage 3) and Stop's cut.
+    eta-phi sectors of 6 full events (their input graph at stage 1's learned cut), drawn at
+    random; then Split/Stop (stage 3) and Stop's cut.
     Flags: ``--config.stage1_checkpoint`` and ``--config.gnn.init_checkpoint`` (step 1)."""
     c = base()
     c.data.gnn_mix_events = 6
+    c.gnn.mix_input_threshold = -1.0
     c.gnn.steps = 400
     c.gnn.learning_rate = 1e-3
     return c
 
 
 def dense() -> ml_collections.ConfigDict:
-    """Step 3: step 2's GNN fine-tuned 1400 steps on the 2 x 4 eta-phi sectors (~15k hits each)
-    of 12 full events: the dense variant's GNN (stage 3 is step 2's). Flags:
+    """Step 3: step 2's GNN fine-tuned 1000 steps on the 2 x 4 eta-phi sectors (~15k hits each)
+    of 12 full events, input graph at stage 1's learned cut (~13 edges per hit): the dense
+    variant's GNN (stage 3 is step 2's). Flags:
     ``--config.stage1_checkpoint`` (step 1), ``--config.gnn.init_checkpoint`` (step 2)."""
     c = base()
     c.stages = ("stage1", "stage2")
@@ -236,15 +288,16 @@ def dense() -> ml_collections.ConfigDict:
     c.data.gnn_track_fraction = 1.0
     c.gnn.sectors = (2, 4)
     c.gnn.eval_edges_per_event = 131072  # 16k evaluation edges per sector
-    c.gnn.steps = 1400
+    c.gnn.input_threshold = -1.0
+    c.gnn.steps = 1000
     c.gnn.learning_rate = 1e-3
     c.cluster.sectors = (2, 4)  # (stage 3 is not trained in this step)
     return c
 
 
 def sparse() -> ml_collections.ConfigDict:
-    """Step 4: step 2's GNN fine-tuned 200 steps on the 10 %-track events at GNN input cut 0.005
-    (~11 instead of ~6 edges per hit): the GNN for events below ``export.dense_min_hits`` hits.
+    """Step 4: step 2's GNN fine-tuned 200 steps on the 10 %-track events alone (GNN input cut
+    0.005, ~8.5 edges per hit): the GNN for events below ``export.dense_min_hits`` hits.
     Flags: ``--config.stage1_checkpoint`` (step 1), ``--config.gnn.init_checkpoint`` (step 2)."""
     c = base()
     c.stages = ("stage1", "stage2")
@@ -285,12 +338,13 @@ def export() -> ml_collections.ConfigDict:
     settings of the model (``sparse``, events below ``dense_min_hits`` hits) and of its dense
     variant (``dense``) on their shared stage 1, and the calibration that ends the export."""
     c = ml_collections.ConfigDict()
-    c.graph_approx = 2.0  # stage 1's kd-tree query: neighbours within 3x the true k-th distance
+    # the "knn" builder's kd-tree query: neighbours within 3x the true k-th distance
+    c.graph_approx = 2.0
     c.dense_min_hits = 25000
-    # the GNN at a lower input cut than it trained at (0.02) on events of 10 % of the tracks; the
-    # dense variant at a higher one: the same score on full events for ~30 % fewer edges
+    # each variant's GNN input graph at the cut it trained at: 0.005 on events of 10 % of the
+    # tracks, stage 1's learned cut (< 0) on full events
     c.sparse = variant(input_threshold=0.005)
-    c.dense = variant(input_threshold=0.05)
+    c.dense = variant(input_threshold=-1.0)
     # per variant, on validation events of the mixed model's config (the sparse one at its GNN
     # events' track fraction, the dense one on full events): Stop's cut, then the layer merge and
     # the extension's free size (train.stage3.calibrate_merge), then Stop's cut again

@@ -9,7 +9,10 @@ from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = default.base()  # the shipped recipe, toy-sized
+    # the shipped recipe, toy-sized, on the kNN graph (a module map needs hundreds of events; its
+    # toy trainings: tests/test_module_map_stage1.py), the simulator's own luminous region
+    c = default.knn_graph(default.base())
+    c.data.vertex_sigma_z = None
     c.loop.log_every = 10
     c.loop.checkpoint_every = 4  # often: the resume test interrupts every run after 6 steps
 

@@ -4,7 +4,8 @@ Usage::
 
     # the model and every comparison method on simulated (or given) events: one table
     python launch/eval.py [--data=DIR] [--checkpoint=PATH] [--events=2] [--fraction=0.1] \
-        [--real] [--methods=cgnn,gnn+dbscan,...] [--plots_dir=DIR] [--json_out=PATH]
+        [--real] [--vertex_sigma_z=50] [--methods=cgnn,gnn+dbscan,...] [--plots_dir=DIR] \
+        [--json_out=PATH]
     # an existing submission
     python launch/eval.py --data=DIR --submission=FILE [--json_out=PATH]
 
@@ -13,6 +14,7 @@ the pretrained model) and the comparison methods of :mod:`cgnn_jax.analysis.eval
 space, prints the thesis's Table 3.2 (full events, and events with ``--fraction`` of the tracks),
 and writes efficiency / fake-rate plots vs p_T and η to ``--plots_dir``. Without ``--data``,
 ``--events`` full μ = 200 events are simulated (seed 99; never seen in training).
+``--vertex_sigma_z=50`` adds the same simulated events with a 50 mm luminous region.
 ``--real`` adds the real TrackML event shipped with the package (:mod:`cgnn_jax.data`) and, beside
 it, ``--events`` simulated events of the same kind (same density, a 50 mm luminous region, the
 half at φ >= 0: :func:`cgnn_jax.analysis.sim_vs_real.like_real_sample`).
@@ -52,6 +54,12 @@ flags.DEFINE_bool(
     "real",
     False,
     "Also evaluate on the shipped real event and simulated events of the same kind.",
+)
+flags.DEFINE_list(
+    "vertex_sigma_z",
+    [],
+    "Also evaluate simulated events (full, and at --fraction) whose collisions spread along the "
+    "beam by these luminous regions (RMS, mm; the simulator's own: ~6 mm), same seeds.",
 )
 flags.DEFINE_list(
     "methods", None, "Methods to compare (default: all of cgnn_jax.analysis.evaluation)."
@@ -105,6 +113,16 @@ def evaluate_model() -> int:
     from cgnn_jax.sim import simulate_event
     from cgnn_jax.sim.dataset import event_seed
 
+    sigmas = []
+    for v in FLAGS.vertex_sigma_z:
+        try:
+            sigmas.append(float(v))
+        except ValueError:
+            raise ValueError(f"--vertex_sigma_z={v!r}: need a length in mm") from None
+        if not 0 < sigmas[-1] < 1e4:
+            raise ValueError(f"--vertex_sigma_z={v}: need a luminous region > 0 mm")
+    if sigmas and FLAGS.data:
+        raise ValueError("--vertex_sigma_z simulates events: not with --data")
     pipe = Pipeline.restore(FLAGS.checkpoint)
     methods = FLAGS.methods or list(METHODS)
     settings = []
@@ -112,46 +130,43 @@ def evaluate_model() -> int:
         from cgnn_jax.io import iter_events
 
         events = list(iter_events(FLAGS.data))
-        settings.append(("full events", events))
+        settings.append(("full events", events, 1.0, None))
     else:
-        n = FLAGS.events
-        settings.append(
-            (
-                "full events",
-                [simulate_event(event_seed(99, i), 200.0, event_id=1 + i) for i in range(n)],
-            )
-        )
-        if FLAGS.fraction > 0:
-            settings.append(
-                (
-                    f"{FLAGS.fraction:.0%} of tracks",
-                    [
-                        simulate_event(
-                            event_seed(99, i),
-                            200.0,
-                            track_fraction=FLAGS.fraction,
-                            event_id=1 + i,
-                        )
-                        for i in range(n)
-                    ],
-                )
-            )
+        for sigma in [None, *sigmas]:
+            where = "" if sigma is None else f", {sigma:g} mm luminous region"
+            fracs = [1.0] + ([FLAGS.fraction] if FLAGS.fraction > 0 else [])
+            for frac in fracs:
+                name = ("full events" if frac == 1.0 else f"{frac:.0%} of tracks") + where
+                evs = [
+                    simulate_event(
+                        event_seed(99, i),
+                        200.0,
+                        track_fraction=frac,
+                        event_id=1 + i,
+                        vertex_sigma_z=sigma,
+                    )
+                    for i in range(FLAGS.events)
+                ]
+                settings.append((name, evs, frac, sigma))
     if FLAGS.real:
         from cgnn_jax.analysis.sim_vs_real import like_real_sample
         from cgnn_jax.data import real_sample
 
-        settings.append(("real event (2.5 % of tracks)", [real_sample()]))
+        settings.append(("real event (2.5 % of tracks)", [real_sample()], None, None))
         like = [like_real_sample(event_seed(99, i), event_id=1 + i) for i in range(FLAGS.events)]
-        settings.append(("simulated like it", like))
+        settings.append(("simulated like it", like, None, None))
     report, tables = {"checkpoint": FLAGS.checkpoint or "pretrained", "settings": {}}, []
-    for name, events in settings:
+    for name, events, frac, sigma in settings:
         cuts = None
         if {"gnn+dbscan", "gnn+components"} & set(methods):
-            if name.startswith(("real", "simulated like")):
+            if frac is None:
+                from cgnn_jax.analysis.sim_vs_real import like_real_sample
+
                 tune = like_real_sample(event_seed(98, 0))
             else:
-                frac = 1.0 if name == "full events" else FLAGS.fraction
-                tune = simulate_event(event_seed(98, 0), 200.0, track_fraction=frac)
+                tune = simulate_event(
+                    event_seed(98, 0), 200.0, track_fraction=frac, vertex_sigma_z=sigma
+                )
             cuts = tune_space_cuts(pipe, tune)
             print(f"{name}: cuts tuned on a separate simulated event: {cuts}")
         per_event, plots = compare_methods(events, pipe, methods, cuts)

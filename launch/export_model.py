@@ -295,8 +295,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.extend_iterations is not None and FLAGS.extend_iterations < 0:
         raise ValueError(f"--extend_iterations={FLAGS.extend_iterations}: need >= 0")
     for name, cut in (("input_threshold", input_cut), ("dense_input_threshold", dense_cut)):
-        if cut is not None and not 0.0 <= cut < 1.0:
-            raise ValueError(f"--{name}={cut}: need 0 <= cut < 1")
+        if cut is not None and not cut < 1.0:
+            raise ValueError(f"--{name}={cut}: need cut < 1 (< 0: stage 1's learned cut)")
     if graph_approx is not None and graph_approx < 0:
         raise ValueError(f"--graph_approx={graph_approx}: need >= 0")
     min_hits_given = either("dense_min_hits", cfg["dense_min_hits"])

@@ -9,7 +9,13 @@ import numpy as np
 def shrink_stage1(
     c: ml_collections.ConfigDict, filter_steps: int = 150
 ) -> ml_collections.ConfigDict:
-    """A stage-1 config small enough to train in seconds on μ = 10 events (in place)."""
+    """A stage-1 config small enough to train in seconds on μ = 10 events (in place), on the kNN
+    graph (:func:`configs.default.knn_graph`; a module map needs hundreds of events) and the
+    simulator's own luminous region."""
+    from configs.default import knn_graph
+
+    knn_graph(c, gnn=False)
+    c.data.vertex_sigma_z = None
     c.data.train_events = 2
     c.data.mu = 10.0
     c.embedding.hidden = (32, 32)

@@ -92,10 +92,12 @@ def assert_user_error(p: subprocess.CompletedProcess, *named: str) -> None:
 
 
 def break_event(data: Path, event_id: int) -> bytes:
-    """Truncate one event's hits file mid-line (as an interrupted copy would); returns the bytes."""
+    """Truncate one event's hits file mid-line, after a row's first field (as an interrupted copy
+    would); returns the bytes."""
     f = data / f"event{event_id:09d}-hits.csv"
     raw = f.read_bytes()
-    f.write_bytes(raw[: len(raw) // 2])
+    start = raw.index(b"\n", len(raw) // 2) + 1
+    f.write_bytes(raw[: raw.index(b",", start) + 1])
     return raw
 
 
@@ -199,6 +201,7 @@ def test_user_errors_are_one_line_and_leave_nothing(env, data_a, tmp_path):
         # bad flag values
         (("simulate.py", f"--out={work / 'x'}", "--track_fraction=2"), ["track_fraction"]),
         (("simulate.py", f"--out={work / 'x'}", "--cluster_model=blob"), ["cluster_model", "blob"]),
+        (("eval.py", "--vertex_sigma_z=wide"), ["vertex_sigma_z", "wide"]),
         (("embedding_proxy.py", f"--workdir={work / 'p'}", "--k=16,0"), ["--k"]),
         (
             ("reconstruct.py", f"--data={data_a}", "--method=nope", f"--out={work / 's.csv'}"),

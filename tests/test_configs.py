@@ -54,7 +54,6 @@ def test_steps_differ_only_where_the_step_says():
 
     base = resolved(default.base())
     assert differences(base, resolved(default.get_config("sparse"))) == [
-        "gnn.input_threshold: 0.02 -> 0.005",
         "gnn.learning_rate: 0.003 -> 0.001",
         "gnn.steps: 2000 -> 200",
         "stages: ['stage1', 'stage2', 'stage3', 'e2e'] -> ['stage1', 'stage2']",
@@ -68,11 +67,28 @@ def test_export_settings_of_the_shipped_model():
     assert e.graph_approx == pytest.approx(2.0)
     assert e.dense_min_hits == 25000
     assert e.sparse.input_threshold == pytest.approx(0.005)
-    assert e.dense.input_threshold == pytest.approx(0.05)
+    assert e.dense.input_threshold == pytest.approx(-1.0)  # stage 1's learned cut
     for v in (e.sparse, e.dense):
         assert v.cluster.tree_rows == "atoms"
         assert v.cluster.extend_iterations == 2
     assert (e.calibrate_merge_events, e.calibrate_stop_events) == (2, 2)
+
+
+def test_knn_graph_is_the_thesis_stage1():
+    """``knn_graph`` switches stage 1 to the kNN graph and nothing of stages 2-3 but the GNN's
+    input cut; the shipped steps build a module map."""
+    from configs import default
+
+    base = resolved(default.base())
+    assert base["graph"]["builder"] == "module_map"
+    assert differences(base, resolved(default.knn_graph(default.base()))) == [
+        "data.train_events: 6 -> 4",
+        "filter.hidden: [64, 64, 64] -> [32, 32, 32]",
+        "filter.prefilter_hidden: 32 -> 0",
+        "filter.target_purity: 0.0 -> 0.5",
+        "gnn.input_threshold: 0.005 -> 0.02",
+        "graph.builder: 'module_map' -> 'knn'",
+    ]
 
 
 def test_unknown_step_names_the_valid_ones():

@@ -338,3 +338,31 @@ def test_mixed_density_training_events():
     assert len(mix) == 2 and ev.gnn_mix is mix  # simulated once
     assert sum(e.n for e in mix) < 0.5 * sum(e.n for e in main)  # a fifth of the tracks
     assert {e.event_id for e in mix}.isdisjoint(e.event_id for e in main)
+
+
+@pytest.mark.parametrize(("mix_cut", "want"), [(None, 0.005), (-1.0, None), (0.2, 0.2)])
+def test_mixed_events_input_graph_at_their_own_cut(tmp_path, mix_cut, want):
+    """``gnn.mix_input_threshold``: the mixed events' input graph at their own filter cut (< 0:
+    stage 1's learned one, ``None``), the main events' at ``gnn.input_threshold``; unset: both."""
+    from cgnn_jax.train.stage2 import train_stage2
+    from configs.default import mix
+
+    c = mix()
+    c.gnn.mix_input_threshold = mix_cut
+    cuts = []
+
+    class Done(Exception):
+        pass
+
+    class Events:
+        gnn_train, gnn_mix = [], []
+
+        def graphs(self, stage1, group, kind, threshold=None):
+            cuts.append(threshold)
+            if len(cuts) == 2:
+                raise Done
+            return []
+
+    with pytest.raises(Done):
+        train_stage2(c, tmp_path, stage1=object(), log=lambda *_: None, events=Events())
+    assert cuts == [pytest.approx(0.005), want if want is None else pytest.approx(want)]

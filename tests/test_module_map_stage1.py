@@ -18,7 +18,7 @@ from cgnn_jax.graph.module_map import (
 from cgnn_jax.inference.events import prepare_event
 from cgnn_jax.inference.stage1 import Stage1, graph_builder
 from cgnn_jax.train.stage1 import budget_threshold, consecutive_labels, module_map_edge_set
-from configs.experiments import module_map as mm_config
+from configs.default import stage12
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def events(map_events):
 
 @pytest.fixture(scope="module")
 def stage1(events, untrained_stage1_params) -> Stage1:
-    config = mm_config.stage1()
+    config = stage12()
     config.filter.hidden = (8, 8)
     emb_params, filter_params = untrained_stage1_params(config, prepare_event(events[0]))
     mmap = build_module_map(events[:1])
@@ -143,7 +143,8 @@ def test_stage_swap_puts_the_new_stage1_in_the_shipped_model(stage1):
     base = Pipeline.restore()
     new = mod._swap_stage1(base, stage1, 0.005)
     assert new.stage1.builder == "module_map" and new.stage1.module_map is not None
-    assert "zone_map" not in new.learned and base.stage1.builder == "knn"
+    assert "zone_map" not in new.learned
+    assert new.learned["module_map"] is stage1.learned["module_map"]  # the new map, not the base's
     assert new.learned["filter_threshold"] == 0.5
     assert new.config.gnn.input_threshold == 0.005
     assert new.params["embedding"] is stage1.emb_params

@@ -33,7 +33,7 @@ from cgnn_jax.train.stage1 import (
     prefilter_threshold,
     train_prefilter,
 )
-from configs.experiments import module_map as mm_config
+from configs.default import stage12
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def events(map_events):
 def trained(events, tmp_path_factory, untrained_stage1_params):
     """A stage 1 with a module map of event 0, a random edge filter and a first pass trained
     briefly on event 0's candidates, cut at a recall of 0.95 of its true edges."""
-    config = mm_config.stage1()
+    config = stage12()
     config.filter.hidden = (8, 8)
     config.filter.prefilter_hidden = 8
     config.filter.prefilter_steps = 300

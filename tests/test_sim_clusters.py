@@ -18,9 +18,9 @@ from cgnn_jax.sim.response import (
 )
 
 # sha256 of each table's records of simulate_event(0, track_fraction=0.05) and of
-# simulate_event(3, track_fraction=0.02, vertex_sigma_z=50), as the simulator made them before
-# the cluster models: the default model must keep them byte for byte.
-DEFAULT_HASHES = {
+# simulate_event(3, track_fraction=0.02, vertex_sigma_z=50) with the "staircase" cluster model, as
+# the simulator made them before the path-length model: that model keeps them byte for byte.
+STAIRCASE_HASHES = {
     (0, 0.05, None): {
         "hits": "a0d2ebfc2616eb4f0552d6380d707fea72cf7e9e75c74ce3a204a644857934f2",
         "cells": "a23e9552fff80fed690b5e5748b4f7a9f53c1ae8d6818a47c998a21ac5a01c5b",
@@ -44,12 +44,17 @@ def _hashes(ev) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("key", list(DEFAULT_HASHES))
-def test_default_cluster_model_keeps_events_byte_identical(key):
+@pytest.mark.parametrize("key", list(STAIRCASE_HASHES))
+def test_staircase_cluster_model_keeps_events_byte_identical(key):
     seed, fraction, sigma = key
-    ev = simulate_event(seed, track_fraction=fraction, vertex_sigma_z=sigma)
-    assert SimConfig().cluster_model == "staircase"
-    assert _hashes(ev) == DEFAULT_HASHES[key]
+    stair = SimConfig(cluster_model="staircase")
+    ev = simulate_event(seed, track_fraction=fraction, vertex_sigma_z=sigma, config=stair)
+    assert _hashes(ev) == STAIRCASE_HASHES[key]
+    # the default is the path-length model: its pixel cells differ, its particles do not
+    default = _hashes(simulate_event(seed, track_fraction=fraction, vertex_sigma_z=sigma))
+    assert SimConfig().cluster_model == "path_length"
+    assert default["cells"] != STAIRCASE_HASHES[key]["cells"]
+    assert default["particles"] == STAIRCASE_HASHES[key]["particles"]
 
 
 def test_bad_cluster_model():
@@ -222,7 +227,7 @@ def test_endcap_direction_error_is_the_geometric_one(path_event):
 
 def test_staircase_endcap_direction_error_differs():
     """The check above can fail: the staircase model's endcap error is about twice as large."""
-    ev = simulate_event(11, track_fraction=0.05)
+    ev = simulate_event(11, track_fraction=0.05, config=SimConfig(cluster_model="staircase"))
     f = hit_features(ev)
     t = ev.truth.set_index("hit_id").loc[ev.hits["hit_id"].to_numpy()]
     p = t[["tpx", "tpy", "tpz"]].to_numpy(np.float64)

@@ -176,7 +176,9 @@ def test_solenoid_bends_forward_tracks_off_the_helix():
 
 
 def test_hit_position_is_its_cluster_centre():
-    ev = simulate_event(3, mu=5)
+    """The staircase model puts a hit at its cells' centre (the path-length model at their
+    charge-weighted centre: tests/test_sim_clusters.py)."""
+    ev = simulate_event(3, mu=5, config=SimConfig(cluster_model="staircase"))
     g = load_geometry()
     rows = g.module_rows(ev.hits.volume_id, ev.hits.layer_id, ev.hits.module_id)
     rel = ev.hits[["x", "y", "z"]].to_numpy(np.float64) - g.center[rows]

@@ -51,9 +51,10 @@ class SimConfig:
     at the centre, coil ``solenoid_radius`` / ``solenoid_half_length`` in mm); ``False`` gives the
     uniform ``b_field`` along z (perfect helices). ``passive_material``: passive cylinders
     ``(radius mm, half length mm, x/X0)`` crossed without a hit. ``cluster_model``: how hits fire
-    cells (:data:`cgnn_jax.sim.response.CLUSTER_MODELS`): ``"staircase"`` (calibrated cluster
-    sizes, uniform pixel charge sharing) or ``"path_length"`` (pixel cells from the track's path
-    length in each pixel, with the barrel's Lorentz drift, and the charge-weighted hit position).
+    cells (:data:`cgnn_jax.sim.response.CLUSTER_MODELS`): ``"path_length"`` (the default: pixel
+    cells from the track's path length in each pixel, with the barrel's Lorentz drift, and the
+    charge-weighted hit position, as the TrackML digitisation makes them) or ``"staircase"``
+    (calibrated cluster sizes, uniform pixel charge sharing).
     """
 
     b_field: float = 2.0
@@ -65,7 +66,7 @@ class SimConfig:
     multiple_scattering: bool = True
     energy_loss: bool = True
     max_steps: int = 64
-    cluster_model: str = "staircase"
+    cluster_model: str = "path_length"
 
 
 def _subset(p: Particles, keep: np.ndarray) -> Particles:

@@ -257,8 +257,17 @@ def train_stage2(
     local_batch = batch_size // jax.process_count()
     evs, mix = events.gnn_train, events.gnn_mix  # mix: events of another density (or none)
     subs = []
-    for group, sectors in ((evs, c.sectors), (mix, tuple(c.get("mix_sectors", c.sectors)))):
-        graphs = events.graphs(stage1, group, c.input_graph, input_threshold(c))
+    # the mixed events' input graph at gnn.mix_input_threshold when set (a filter cut that keeps
+    # as many edges per hit at their density; < 0: stage 1's learned cut), else gnn.input_threshold
+    mix_cut = input_threshold(c)
+    if c.get("mix_input_threshold", None) is not None:
+        mix_cut = input_threshold({"input_threshold": c.mix_input_threshold})
+    groups = (
+        (evs, c.sectors, input_threshold(c)),
+        (mix, tuple(c.get("mix_sectors", c.sectors)), mix_cut),
+    )
+    for group, sectors, cut in groups:
+        graphs = events.graphs(stage1, group, c.input_graph, cut)
         for ev, g in zip(group, graphs, strict=True):
             x = gnn_inputs(ev, stage1)
             subs += event_subgraphs(config, ev, x, g, sectors, config.seed)
