@@ -109,6 +109,7 @@ def evaluate_model() -> int:
         summary_table,
         tune_space_cuts,
     )
+    from cgnn_jax.analysis.sim_vs_real import like_real_sample
     from cgnn_jax.inference import Pipeline
     from cgnn_jax.sim import simulate_event
     from cgnn_jax.sim.dataset import event_seed
@@ -149,7 +150,6 @@ def evaluate_model() -> int:
                 ]
                 settings.append((name, evs, frac, sigma))
     if FLAGS.real:
-        from cgnn_jax.analysis.sim_vs_real import like_real_sample
         from cgnn_jax.data import real_sample
 
         settings.append(("real event (2.5 % of tracks)", [real_sample()], None, None))
@@ -159,9 +159,7 @@ def evaluate_model() -> int:
     for name, events, frac, sigma in settings:
         cuts = None
         if {"gnn+dbscan", "gnn+components"} & set(methods):
-            if frac is None:
-                from cgnn_jax.analysis.sim_vs_real import like_real_sample
-
+            if frac is None:  # the real event and those like it
                 tune = like_real_sample(event_seed(98, 0))
             else:
                 tune = simulate_event(

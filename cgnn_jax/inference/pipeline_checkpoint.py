@@ -94,7 +94,7 @@ def restore_pipeline(
 ) -> Pipeline:
     """A ``cls`` (:class:`~cgnn_jax.inference.Pipeline`) from a checkpoint folder, a training
     workdir or ``None`` (the pretrained default), with its dense variant if it has one."""
-    from cgnn_jax.inference.variants import STAGE1_GROUPS, VARIANT_GROUPS
+    from cgnn_jax.inference.variants import VARIANT_GROUPS, stage1_groups
 
     path = pipeline_checkpoint_dir(path)
     state, meta = restore_checkpoint(path, step, kind=PIPELINE_KIND)
@@ -116,7 +116,7 @@ def restore_pipeline(
     dense = cls(
         ml_collections.ConfigDict(dense_meta["config"]),
         s1c,
-        {**{k: state[k] for k in STAGE1_GROUPS}, **dict(dense_params)},
+        {**stage1_groups(state), **dict(dense_params)},
         dict(dense_meta.get("meta", {})),
     )
     return pipe.with_dense(dense, int(dense_meta["min_hits"]))

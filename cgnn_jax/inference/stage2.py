@@ -39,10 +39,11 @@ def gnn_inputs(ev: PreparedEvent, stage1: Stage1) -> np.ndarray:
     return np.concatenate([ev.hf.x, stage1.embed(ev)], axis=1).astype(np.float32)
 
 
-def input_threshold(gnn_config) -> float | None:
-    """The edge-filter cut of the GNN's ``"refined"`` input graph: ``gnn.input_threshold`` when
-    set (>= 0), else ``None`` (stage 1's own, learned cut)."""
-    t = float(gnn_config.get("input_threshold", -1.0))
+def input_threshold(gnn_config, key: str = "input_threshold") -> float | None:
+    """The edge-filter cut of the GNN's ``"refined"`` input graph: ``gnn.<key>`` (default
+    ``gnn.input_threshold``) when set (>= 0), else ``None`` (stage 1's own, learned cut)."""
+    t = gnn_config.get(key, None)
+    t = -1.0 if t is None else float(t)
     return t if t >= 0 else None
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cgnn_jax.inference.pipeline import Pipeline
 
 STAGE1_GROUPS = ("embedding", "filter")  # shared by a pipeline and its dense variant
+STAGE1_OPTIONAL_GROUPS = ("prefilter",)  # shared too when stage 1 has them (the first pass)
 VARIANT_GROUPS = ("input_embedding", "gnn", "split", "stop")  # a dense variant's own
 STAGE1_LEARNED = (
     "filter_threshold",
@@ -26,6 +27,12 @@ STAGE1_LEARNED = (
     "module_map",
     "prefilter_threshold",
 )  # what stage 1's training chose (shared too)
+
+
+def stage1_groups(params: dict) -> dict:
+    """A pipeline's stage-1 parameter groups: :data:`STAGE1_GROUPS` and those of
+    :data:`STAGE1_OPTIONAL_GROUPS` it has."""
+    return {k: params[k] for k in (*STAGE1_GROUPS, *STAGE1_OPTIONAL_GROUPS) if k in params}
 
 
 def with_dense(pipe: Pipeline, dense: Pipeline | None, min_hits: int = 0) -> Pipeline:
@@ -49,7 +56,7 @@ def with_dense(pipe: Pipeline, dense: Pipeline | None, min_hits: int = 0) -> Pip
         **{k: v for k, v in dense.learned.items() if k not in STAGE1_LEARNED},
         **{k: v for k, v in pipe.learned.items() if k in STAGE1_LEARNED},
     }
-    shared = {k: pipe.params[k] for k in (*STAGE1_GROUPS, "prefilter") if k in pipe.params}
+    shared = stage1_groups(pipe.params)
     dense = dataclasses.replace(
         dense,
         stage1_config=pipe.stage1_config,

@@ -259,9 +259,8 @@ def train_stage2(
     subs = []
     # the mixed events' input graph at gnn.mix_input_threshold when set (a filter cut that keeps
     # as many edges per hit at their density; < 0: stage 1's learned cut), else gnn.input_threshold
-    mix_cut = input_threshold(c)
-    if c.get("mix_input_threshold", None) is not None:
-        mix_cut = input_threshold({"input_threshold": c.mix_input_threshold})
+    mix_key = "input_threshold" if c.get("mix_input_threshold") is None else "mix_input_threshold"
+    mix_cut = input_threshold(c, mix_key)
     groups = (
         (evs, c.sectors, input_threshold(c)),
         (mix, tuple(c.get("mix_sectors", c.sectors)), mix_cut),
