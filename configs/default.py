@@ -31,7 +31,7 @@ The steps:
    events (their input graph at stage 1's learned cut), then stage 3: Split/Stop over the atoms the tree never separates (the layer-constrained
    merge of the edges with ``a_ij > 0.5``, :mod:`cgnn_jax.cluster.merge`), and Stop's cut chosen
    on 2 validation events. The model's stage 3 and configuration are this step's.
-3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 12 full events, at stage
+3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 24 full events, at stage
    1's learned cut (~13 edges per hit): the GNN of the dense variant, which reconstructs events of at least ``export.dense_min_hits`` hits.
 4. ``sparse``: the mixed GNN fine-tuned on the 10 %-track events alone: the GNN of the model for
    the other events.
@@ -278,18 +278,18 @@ def mix() -> ml_collections.ConfigDict:
 
 
 def dense() -> ml_collections.ConfigDict:
-    """Step 3: step 2's GNN fine-tuned 1000 steps on the 2 x 4 eta-phi sectors (~15k hits each)
-    of 12 full events, input graph at stage 1's learned cut (~13 edges per hit): the dense
+    """Step 3: step 2's GNN fine-tuned 2000 steps on the 2 x 4 eta-phi sectors (~15k hits each)
+    of 24 full events, input graph at stage 1's learned cut (~13 edges per hit): the dense
     variant's GNN (stage 3 is step 2's). Flags:
     ``--config.stage1_checkpoint`` (step 1), ``--config.gnn.init_checkpoint`` (step 2)."""
     c = base()
     c.stages = ("stage1", "stage2")
-    c.data.gnn_train_events = 12
+    c.data.gnn_train_events = 24
     c.data.gnn_track_fraction = 1.0
     c.gnn.sectors = (2, 4)
     c.gnn.eval_edges_per_event = 131072  # 16k evaluation edges per sector
     c.gnn.input_threshold = -1.0
-    c.gnn.steps = 1000
+    c.gnn.steps = 2000
     c.gnn.learning_rate = 1e-3
     c.cluster.sectors = (2, 4)  # (stage 3 is not trained in this step)
     return c
