@@ -1,4 +1,4 @@
-"""Shared fixtures: one training of every stage on ``configs/test.py`` for the whole session."""
+"""Shared fixtures: one training of every stage on ``configs/test.py`` for the whole test run."""
 
 from __future__ import annotations
 
@@ -70,12 +70,12 @@ def two_runs(tmp_path_factory):
     ``configs/test.py`` and of one whose every run was interrupted and resumed, and its logs.
     Read-only: a test that trains on copies them first.
 
-    Trained once per test session, also under pytest-xdist (``make test`` runs ``-n auto``): the
+    Trained once per test run, also under pytest-xdist (``make test`` runs ``-n auto``): the
     first worker that needs them trains them in the workers' shared temporary folder, under a
     file lock; the others wait for it and read the result."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by the workers of this session
+        root = root.parent  # shared by the workers of this test run
     tmp = root / "two_runs"
     with open(root / "two_runs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

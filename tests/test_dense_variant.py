@@ -27,7 +27,7 @@ def _leaves_equal(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def toy(two_runs):
-    """``(pipe, dense, small_event, big_event)``: the session's toy pipeline, a variant of it
+    """``(pipe, dense, small_event, big_event)``: the test run's toy pipeline, a variant of it
     with other GNN parameters and Stop's cut, and events below and above the variant's cut."""
     from cgnn_jax.inference import Pipeline
     from cgnn_jax.sim import simulate_event

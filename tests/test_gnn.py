@@ -236,7 +236,7 @@ def trained(tmp_path_factory, two_runs):
 
     tmp = tmp_path_factory.mktemp("stage2")
     c = shrink_stage1(get_config())
-    stage1 = Stage1.restore(two_runs[0])  # the session's configs/test.py stage 1
+    stage1 = Stage1.restore(two_runs[0])  # the test run's configs/test.py stage 1
     c.gnn.num_layers = 2
     c.gnn.hidden = 16
     c.gnn.kernel_hidden = 8

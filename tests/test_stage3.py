@@ -143,7 +143,7 @@ def test_tree_file_round_trip_and_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_pipeline(two_runs, tmp_path_factory):
-    """``(config, workdir, stage2)``: a copy of the session's ``configs/test.py`` training."""
+    """``(config, workdir, stage2)``: a copy of the test run's ``configs/test.py`` training."""
     from cgnn_jax.inference import Stage2
     from configs.test import get_config
 
