@@ -121,7 +121,7 @@ def evaluate_model() -> int:
         except ValueError:
             raise ValueError(f"--vertex_sigma_z={v!r}: need a length in mm") from None
         if not 0 < sigmas[-1] < 1e4:
-            raise ValueError(f"--vertex_sigma_z={v}: need a luminous region > 0 mm")
+            raise ValueError(f"--vertex_sigma_z={v}: need a luminous region 0 < sigma_z < 10000 mm")
     if sigmas and FLAGS.data:
         raise ValueError("--vertex_sigma_z simulates events: not with --data")
     pipe = Pipeline.restore(FLAGS.checkpoint)
