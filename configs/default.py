@@ -26,15 +26,16 @@ The steps:
    The message passing learns from the edge truth alone (binary cross-entropy of the last layer's
    ``a_ij``); the cluster space is an MLP head trained by the hinge loss without
    back-propagating into the layers (``gnn.detach_output``). Every training event, of every
-   step, spreads its collisions along the beam by a sigma_z drawn from 5-60 mm.
+   step, spreads its collisions along the beam by a sigma_z drawn from 5-60 mm (5-100 mm in the
+   ``sparse`` step).
 2. ``mix``: that GNN fine-tuned on its 10 %-track events mixed with the eta-phi sectors of 6 full
    events (their input graph at stage 1's learned cut), then stage 3: Split/Stop over the atoms the tree never separates (the layer-constrained
    merge of the edges with ``a_ij > 0.5``, :mod:`cgnn_jax.cluster.merge`), and Stop's cut chosen
    on 2 validation events. The model's stage 3 and configuration are this step's.
 3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 24 full events, at stage
    1's learned cut (~13 edges per hit): the GNN of the dense variant, which reconstructs events of at least ``export.dense_min_hits`` hits.
-4. ``sparse``: the mixed GNN fine-tuned on the 10 %-track events alone: the GNN of the model for
-   the other events.
+4. ``sparse``: the mixed GNN fine-tuned on the 10 %-track events alone (sigma_z from 5-100 mm):
+   the GNN of the model for the other events.
 5. ``export`` (``launch/export_model.py``): the two fine-tuned GNNs on the mixed model's stage 1
    and Split/Stop, with the inference settings of :func:`export`, and the layer merge, the
    extension's free size and Stop's cut calibrated per variant on validation events.
@@ -296,13 +297,16 @@ def dense() -> ml_collections.ConfigDict:
 
 
 def sparse() -> ml_collections.ConfigDict:
-    """Step 4: step 2's GNN fine-tuned 200 steps on the 10 %-track events alone (GNN input cut
-    0.005, ~8.5 edges per hit): the GNN for events below ``export.dense_min_hits`` hits.
+    """Step 4: step 2's GNN fine-tuned 1000 steps on the 10 %-track events alone (GNN input cut
+    0.005, ~8.5 edges per hit), their collisions spread by a sigma_z drawn from 5-100 mm (tracks
+    from vertices far from the origin lose the most on long luminous regions): the GNN for events
+    below ``export.dense_min_hits`` hits.
     Flags: ``--config.stage1_checkpoint`` (step 1), ``--config.gnn.init_checkpoint`` (step 2)."""
     c = base()
     c.stages = ("stage1", "stage2")
+    c.data.vertex_sigma_z = (5.0, 100.0)
     c.gnn.input_threshold = 0.005
-    c.gnn.steps = 200
+    c.gnn.steps = 1000
     c.gnn.learning_rate = 1e-3
     return c
 

@@ -54,8 +54,9 @@ def test_steps_differ_only_where_the_step_says():
 
     base = resolved(default.base())
     assert differences(base, resolved(default.get_config("sparse"))) == [
+        "data.vertex_sigma_z: [5.0, 60.0] -> [5.0, 100.0]",
         "gnn.learning_rate: 0.003 -> 0.001",
-        "gnn.steps: 2000 -> 200",
+        "gnn.steps: 2000 -> 1000",
         "stages: ['stage1', 'stage2', 'stage3', 'e2e'] -> ['stage1', 'stage2']",
     ]
 
