@@ -73,7 +73,7 @@ def interrupt_at(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
+        process_group=0,  # its own process group, for os.killpg
     )
     time.sleep(at)
     try:

@@ -208,7 +208,7 @@ def interrupt(env, args: list[str], when) -> subprocess.CompletedProcess:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
+        process_group=0,  # its own process group, for os.killpg
     )
     deadline = time.monotonic() + 240
     while not when(proc) and proc.poll() is None and time.monotonic() < deadline:
