@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= out/demo
 DEMO_EVENTS ?= 2
 
-.PHONY: demo test lint format lock bench fidelity train-stage1 train-test train-default reexport evaluate diagnose graph-quality clean
+.PHONY: demo test lint format lock bench fidelity train-stage1 train-test train-default train-thesis reexport evaluate diagnose graph-quality clean
 
 # the versions of requirements-lock.txt (those the suite passed with); requirements.txt and
 # pyproject.toml hold the floors a library user needs
@@ -65,6 +65,12 @@ train-default: $(STAMP)
 	    --config.stage1_checkpoint=$(DEFAULT_WD) --config.gnn.init_checkpoint=$(DEFAULT_WD)_mix
 	$(BIN)/python launch/export_model.py --config=configs/default.py:export \
 	    --workdir=$(DEFAULT_WD)_mix --gnn=$(DEFAULT_WD)_sparse --dense=$(DEFAULT_WD)_dense
+
+# the thesis's own configuration (configs/thesis.py): Split/Stop on every hit, no atoms, no layer
+# merge, no extension, trained on the shipped stage 1 and GNN, then end to end (~15 min)
+THESIS_WD ?= workdirs/thesis
+train-thesis: $(STAMP)
+	$(BIN)/python launch/train.py --config=configs/thesis.py --workdir=$(THESIS_WD)
 
 # the shipped model re-exported from itself with configs/default.py:export (its inference settings
 # set again, every calibration re-run on the validation events: ~5 min) into REEXPORT_DIR; its

@@ -151,3 +151,43 @@ def test_no_stop_builds_the_tree_of_a_cut_no_vote_exceeds(compact):
     # and at a lower cut Stop does freeze clusters the run without it splits
     low = run(lambda *a, **k: stop.apply(pt, *a, **k), 0.4)
     assert len(np.unique(low["cluster"])) < len(np.unique(got["cluster"]))
+
+
+def test_stop_size_input_counts_points_not_rows_nor_padding():
+    # Stop(size_input=True) sees log(1 + points of the cluster): the same votes from atoms'
+    # weighted rows as from their points, padding counts nothing, and the size moves the vote
+    n, d = 60, 3
+    rng, groups = _atoms(n, 12, 2)
+    # the points of an atom coincide, so its row is exactly them (a row's vote is not the mean
+    # of its points' votes otherwise)
+    h = rng.normal(size=(n, d)).astype(np.float32)[groups]
+    seg = (groups % 2).astype(np.int32)  # two clusters (ids 0 and 1) made of whole atoms
+    assert 0 < seg.sum() < n
+    stop = Stop((8,), size_input=True)
+    params = stop.init(jax.random.PRNGKey(0), h[:8], seg[:8], np.ones(8, bool), 8)
+    assert params["params"]["mlp"]["Dense_0"]["kernel"].shape[0] == 3 * (d + 1)
+    pts = np.asarray(stop.apply(params, h, seg, np.ones(n, bool), n))[:2]
+    # the same points padded to 96 rows (padding in its own segments): the same votes
+    hp, mp = pad_rows(h, 96), np.arange(96) < n
+    sp = np.concatenate([seg, np.arange(n, 96)]).astype(np.int32)
+    np.testing.assert_allclose(
+        np.asarray(stop.apply(params, hp, sp, mp, 96))[:2], pts, rtol=1e-5, atol=1e-6
+    )
+    # one weighted row per atom: the same cluster sizes, so the same votes
+    r = atom_rows(h, groups)
+    k = len(r["first"])
+    rows = stop.apply(
+        params, r["h"], seg[r["first"]], np.ones(k, bool), k, weight=r["weights"], h_var=r["h_var"]
+    )
+    np.testing.assert_allclose(np.asarray(rows)[:2], pts, rtol=1e-4, atol=1e-5)
+    # the size is an input: a cluster of the same points counted twice votes differently
+    twice = stop.apply(
+        params,
+        r["h"],
+        seg[r["first"]],
+        np.ones(k, bool),
+        k,
+        weight=2 * r["weights"],
+        h_var=r["h_var"],
+    )
+    assert np.abs(np.asarray(twice)[:2] - pts).max() > 1e-4

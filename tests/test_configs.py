@@ -106,3 +106,20 @@ def test_every_config_loads(path):
     module = importlib.import_module(path[:-3].replace("/", "."))
     config = module.get_config()
     assert "stages" in config or "graph_approx" in config
+
+
+def test_thesis_config_is_the_shipped_gnn_with_the_thesis_clustering():
+    from cgnn_jax.inference.stage3 import atom_mode, tree_rows
+    from configs import default, thesis
+
+    c, base = thesis.get_config(), default.base()
+    # every hit a row of the tree, no atoms, no layer merge, no extension; trained end to end
+    assert atom_mode(c.cluster) is None and tree_rows(c.cluster) == "points"
+    assert c.cluster.extend_iterations == 0 and c.cluster.e2e_epochs > 0
+    assert c.stages == ("stage1", "stage2", "stage3", "e2e")
+    # on the shipped stage 1 and the GNN of its 10 %-track variant, at that variant's input cut
+    assert c.stage1_checkpoint == c.gnn.init_checkpoint == thesis.SHIPPED
+    assert (ROOT / thesis.SHIPPED).is_dir()
+    assert c.gnn.input_threshold == default.export().sparse.input_threshold
+    changed = {k for k in base.gnn if c.gnn[k] != base.gnn[k]}
+    assert changed == {"init_checkpoint", "steps"}

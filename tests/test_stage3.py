@@ -210,6 +210,27 @@ def test_tiny_stage3_e2e_trains_resumes_and_restores(tiny_pipeline):
     assert parts["gnn"].shape == (len(ev.hits), c.gnn.out_dim)
 
 
+def test_a_stage1_taken_from_a_whole_model_carries_no_stop_cut(tiny_pipeline):
+    # a model trained on the stage 1 of a whole pipeline (config.stage1_checkpoint = a model)
+    # validates and runs at its own config's Stop cut, not at the cut the other model calibrated
+    import dataclasses
+
+    from cgnn_jax.inference import Pipeline
+    from cgnn_jax.train.stage3 import pipeline_from_stage2
+
+    c, tmp, s2 = tiny_pipeline
+    pipe = Pipeline.restore(tmp)
+    pipe = dataclasses.replace(
+        pipe, meta={**pipe.meta, "learned": {**pipe.learned, "stop_threshold": 0.77}}
+    )
+    assert pipe.stage3.stop_threshold == 0.77
+    s1 = pipe.stage1
+    assert "stop_threshold" not in s1.learned
+    assert s1.learned.keys() == pipe.learned.keys() - {"stop_threshold"}
+    new = pipeline_from_stage2(c, dataclasses.replace(s2, stage1=s1))
+    assert new.stage3.stop_threshold == float(c.cluster.stop_threshold) != 0.77
+
+
 def test_iterative_reclustering_keeps_confident_clusters(tiny_pipeline):
     from cgnn_jax.cluster.iterative import iterative_recluster, leaf_confidence
     from cgnn_jax.inference import Pipeline

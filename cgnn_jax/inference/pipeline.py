@@ -101,12 +101,15 @@ class Pipeline:
 
     @property
     def stage1(self) -> Stage1:
-        """Stage 1: embedding, kNN graph, edge filter."""
+        """Stage 1: embedding, kNN graph, edge filter. Its ``learned`` is the pipeline's without
+        stage 3's Stop cut, so a stage 1 taken from a whole model (e.g. ``config.stage1_checkpoint``
+        = the pretrained one) carries no Stop cut into a new model trained on it."""
+        learned = {k: v for k, v in self.learned.items() if k != "stop_threshold"}
         return Stage1(
             self.stage1_config,
             self.params["embedding"],
             self.params["filter"],
-            self.learned,
+            learned,
             self.params.get("prefilter"),  # the first pass over module-map candidates, if any
         )
 

@@ -67,7 +67,7 @@ def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
         )
     if name == "stop":
         c = config.cluster
-        return Stop(tuple(c.stop_hidden), str(c.stop_aggregate))
+        return Stop(tuple(c.stop_hidden), str(c.stop_aggregate), bool(c.get("stop_size", False)))
     raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
 
 
