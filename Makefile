@@ -67,7 +67,7 @@ train-default: $(STAMP)
 	    --workdir=$(DEFAULT_WD)_mix --gnn=$(DEFAULT_WD)_sparse --dense=$(DEFAULT_WD)_dense
 
 # the thesis's own configuration (configs/thesis.py): Split/Stop on every hit, no atoms, no layer
-# merge, no extension, trained on the shipped stage 1 and GNN, then end to end (~15 min)
+# merge, no extension, trained on the shipped stage 1 and GNN, then end to end (~3 min)
 THESIS_WD ?= workdirs/thesis
 train-thesis: $(STAMP)
 	$(BIN)/python launch/train.py --config=configs/thesis.py --workdir=$(THESIS_WD)

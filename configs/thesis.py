@@ -6,19 +6,21 @@ are the leaves Stop keeps.
     python launch/diagnose.py --checkpoint=workdirs/thesis/pipeline --events=2 --fraction=0.1
 
 What differs from the shipped model (``configs/default.py``): no atoms (``cluster.merge =
-"components"`` with ``component_cut = 0``: the tree may separate any two hits), one tree row per
-hit (``tree_rows = "points"``), no layer merge, no track extension, and Stop's cut is evaluated
+"components"`` with ``component_cut = 0``: the tree may separate any two hits), one tree row per hit
+(``tree_rows = "points"``), no layer merge, no track extension, and Stop's cut is evaluated
 (calibrated on 2 validation events over ``train.stage3.STOP_GRID``). Stage 1 and the GNN are the
-shipped model's (its module-map graph and the GNN of its 10 %-track variant, at the same input
-cut); Split and Stop start fresh on its cluster space (stage 3, thesis §3.3), then the input
-embedding, the GNN, Split and Stop train together through the clustering losses and the GNN's
-hinge (``e2e``, thesis §3.4). Whole events with 10 % of the tracks, as in the thesis.
+shipped model's (its module-map graph and the interaction GNN of its 10 %-track variant, at the same
+input cut; the thesis's own edge-weighted GNN is ``configs/experiments/edge_weighted.py``); Split
+and Stop start fresh on its cluster space (stage 3), then the input embedding, the GNN, Split and
+Stop train together through the clustering losses and the GNN's hinge (``e2e``, thesis §3.4). Events
+with 10 % of the tracks, as in the thesis (training trees on 2 η–φ sectors of each, validation on
+whole events).
 
 Two settings beyond the thesis's modules, both measured in ``docs/experiments.md`` (series
 ``2026-12-07 (20)``): Split adds a learned gain x each hit's coordinate along its cluster's
 principal axis in the cluster space (``prior_dims``; without it the learned splits cut most
-particles apart: 0.01), and Stop also sees each cluster's size (``stop_size``; without it Stop's
-votes carry no information in this space and no cut scores above 0.002).
+particles apart: at most 0.016), and Stop also sees each cluster's size (``stop_size``; without it
+Stop's votes carry no information in this space and no cut scores above 0.002).
 """
 
 import ml_collections
