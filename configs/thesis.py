@@ -16,11 +16,11 @@ Stop train together through the clustering losses and the GNN's hinge (``e2e``, 
 with 10 % of the tracks, as in the thesis (training trees on 2 η–φ sectors of each, validation on
 whole events).
 
-Two settings beyond the thesis's modules, both measured in ``docs/experiments.md`` (series
-``2026-12-07 (20)``): Split adds a learned gain x each hit's coordinate along its cluster's
-principal axis in the cluster space (``prior_dims``; without it the learned splits cut most
-particles apart: at most 0.016), and Stop also sees each cluster's size (``stop_size``; without it
-Stop's votes carry no information in this space and no cut scores above 0.002).
+Two settings beyond the thesis's modules, both measured in ``docs/experiments.md``: Split adds a
+learned gain x each hit's coordinate along its cluster's principal axis in the cluster space
+(``prior_dims``; without it the learned splits cut most particles apart: at most 0.016), and Stop
+also sees each cluster's size (``stop_size``; without it Stop's votes carry no information in this
+space and no cut scores above 0.002).
 """
 
 import ml_collections
