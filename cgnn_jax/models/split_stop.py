@@ -227,8 +227,8 @@ class Stop(nn.Module):
         """``h [N, D], seg [N], mask [N] -> stop [num_segments]``; ``weight``, ``h_var``: rows
         that stand for atoms (:class:`ClusterStatsMLP`; a row's vote counts ``weight`` times)."""
         if self.size_input:
-            w = mask.astype(h.dtype) if weight is None else jnp.where(mask, weight, 0)
-            cnt = jax.ops.segment_sum(w.astype(h.dtype), seg, num_segments=num_segments)
+            # the points per cluster, as the cluster statistics count them (atom rows weighted)
+            cnt = segment_mean_var(h[:, :1], seg, mask, num_segments, weight)[2]
             h = jnp.concatenate([h, jnp.log1p(cnt)[seg][:, None]], -1)
             if h_var is not None:
                 h_var = jnp.concatenate([h_var, jnp.zeros_like(h_var[:, :1])], -1)
