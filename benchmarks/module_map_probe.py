@@ -2,6 +2,7 @@ r"""The module map as stage-1 candidates: coverage, size, edges per hit, ceiling
 
     python benchmarks/module_map_probe.py [--train_events=20] [--test_events=2] [--real]
         [--train_seed=7] [--test_seed=99] [--margin=0.1] [--floor=1.0] [--json_out=PATH]
+        [--map=simulate|shipped] [--pool_phase_bins=0] [--fill_only]
 
 Builds a module map (:mod:`cgnn_jax.graph.module_map`) from ``--train_events`` simulated full
 μ = 200 events (event ``i`` from ``event_seed(train_seed, i)``) and enumerates the candidates of
@@ -14,12 +15,16 @@ consecutive pairs kept (either direction), the oracle-completed connected-compon
 exact min/max windows; inside the windows widened by ``--margin`` of their width plus
 ``--floor`` times the default floors (one set per value of the comma-separated list). Also the map's coverage of the test events' consecutive
 pairs as it grows (module pairs only), and with ``--real`` the same figures on the shipped real
-event (``cgnn_jax.data.real_sample()``).
+event (``cgnn_jax.data.real_sample()``). ``--map=shipped`` takes the shipped model's map instead
+of simulating training events; ``--pool_phase_bins=B`` (B > 0) also measures that map pooled over
+the detector's rotations in φ (:func:`cgnn_jax.graph.map_pooling.pooled_module_map`, with
+``--fill_only`` keeping the windows of the pairs the map has seen), windowed candidate sets only.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -82,7 +87,12 @@ def main() -> None:
     ap.add_argument("--floor", default="1,3", help="comma-separated floor scales, one run each")
     ap.add_argument("--real", action="store_true", help="also the shipped real event")
     ap.add_argument("--json_out", default=None)
+    ap.add_argument("--map", choices=("simulate", "shipped"), default="simulate")
+    ap.add_argument("--pool_phase_bins", type=int, default=0)
+    ap.add_argument("--fill_only", action="store_true")
     args = ap.parse_args()
+    if args.pool_phase_bins < 0:
+        raise SystemExit(f"--pool_phase_bins must be >= 0, got {args.pool_phase_bins}")
     if args.train_events < 1 or args.test_events < 1:
         raise SystemExit("--train_events and --test_events must be >= 1")
     try:
@@ -112,23 +122,29 @@ def main() -> None:
     marks = {args.train_events} | {
         k for k in (1, 2, 5, 10, 20, 50, 100, 200) if k < args.train_events
     }
-    for i in range(args.train_events):
-        ev = simulate_event(event_seed(args.train_seed, i), 200.0, event_id=1 + i)
-        tb = time.perf_counter()
-        m = event_module_map(ev)
-        mmap = m if mmap is None else mmap.merge(m)
-        build_s += time.perf_counter() - tb
-        if i + 1 in marks:
-            cov = [_coverage(t, mmap) for t in tests]
-            row = {"train_events": i + 1, "module_pairs": mmap.n_pairs, "coverage": cov}
-            if real is not None:
-                row["coverage_real"] = _coverage(real, mmap)
-            curve.append(row)
-            print(f"  {i + 1:>4} events: {mmap.n_pairs:,} module pairs, coverage "
-                  + " ".join(f"{c:.4f}" for c in cov)
-                  + (f", real {row['coverage_real']:.4f}" if real is not None else ""))  # fmt: skip
+    if args.map == "shipped":
+        from cgnn_jax.inference.pipeline import Pipeline
+
+        mmap = Pipeline.restore().stage1.module_map
+        args.train_events = 0
+    else:
+        for i in range(args.train_events):
+            ev = simulate_event(event_seed(args.train_seed, i), 200.0, event_id=1 + i)
+            tb = time.perf_counter()
+            m = event_module_map(ev)
+            mmap = m if mmap is None else mmap.merge(m)
+            build_s += time.perf_counter() - tb
+            if i + 1 in marks:
+                cov = [_coverage(t, mmap) for t in tests]
+                row = {"train_events": i + 1, "module_pairs": mmap.n_pairs, "coverage": cov}
+                if real is not None:
+                    row["coverage_real"] = _coverage(real, mmap)
+                curve.append(row)
+                print(f"  {i + 1:>4} events: {mmap.n_pairs:,} module pairs, coverage "
+                      + " ".join(f"{c:.4f}" for c in cov)
+                      + (f", real {row['coverage_real']:.4f}" if real is not None else ""))  # fmt: skip
     size_mb = mmap.size_mb()
-    print(f"map: {args.train_events} events, {mmap.n_pairs:,} module pairs, {size_mb:.1f} MB "
+    print(f"map: {args.map}, {args.train_events} events, {mmap.n_pairs:,} module pairs, {size_mb:.1f} MB "
           f"(npz), built in {build_s:.1f} s (+ simulation: {time.perf_counter() - t0:.0f} s total); "
           f"pairs seen once: {(mmap.count == 1).mean():.2f}")  # fmt: skip
 
@@ -142,15 +158,28 @@ def main() -> None:
     if real is not None:
         sources.append(("real", real))
     print(
-        f"{'candidates':<32} {'event':<6} {'hits':>7} {'e/hit':>7} {'cons.kept':>9} "
+        f"{'candidates':<40} {'event':<6} {'hits':>7} {'e/hit':>7} {'cons.kept':>9} "
         f"{'ceiling':>7} {'enum s':>6}"
     )
+    maps = [("", mmap)]
+    if args.pool_phase_bins:
+        from cgnn_jax.graph.map_pooling import pooled_module_map
+
+        tp = time.perf_counter()
+        pooled = pooled_module_map(mmap, args.pool_phase_bins, fill_only=args.fill_only)
+        print(f"pooled over phi ({args.pool_phase_bins} bins per pitch"
+              f"{', fill only' if args.fill_only else ''}): {pooled.n_pairs:,} module pairs, "
+              f"{pooled.size_mb():.1f} MB, {time.perf_counter() - tp:.0f} s; coverage "
+              + " ".join(f"{_coverage(t, pooled):.4f}" for t in tests))  # fmt: skip
+        maps.append(("pooled: ", pooled))
     rows = []
-    for name, margin, floor in configs:
+    for (prefix, m), (name, margin, floor) in itertools.product(maps, configs):
+        if prefix and margin is None:
+            continue  # every pair of the pooled map: too many to enumerate
         for src, ev in sources:
-            r = {"candidates": name, "event": src, **_figures(ev, mmap, margin, floor)}
+            r = {"candidates": prefix + name, "event": src, **_figures(ev, m, margin, floor)}
             rows.append(r)
-            print(f"{r['candidates']:<32} {r['event']:<6} {r['n_hits']:>7} "
+            print(f"{r['candidates']:<40} {r['event']:<6} {r['n_hits']:>7} "
                   f"{r['edges_per_hit']:>7.1f} {r['consecutive_kept']:>9.4f} {r['ceiling']:>7.4f} "
                   f"{r['enumeration_s']:>6.2f}", flush=True)  # fmt: skip
     print(f"peak RSS {peak_rss_gib():.1f} GiB")
