@@ -158,7 +158,9 @@ def _scores(pipe, d: dict, q: np.ndarray, target: float) -> tuple[float, float]:
 
     shipped = score(pipe.reconstruct(ev))
     g = dense.stage2.graph(pr)
-    if score(tracks(g["senders"], g["receivers"])) != shipped:  # the swap itself must change nothing
+    if (
+        score(tracks(g["senders"], g["receivers"])) != shipped
+    ):  # the swap itself must change nothing
         raise RuntimeError("the shipped graph through the swap does not give the shipped score")
     s, r, _ = _budget_graph(d, q, target)
     return shipped, score(tracks(s, r))
