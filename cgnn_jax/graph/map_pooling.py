@@ -167,20 +167,10 @@ def pooled_module_map(
     expanded = _reduce(
         (rg.keys[ap] << 32) | rg.keys[bp], pooled.lo[j], pooled.hi[j], pooled.count[j]
     )
-    if fill_only:
-        new = ~np.isin(expanded.keys, module_map.keys)
-        expanded = ModuleMap(
-            expanded.keys[new], expanded.lo[new], expanded.hi[new], expanded.count[new]
-        )
-        return module_map.merge(expanded)
-    seen = np.isin(module_map.keys, expanded.keys)
-    if not seen.all():  # a pair whose rotation lands elsewhere (uneven ring): kept as it was
-        rest_map = ModuleMap(
-            module_map.keys[~seen], module_map.lo[~seen], module_map.hi[~seen],
-            module_map.count[~seen],
-        )  # fmt: skip
-        expanded = expanded.merge(rest_map)
-    return expanded
+    if fill_only:  # seen pairs keep their own windows
+        return module_map.merge(expanded.select(~np.isin(expanded.keys, module_map.keys)))
+    # a pair whose rotation lands elsewhere (an uneven ring) is kept as it was
+    return expanded.merge(module_map.select(~np.isin(module_map.keys, expanded.keys)))
 
 
 def _arange_within(j: np.ndarray) -> np.ndarray:

@@ -234,6 +234,10 @@ class ModuleMap:
         values = np.asarray(values, np.float32).reshape(len(keys), len(QUANTITIES))
         return _reduce(keys, values, values, np.ones(len(keys), np.uint32))
 
+    def select(self, keep: np.ndarray) -> ModuleMap:
+        """The map of the pairs where ``keep [P]`` (bool) is True."""
+        return ModuleMap(self.keys[keep], self.lo[keep], self.hi[keep], self.count[keep])
+
     def merge(self, other: ModuleMap) -> ModuleMap:
         """The map of both maps' training doublets (union of pairs, widest windows)."""
         return _reduce(
