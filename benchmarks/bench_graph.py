@@ -7,7 +7,10 @@ pipeline checkpoint with ``--checkpoint``): hit features, embedding MLP (jit), k
 graph (the zone-map query when the model has one), pair features and edge filter (one jit
 program). A stage 1 on module-map candidates (``graph.builder = "module_map"``): hit features,
 the candidates' enumeration, the first pass over them when it has one
-(``filter.prefilter_hidden``), the edge filter on what that keeps and the symmetric cut graph.
+(``filter.prefilter_hidden``), the edge filter on what that keeps, each context-filter round
+when it has them (:func:`~cgnn_jax.inference.stage1.stage1_context`: the edge context and the
+network, on the edges left after the cut between rounds; the first pass then at its looser cut)
+and the symmetric cut graph.
 Each figure is the median (min, max) over repeats on the same event after a first, compiling
 call.
 """
@@ -83,26 +86,47 @@ def _report(name: str, st: dict) -> float:
 
 
 def module_map_steps(model, raw, ev, repeats: int) -> None:
-    """Time the steps of a module-map stage 1 (candidates, first pass, filter, cut graph)."""
+    """Time the steps of a module-map stage 1 (candidates, first pass, filter, context rounds,
+    cut graph)."""
     from cgnn_jax.features import hit_features
     from cgnn_jax.graph.module_map import symmetric_edges
-    from cgnn_jax.inference.stage1 import edge_probabilities_fused
+    from cgnn_jax.inference.stage1 import (
+        context_probabilities,
+        edge_probabilities_fused,
+        stage1_context,
+    )
 
+    context = stage1_context(model)
+    ctx = context is not None
+    rounds = context.params if ctx else []
+    cut = context.cut if ctx else model.threshold
     t = time.perf_counter()
     s, r = model.embedding_graph(ev)
     first_enum = time.perf_counter() - t
     t = time.perf_counter()
     fp = model.first_pass
-    ks, kr = (s, r) if fp is None else fp.keep(ev, s, r)
+    ks, kr = (s, r) if fp is None else fp.keep(ev, s, r, context=ctx)
     first_pass = time.perf_counter() - t
     t = time.perf_counter()
     p = edge_probabilities_fused(model.filter_model, model.filter_params, ev.hf, ks, kr)
     first_filter = time.perf_counter() - t
-    ss, _, _ = symmetric_edges(ks, kr, p, ev.n, model.threshold)
+    # what each context round reads: its edges (pruned between rounds) and the scores before it
+    reads, cs, cr, q = [], ks, kr, p
+    prune = list(model.learned.get("context_prune_thresholds", []))
+    t = time.perf_counter()
+    for k, params in enumerate(rounds):
+        if 0 < k <= len(prune):
+            keep = q > prune[k - 1]
+            cs, cr, q = cs[keep], cr[keep], q[keep]
+        reads.append((cs, cr, q))
+        q = context_probabilities(context.model, params, ev.hf, cs, cr, q)
+    first_context = time.perf_counter() - t
+    ss, _, _ = symmetric_edges(cs, cr, q, ev.n, cut)
     print(
         f"event: {ev.n:,} hits; {len(s):,} module-map candidates ({len(s) / ev.n:.1f} per hit, directed), "
         f"{len(ks):,} after the first pass ({len(ks) / max(len(s), 1):.3f}), "
-        f"{len(ss) / ev.n:.2f} edges per hit at the cut {model.threshold:.4f}"
+        f"{len(ss) / ev.n:.2f} edges per hit at the cut {cut:.4f}"
+        + (f" of the last of {len(rounds)} context rounds" if ctx else "")
     )
     steps = {
         "hit features": lambda: hit_features(raw),
@@ -113,7 +137,7 @@ def module_map_steps(model, raw, ev, repeats: int) -> None:
         total += _report(name, repeat(fn, repeats))
     s, r = model.embedding_graph(ev)  # the arrays whose module-map rows the first pass reads
     if fp is not None:
-        total += _report("first pass", repeat(lambda: fp.keep(ev, s, r), repeats))
+        total += _report("first pass", repeat(lambda: fp.keep(ev, s, r, context=ctx), repeats))
     total += _report(
         "edge filter",
         repeat(
@@ -123,14 +147,24 @@ def module_map_steps(model, raw, ev, repeats: int) -> None:
             repeats,
         ),
     )
+    for k, params in enumerate(rounds):
+        total += _report(
+            f"context round {k} ({len(reads[k][0]) / 1e6:.1f} M edges)",
+            repeat(
+                lambda params=params, k=k: context_probabilities(
+                    context.model, params, ev.hf, *reads[k]
+                ),
+                repeats,
+            ),
+        )
     total += _report(
         "symmetric cut graph",
-        repeat(lambda: symmetric_edges(ks, kr, p, ev.n, model.threshold), repeats),
+        repeat(lambda: symmetric_edges(cs, cr, q, ev.n, cut), repeats),
     )
     print(
         f"  {'total':28s} {total:.3f} s; first calls (with compilation): candidates "
-        f"{first_enum:.2f} s, first pass {first_pass:.2f} s, filter {first_filter:.2f} s; "
-        f"peak memory {peak_rss_gib():.2f} GiB"
+        f"{first_enum:.2f} s, first pass {first_pass:.2f} s, filter {first_filter:.2f} s, "
+        f"context {first_context:.2f} s; peak memory {peak_rss_gib():.2f} GiB"
     )
 
 

@@ -68,22 +68,17 @@ def _events(which: str) -> list:
 
 
 def _swap_stage1(pipe, stage1, input_threshold: float):
-    """``pipe`` with ``stage1``'s config, parameters and learned values; the GNN's input cut
-    ``input_threshold`` (< 0: the stage's learned cut)."""
+    """``pipe`` (without its dense variant) on ``stage1``
+    (:func:`cgnn_jax.inference.variants.with_stage1`); the GNN's input cut ``input_threshold``
+    (< 0: the stage's learned cut)."""
+    from cgnn_jax.inference.variants import with_stage1
+
+    swapped = with_stage1(dataclasses.replace(pipe, dense=None, dense_min_hits=0), stage1)
     config = pipe.config.copy_and_resolve_references()
     with config.unlocked():
         config.gnn.input_threshold = float(input_threshold)
-    from cgnn_jax.inference.variants import STAGE1_LEARNED
-
-    learned = {k: v for k, v in pipe.learned.items() if k not in STAGE1_LEARNED}
-    learned.update(stage1.learned)
-    params = {k: v for k, v in pipe.params.items() if k != "prefilter"}
-    params.update(embedding=stage1.emb_params, filter=stage1.filter_params)
-    if stage1.prefilter_params is not None:
-        params["prefilter"] = stage1.prefilter_params
-    meta = {**pipe.meta, "learned": learned}
     return dataclasses.replace(
-        pipe, config=config, stage1_config=stage1.config, params=params, meta=meta
+        swapped, config=config, dense=pipe.dense, dense_min_hits=pipe.dense_min_hits
     )
 
 

@@ -130,6 +130,18 @@ def stage1(c: ml_collections.ConfigDict) -> None:
     c.filter.prefilter_windows = True
     c.filter.prefilter_recall = 0.995
     c.filter.prefilter_steps = 6000
+    # context-filter rounds after the edge filter (cgnn_jax.models.context_filter; (): none): each
+    # reads the edge filter's inputs and the previous round's scores around the edge (rivals,
+    # best continuation); the first pass keeps context_keep_fraction of the candidates for them,
+    # the last round's cut context_edges_per_hit edges per hit (the GNN's graph at stage 1's
+    # learned cut; an explicit input cut takes the edge filter's scores); between rounds, a cut
+    # keeping context_prune_edges_per_hit edges per hit (0: none) lightens the next round
+    c.filter.context_hidden = ()
+    c.filter.context_rounds = 1
+    c.filter.context_prune_edges_per_hit = 0.0
+    c.filter.context_keep_fraction = 0.5
+    c.filter.context_edges_per_hit = 18.0
+    c.filter.context_steps = 3000
 
 
 def knn_graph(c: ml_collections.ConfigDict, gnn: bool = True) -> ml_collections.ConfigDict:

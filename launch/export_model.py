@@ -4,6 +4,7 @@
         --gnn=workdirs/default_sparse --dense=workdirs/default_dense [--out=cgnn_jax/pretrained/default]
     python launch/export_model.py --config=configs/default.py:export \
         --workdir=cgnn_jax/pretrained/default --out=/tmp/reexport   # make reexport
+    python launch/export_model.py --workdir=cgnn_jax/pretrained/default --stage1=W --out=M
     python launch/export_model.py --workdir=workdirs/default [--out=...] \
         [--zone_bins=8 --zone_k=40 --zone_candidates=64] [--dense=workdirs/dense --dense_min_hits=N] \
         [--gnn=workdirs/sparse] [--input_threshold=0.005] [--extend_iterations=2] \
@@ -25,6 +26,11 @@ least ``--dense_min_hits`` hits (:meth:`cgnn_jax.inference.Pipeline.for_hits`).
 ``--gnn`` replaces the (non-dense) model's GNN by a stage-2 workdir's, fine-tuned from it on
 the same stage 1 (its Split/Stop kept). ``--input_threshold`` sets the edge-filter cut of the
 (non-dense) model's GNN input graph (``gnn.input_threshold``), an inference setting.
+
+``--stage1`` puts another stage 1 (a stage-1 workdir or a pipeline; e.g. the model's own with a
+context filter trained onto it, ``configs/experiments/context_filter.py``) under the model and
+its dense variant (:func:`cgnn_jax.inference.variants.with_stage1`): its config, parameters and
+learned cuts; stages 2-3 kept.
 
 ``--extend_iterations=N`` sets the track extension along helix roads
 (:mod:`cgnn_jax.cluster.extend`, an inference step after the clustering; 0: off) of the model and
@@ -73,6 +79,7 @@ config_flags.DEFINE_config_file(
 )
 flags.DEFINE_string("workdir", None, "Training workdir (or pipeline checkpoint).", required=True)
 flags.DEFINE_string("out", str(PRETRAINED_DIR), "Destination folder.")
+flags.DEFINE_string("stage1", None, "Stage-1 workdir or pipeline whose stage 1 the model takes.")
 flags.DEFINE_integer("zone_bins", 0, "> 0: learn a zone map with this many zones per layer.")
 flags.DEFINE_integer("zone_k", 40, "With --zone_bins: neighbours per hit in allowed zones.")
 flags.DEFINE_integer("zone_candidates", 64, "With --zone_bins: nearest hits queried first.")
@@ -303,6 +310,12 @@ def main(argv: list[str]) -> None:
     if min_hits_given is not None and min_hits_given < 1:
         raise ValueError(f"--dense_min_hits={min_hits_given}: need >= 1")
     pipe = Pipeline.restore(FLAGS.workdir)
+    if FLAGS.stage1:
+        from cgnn_jax.inference import restore_stage1
+        from cgnn_jax.inference.variants import with_stage1
+
+        pipe = with_stage1(pipe, restore_stage1(FLAGS.stage1))
+        print(f"stage 1 from {FLAGS.stage1}")
     if graph_approx is not None:
         pipe = with_graph_approx(pipe, graph_approx)
     if FLAGS.zone_bins < 0 or FLAGS.zone_k < 1 or FLAGS.zone_candidates < FLAGS.zone_k:
@@ -367,4 +380,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main, inputs=("workdir", "dense", "gnn"), replaced=("out",), pretrained_is_input=False)
+    _cli.run(
+        main,
+        inputs=("workdir", "dense", "gnn", "stage1"),
+        replaced=("out",),
+        pretrained_is_input=False,
+    )

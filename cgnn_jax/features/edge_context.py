@@ -15,7 +15,7 @@ that looks as good; the graph around the pair can. For directed, scored candidat
 
 It is the one round of message passing that Exa.TrkX's and GNN4ITk's edge classifiers spend
 their first layers on, written as fixed arithmetic over segment maxima and a ``[n, top]`` table
-of each hit's best edges, so that it runs inside one jitted program of static shapes. Padding
+of each hit's best edges (segment maxima, no sort), so that it runs inside one jitted program of static shapes. Padding
 edges (``mask`` False) take part in nothing and get zero rows.
 
 ``benchmarks/filter_context_probe.py`` measures what these inputs are worth to the edge filter
@@ -55,16 +55,22 @@ def _pick(a: jnp.ndarray, col: jnp.ndarray) -> jnp.ndarray:
 
 def _best_edges(group: jnp.ndarray, score: jnp.ndarray, n: int, top: int) -> jnp.ndarray:
     """``[n, top]`` int32 ids of each hit's ``top`` highest-scored edges in ``group`` (``n``:
-    padding, in no hit's row), -1 where a hit has fewer."""
+    padding, in no hit's row), best first, the lower edge id first among equal scores; -1 where
+    a hit has fewer. ``top`` rounds of a segment maximum and a segment minimum of edge ids: no
+    sort of the ``E`` edges."""
     e = group.shape[0]
-    order = jnp.lexsort((-score, group))
-    g = group[order]
-    rank = jnp.arange(e) - jnp.searchsorted(g, g, side="left")
-    keep = (rank < top) & (g < n)
-    row = jnp.where(keep, g, n)  # dropped edges land in a spare row
-    col = jnp.where(keep, rank, 0)
-    table = jnp.full((n + 1, top), -1, jnp.int32).at[row, col].set(order.astype(jnp.int32))
-    return table[:n]
+    ids = jnp.arange(e, dtype=jnp.int32)
+    alive = group < n
+    cols = []
+    for _ in range(top):
+        sc = jnp.where(alive, score, -1.0)
+        best = jax.ops.segment_max(sc, group, num_segments=n + 1)
+        first = jax.ops.segment_min(
+            jnp.where(alive & (sc == best[group]), ids, e), group, num_segments=n + 1
+        )
+        cols.append(jnp.where(first < e, first, -1)[:n])
+        alive = alive & (ids != first[group])
+    return jnp.stack(cols, 1)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "top"))
@@ -121,20 +127,26 @@ def edge_context(
 
     cont = []
     for forward in (True, False):
-        table = _best_edges(s if forward else r, p, n, top)
+        # each hit's best continuing edges, gathered per hit ([n + 1, top]) and then once per
+        # edge end: the far hit, its direction, cot θ, far position and score of each partner
+        near, far_end = (s, r) if forward else (r, s)
+        table = _best_edges(near, p, n, top)
         table = jnp.concatenate([table, jnp.full((1, top), -1, jnp.int32)])
-        part = table[r] if forward else table[s]  # [E, top] partner edge ids
-        f = jnp.where(part >= 0, part, 0)
-        back = (r[f] == s[:, None]) if forward else (s[f] == r[:, None])  # r -> s: no turn
-        valid = (part >= 0) & ~back
-        if forward:  # s -> r -> r[f]
-            dal = alpha[f] - alpha[:, None]
-            far = jnp.hypot(x[r[f]] - x[s][:, None], y[r[f]] - y[s][:, None])
-            dcot = cot[f] - cot[:, None]
-        else:  # s[f] -> s -> r
-            dal = alpha[:, None] - alpha[f]
-            far = jnp.hypot(x[r][:, None] - x[s[f]], y[r][:, None] - y[s[f]])
-            dcot = cot[:, None] - cot[f]
+        f = jnp.where(table >= 0, table, 0)
+        other = far_end[f]
+        rows = jnp.stack([alpha[f], cot[f], x[other], y[other], p[f]], -1)
+        at = r if forward else s  # the end the partners continue from
+        part, o = rows[at], jnp.where(table >= 0, other, -1)[at]  # [E, top, 5], [E, top]
+        valid = (o >= 0) & (o != (s if forward else r)[:, None])  # r -> s: no turn
+        p_alpha, p_cot, p_x, p_y, p_score = (part[..., k] for k in range(5))
+        if forward:  # s -> r -> partner's far hit
+            dal = p_alpha - alpha[:, None]
+            far = jnp.hypot(p_x - x[s][:, None], p_y - y[s][:, None])
+            dcot = p_cot - cot[:, None]
+        else:  # partner's far hit -> s -> r
+            dal = alpha[:, None] - p_alpha
+            far = jnp.hypot(x[r][:, None] - p_x, y[r][:, None] - p_y)
+            dcot = cot[:, None] - p_cot
         dk = 2 * jnp.sin(_wrap(dal)) / (far + _EPS) - kappa[:, None]
         mis = (dcot / COT_SCALE) ** 2 + (
             dk / (KAPPA_REL * jnp.abs(kappa[:, None]) + KAPPA_FLOOR)
@@ -145,7 +157,7 @@ def edge_context(
             jnp.log1p(jnp.where(ok, _pick(mis, b), _NONE)),
             jnp.clip(_pick(dcot, b), -5, 5) * ok,
             jnp.clip(_pick(dk, b) * 1e3, -20, 20) * ok,
-            p[_pick(f, b)] * ok,
+            _pick(p_score, b) * ok,
         ]
     continuation = jnp.stack(cont, 1)
     m = mask[:, None]

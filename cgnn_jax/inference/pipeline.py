@@ -111,6 +111,7 @@ class Pipeline:
             self.params["filter"],
             learned,
             self.params.get("prefilter"),  # the first pass over module-map candidates, if any
+            self.params.get("context"),  # the context filter's rounds, if any
         )
 
     @property

@@ -41,7 +41,8 @@ from cgnn_jax.graph.zones import ZoneMap
 from cgnn_jax.inference.checkpoint import restore_checkpoint, save_checkpoint
 from cgnn_jax.inference.events import PreparedEvent
 from cgnn_jax.inference.jax_cache import cached_call
-from cgnn_jax.models import EdgeFilter, HitEmbedding, create_model
+from cgnn_jax.models import ContextFilter, EdgeFilter, HitEmbedding, create_model
+from cgnn_jax.models.context_filter import context_inputs
 from cgnn_jax.models.prefilter import PairPrefilter, prefilter_features, window_table
 from cgnn_jax.utils.padding import bucket_size, pad_rows
 
@@ -196,6 +197,75 @@ def edge_probabilities_fused(
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def _apply_context(model, params, x, cols, c, s, r):
+    return jax.nn.sigmoid(model.apply(params, x, pair_features_jnp(cols, s, r), c, s, r))
+
+
+def context_columns(
+    hf: HitFeatures, senders: np.ndarray, receivers: np.ndarray, score: np.ndarray
+) -> np.ndarray:
+    """``c [E, N_CONTEXT]``: :func:`~cgnn_jax.models.context_filter.context_inputs` of the scored
+    directed edges ``senders -> receivers`` (inner hit first) of one event, hits and edges
+    padded to size buckets (one compilation per pair of buckets)."""
+    n_pad, e_pad = bucket_size(hf.n_hits), bucket_size(len(senders))
+    mask = np.arange(e_pad) < len(senders)
+    c = context_inputs(
+        pad_rows(np.asarray(hf.pos, np.float32), n_pad),
+        pad_rows(np.asarray(senders, np.int32), e_pad),
+        pad_rows(np.asarray(receivers, np.int32), e_pad),
+        pad_rows(np.asarray(score, np.float32), e_pad),
+        mask,
+        n_pad,
+    )
+    return np.asarray(c)[: len(senders)]
+
+
+def context_probabilities(
+    model: ContextFilter,
+    params: Any,
+    hf: HitFeatures,
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    score: np.ndarray,
+    chunk: int = 1 << 20,
+) -> np.ndarray:
+    """``q_ij [E]``: the context filter's probabilities of the directed edges ``senders ->
+    receivers`` of one event, given the previous round's scores ``score [E]``
+    (:func:`context_columns`), in fixed-size chunks of edges."""
+    c = context_columns(hf, senders, receivers, score)
+    nb = bucket_size(hf.n_hits)
+    xp = jnp.asarray(pad_rows(np.asarray(hf.x, np.float32), nb))
+    cp = jnp.asarray(pad_rows(pair_columns(hf), nb))
+
+    def call(ss, rr, cc):
+        return cached_call("context", _apply_context, (model,), (params, xp, cp, cc, ss, rr))
+
+    return _by_chunks(call, chunk, senders, receivers, c)
+
+
+def context_rounds(
+    model: ContextFilter,
+    rounds: list,
+    prune: list[float],
+    hf: HitFeatures,
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    score: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(senders, receivers, q)`` after the context rounds ``rounds`` (parameters, in order),
+    each on the previous one's scores (the first on the edge filter's ``score``); before round
+    ``k > 0``, the edges at or below ``prune[k - 1]`` (when given) leave, so that later rounds
+    run on fewer edges and see a cleaner neighbourhood."""
+    s, r, q = senders, receivers, score
+    for k, params in enumerate(rounds):
+        if 0 < k <= len(prune):
+            keep = q > prune[k - 1]
+            s, r, q = s[keep], r[keep], q[keep]
+        q = context_probabilities(model, params, hf, s, r, q)
+    return s, r, q
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def _apply_prefilter(model, params, cols, s, r):
     return model.apply(params, prefilter_features(cols, s, r))
 
@@ -293,12 +363,54 @@ class FirstPass:
         return prefilter_logits(self.model, params, pair_columns(ev.hf), s, r, table, rows)
 
     def keep(
-        self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray
+        self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray, context: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates ``s -> r`` above the first pass's cut."""
-        cut = float(self.stage1.learned.get("prefilter_threshold", -np.inf))
+        """The candidates ``s -> r`` above the first pass's cut (``context``: its looser cut
+        before the context filter, ``learned["context_prefilter_threshold"]``)."""
+        key = "context_prefilter_threshold" if context else "prefilter_threshold"
+        cut = float(self.stage1.learned.get(key, -np.inf))
         keep = self.logits(ev, s, r) > cut
         return s[keep], r[keep]
+
+
+class ContextRounds:
+    """A stage 1's context-filter rounds (:class:`~cgnn_jax.models.context_filter.ContextFilter`,
+    ``Stage1.context_params``) and their learned cuts; :func:`stage1_context` gives them."""
+
+    def __init__(self, stage1: Stage1) -> None:
+        self.stage1 = stage1
+
+    @property
+    def model(self) -> ContextFilter:
+        return create_model(self.stage1.config, "context")
+
+    @property
+    def params(self) -> list:
+        """Each round's parameters, in order."""
+        p = self.stage1.context_params
+        return [p[f"round_{k}"] for k in range(len(p))]
+
+    @property
+    def cut(self) -> float:
+        """The last round's cut (``learned["context_threshold"]``)."""
+        return float(self.stage1.learned["context_threshold"])
+
+    def scores(
+        self, ev: PreparedEvent, s: np.ndarray, r: np.ndarray, p: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(senders, receivers, q)``: the directed candidates ``s -> r`` scored ``p`` by the
+        edge filter, through every round (:func:`context_rounds`, with the learned cuts between
+        rounds ``learned["context_prune_thresholds"]``), and the last round's scores."""
+        prune = list(self.stage1.learned.get("context_prune_thresholds", []))
+        return context_rounds(self.model, self.params, prune, ev.hf, s, r, p)
+
+
+def stage1_context(stage1: Stage1) -> ContextRounds | None:
+    """The context rounds that make ``stage1``'s own graph, or None: it has no context
+    parameters, or its candidates are not a module map's."""
+    if not stage1.context_params or stage1.builder != "module_map":
+        return None
+    return ContextRounds(stage1)
 
 
 @dataclasses.dataclass
@@ -315,6 +427,11 @@ class Stage1:
       prefilter_params: the first pass over module-map candidates
         (:class:`~cgnn_jax.models.prefilter.PairPrefilter`, ``filter.prefilter_hidden``
         units), or None: the edge filter scores every candidate.
+      context_params: the context filter's rounds after the edge filter (``{"round_0": ...}``,
+        :class:`~cgnn_jax.models.context_filter.ContextFilter`, ``filter.context_hidden``), or
+        None. They make stage 1's own graph (no explicit cut): the first pass at its looser cut
+        ``learned["context_prefilter_threshold"]``, the edge filter, each round on the previous
+        round's scores, the last round's cut ``learned["context_threshold"]``.
     """
 
     config: ml_collections.ConfigDict
@@ -322,6 +439,7 @@ class Stage1:
     filter_params: Any
     learned: dict = dataclasses.field(default_factory=dict)
     prefilter_params: Any = None
+    context_params: Any = None
     # the last module-map candidates and their map rows (the first pass's window features)
     _last_candidates: tuple | None = dataclasses.field(
         default=None, init=False, repr=False, compare=False
@@ -388,12 +506,19 @@ class Stage1:
         """``(senders, receivers, p)`` of the edges with ``p > threshold`` (default:
         :attr:`threshold`); with a module map, as an undirected graph in both directions
         (:func:`cgnn_jax.graph.module_map.symmetric_edges`), of the candidates the first pass
-        keeps when stage 1 has one (:attr:`first_pass`)."""
+        keeps when stage 1 has one (:attr:`first_pass`). Without ``threshold``, a stage 1 with
+        context rounds (:func:`stage1_context`) cuts their last scores instead, on what the
+        first pass keeps at its looser cut."""
         if s is None:
             s, r = self.embedding_graph(ev)
+        rounds = stage1_context(self) if threshold is None else None
+        context = rounds is not None
         if self.first_pass is not None:
-            s, r = self.first_pass.keep(ev, s, r)
+            s, r = self.first_pass.keep(ev, s, r, context=context)
         p = edge_probabilities_fused(self.filter_model, self.filter_params, ev.hf, s, r)
+        if context:
+            s, r, q = rounds.scores(ev, s, r, p)
+            return symmetric_edges(s, r, q, ev.n, rounds.cut)
         t = self.threshold if threshold is None else threshold
         if self.builder == "module_map":
             return symmetric_edges(s, r, p, ev.n, t)
@@ -409,6 +534,7 @@ class Stage1:
                 "embedding": self.emb_params,
                 "filter": self.filter_params,
                 **({"prefilter": self.prefilter_params} if self.prefilter_params else {}),
+                **({"context": self.context_params} if self.context_params else {}),
             },
             kind=STAGE1_KIND,
             config=self.config.to_dict(),
@@ -421,4 +547,11 @@ class Stage1:
         state, meta = restore_checkpoint(checkpoint_dir(path, STAGE1_DIR), step, kind=STAGE1_KIND)
         config = ml_collections.ConfigDict(meta["config"])
         learned = dict(meta.get("learned", {}))
-        return cls(config, state["embedding"], state["filter"], learned, state.get("prefilter"))
+        return cls(
+            config,
+            state["embedding"],
+            state["filter"],
+            learned,
+            state.get("prefilter"),
+            state.get("context"),
+        )

@@ -120,6 +120,8 @@ class Stage2:
             }
             if self.stage1.prefilter_params is not None:
                 state["stage1"]["prefilter"] = self.stage1.prefilter_params
+            if self.stage1.context_params:
+                state["stage1"]["context"] = self.stage1.context_params
             meta["stage1_config"] = self.stage1.config.to_dict()
             meta["learned"] = dict(self.stage1.learned)
         return save_checkpoint(
@@ -144,6 +146,7 @@ class Stage2:
                 state["stage1"]["filter"],
                 dict(meta.get("learned", {})),
                 state["stage1"].get("prefilter"),
+                state["stage1"].get("context"),
             )
         return cls(config, state["gnn"], s1)
 

@@ -17,15 +17,20 @@ from cgnn_jax.utils.trees import same_leaves, shape_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from cgnn_jax.inference.pipeline import Pipeline
+    from cgnn_jax.inference.stage1 import Stage1
 
 STAGE1_GROUPS = ("embedding", "filter")  # shared by a pipeline and its dense variant
-STAGE1_OPTIONAL_GROUPS = ("prefilter",)  # shared too when stage 1 has them (the first pass)
+# shared too when stage 1 has them (the first pass, the context filter)
+STAGE1_OPTIONAL_GROUPS = ("prefilter", "context")
 VARIANT_GROUPS = ("input_embedding", "gnn", "split", "stop")  # a dense variant's own
 STAGE1_LEARNED = (
     "filter_threshold",
     "zone_map",
     "module_map",
     "prefilter_threshold",
+    "context_prefilter_threshold",
+    "context_threshold",
+    "context_prune_thresholds",
 )  # what stage 1's training chose (shared too)
 
 
@@ -64,6 +69,28 @@ def with_dense(pipe: Pipeline, dense: Pipeline | None, min_hits: int = 0) -> Pip
         meta=meta,
     )
     return dataclasses.replace(pipe, dense=dense, dense_min_hits=int(min_hits))
+
+
+def with_stage1(pipe: Pipeline, stage1: Stage1) -> Pipeline:
+    """``pipe`` and its dense variant on another stage 1 (e.g. one with a context filter): its
+    config, its parameter groups (:data:`STAGE1_GROUPS`, and those of
+    :data:`STAGE1_OPTIONAL_GROUPS` it has, the others dropped) and what its training chose
+    (:data:`STAGE1_LEARNED`); stages 2-3 and their settings unchanged."""
+
+    def swap(p: Pipeline) -> Pipeline:
+        learned = {k: v for k, v in p.learned.items() if k not in STAGE1_LEARNED}
+        learned.update({k: v for k, v in stage1.learned.items() if k in STAGE1_LEARNED})
+        params = {k: v for k, v in p.params.items() if k not in STAGE1_OPTIONAL_GROUPS}
+        params.update(embedding=stage1.emb_params, filter=stage1.filter_params)
+        if stage1.prefilter_params is not None:
+            params["prefilter"] = stage1.prefilter_params
+        if stage1.context_params:
+            params["context"] = stage1.context_params
+        meta = {**p.meta, "learned": learned}
+        return dataclasses.replace(p, stage1_config=stage1.config, params=params, meta=meta)
+
+    out = swap(pipe)
+    return out if pipe.dense is None else dataclasses.replace(out, dense=swap(pipe.dense))
 
 
 def with_cluster_config(pipe: Pipeline, **values: Any) -> Pipeline:

@@ -9,13 +9,14 @@ from typing import Any
 
 import ml_collections
 
+from cgnn_jax.models.context_filter import ContextFilter
 from cgnn_jax.models.edge_filter import EdgeFilter
 from cgnn_jax.models.embedding import HitEmbedding
 from cgnn_jax.models.gnn import EdgeWeightedGNN, InteractionGNN
 from cgnn_jax.models.prefilter import PairPrefilter
 from cgnn_jax.models.split_stop import Split, Stop
 
-MODEL_NAMES = ("embedding", "filter", "prefilter", "gnn", "split", "stop")
+MODEL_NAMES = ("embedding", "filter", "prefilter", "context", "gnn", "split", "stop")
 
 
 def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
@@ -31,6 +32,11 @@ def create_model(config: ml_collections.ConfigDict, name: str) -> Any:
         return HitEmbedding(hidden=tuple(c.hidden), dim=int(c.dim))
     if name == "filter":
         return EdgeFilter(hidden=tuple(config.filter.hidden))
+    if name == "context":
+        hidden = tuple(config.filter.get("context_hidden", ()) or ())
+        if not hidden:
+            raise ValueError("config.filter.context_hidden is empty: stage 1 has no context filter")
+        return ContextFilter(hidden=hidden)
     if name == "prefilter":
         return PairPrefilter(hidden=int(config.filter.get("prefilter_hidden", 0) or 16))
     if name == "gnn":

@@ -37,14 +37,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, l
     whose model is already saved (``<workdir>/stage1``, ``<workdir>/stage2``) is restored, not
     retrained: re-running a finished command is cheap and never overwrites a trained model;
     remove the folder to retrain. With ``config.stage1_checkpoint`` set, stage 1 is restored
-    from it (a stage-1 workdir or a whole pipeline) instead of trained.
+    from it (a stage-1 workdir or a whole pipeline) instead of trained; when the config asks for
+    a context filter (``filter.context_hidden``) and that stage 1 has none, its context filter
+    is trained onto it here and the result saved in ``<workdir>/stage1``
+    (:func:`cgnn_jax.train.stage1.add_context_filter`).
     """
     from cgnn_jax.inference.pipeline import restore_stage1
-    from cgnn_jax.inference.stage1 import STAGE1_DIR, Stage1
+    from cgnn_jax.inference.stage1 import STAGE1_DIR, Stage1, stage1_context
     from cgnn_jax.inference.stage2 import STAGE2_DIR, Stage2
     from cgnn_jax.train.data import TrainingEvents
     from cgnn_jax.train.loop import make_mesh
-    from cgnn_jax.train.stage1 import train_stage1
+    from cgnn_jax.train.stage1 import add_context_filter, context_filter_enabled, train_stage1
     from cgnn_jax.train.stage2 import train_stage2
 
     unknown = [s for s in config.stages if s not in STAGES]
@@ -57,11 +60,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, l
     mesh = make_mesh()
     out = {}
     stages = set(config.stages)
+    s1_dir = workdir / STAGE1_DIR / "checkpoints"
     if config.stage1_checkpoint:
         log(f"stage 1 from {config.stage1_checkpoint}")
         out["stage1"] = restore_stage1(config.stage1_checkpoint)
+        if context_filter_enabled(config) and stage1_context(out["stage1"]) is None:
+            if _has_checkpoint(s1_dir):
+                log(f"its context filter already trained in {s1_dir.parent}: restoring it")
+                out["stage1"] = Stage1.restore(workdir)
+            else:
+                out["stage1"] = add_context_filter(
+                    out["stage1"], config, workdir, log, events, mesh
+                )
     else:
-        s1_dir = workdir / STAGE1_DIR / "checkpoints"
         if _has_checkpoint(s1_dir):
             log(f"stage 1 already trained in {s1_dir.parent}: restoring it (remove it to retrain)")
             out["stage1"] = Stage1.restore(workdir)

@@ -39,6 +39,8 @@ from cgnn_jax.inference.stage1 import (
     STAGE1_DIR,
     STAGE1_KIND,
     Stage1,
+    context_columns,
+    context_rounds,
     edge_probabilities,
     edge_probabilities_fused,
     embed,
@@ -536,6 +538,189 @@ def fit_prefilter(
     return params, t0, float(np.mean(ts))
 
 
+# --------------------------------------------------------------------------- context filter
+
+
+def context_filter_enabled(config) -> bool:
+    """Whether stage 1 trains context-filter rounds (``filter.context_hidden`` set, module map)."""
+    return bool(tuple(config.filter.get("context_hidden", ()) or ())) and (
+        graph_builder(config) == "module_map"
+    )
+
+
+def context_keep_threshold(stage: Stage1, events: list[PreparedEvent], fraction: float) -> float:
+    """The first pass's cut before the context filter: on average over ``events``, the logit
+    that keeps the share ``fraction`` of each event's candidates."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"filter.context_keep_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1 or stage.first_pass is None:
+        return -np.inf
+    cuts = []
+    for ev in events:
+        s, r = stage.embedding_graph(ev)
+        q = stage.first_pass.logits(ev, s, r)
+        cuts.append(float(np.quantile(q, 1.0 - fraction)) if len(q) else -np.inf)
+    return float(np.mean(cuts))
+
+
+def _context_scored(stage: Stage1, ev: PreparedEvent, rounds: dict):
+    """``(senders, receivers, scores)`` of one event's candidates the first pass keeps before
+    the context filter, scored by the edge filter and then by the trained ``rounds`` (pruned
+    between rounds at ``stage.learned["context_prune_thresholds"]``)."""
+    s, r = stage.embedding_graph(ev)
+    if stage.first_pass is not None:
+        s, r = stage.first_pass.keep(ev, s, r, context=True)
+    q = edge_probabilities_fused(stage.filter_model, stage.filter_params, ev.hf, s, r)
+    params = [rounds[f"round_{k}"] for k in range(len(rounds))]
+    prune = list(stage.learned.get("context_prune_thresholds", []))
+    return context_rounds(create_model(stage.config, "context"), params, prune, ev.hf, s, r, q)
+
+
+def context_edge_set(
+    stage: Stage1, events: list[PreparedEvent], rounds: dict, rng: np.random.Generator
+) -> tuple[np.ndarray, EdgeSet, np.ndarray]:
+    """``(x [N, F], edges, c [E, N_CONTEXT])``: the training edges of the next context round:
+    every true consecutive pair the first pass keeps (:func:`_context_scored`) and a
+    ``filter.negative_rate`` share of the others, with their context columns
+    (:func:`~cgnn_jax.inference.stage1.context_columns`) from the scores of the ``rounds``
+    before it (the edge filter's for the first)."""
+    rate = float(stage.config.filter.get("negative_rate", 0.05))
+    cs = []
+
+    def edges_of(ev):
+        s, r, q = _context_scored(stage, ev, rounds)
+        y = consecutive_labels(ev, s, r)
+        keep = y | (rng.random(len(y)) < rate)
+        cs.append(context_columns(ev.hf, s, r, q)[keep])
+        return s[keep], r[keep], y[keep], None
+
+    x, edges = _stacked_edges(events, edges_of)
+    return x, edges, np.concatenate(cs).astype(np.float32)
+
+
+def context_loss(model, batch: int, pos_weight: float):
+    """``(params, data, rng) -> (loss, {})``: weighted BCE of the context filter on ``batch``
+    edges drawn from ``data`` (``x``, ``z``, ``c``, ``y``, ``senders``, ``receivers``)."""
+
+    def loss_fn(params, data, rng):
+        e = jax.random.randint(rng, (batch,), 0, data["y"].shape[0])
+        s, r = data["senders"][e], data["receivers"][e]
+        x = jnp.concatenate([data["x"][s], data["x"][r]])
+        idx = jnp.arange(batch)
+        logits = model.apply(params, x, data["z"][e], data["c"][e], idx, idx + batch)
+        return balanced_bce(logits, data["y"][e], jnp.ones(batch, bool), pos_weight), {}
+
+    return loss_fn
+
+
+def train_context_round(
+    config, x: np.ndarray, edges: EdgeSet, c: np.ndarray, workdir: Path, rng, mesh, log=print
+) -> dict:
+    """One context-filter round trained on its edge set (:func:`context_edge_set`); its
+    parameters, the context columns standardised by the training edges' mean and spread."""
+    f = config.filter
+    model = create_model(config, "context")
+    init_rng, run_rng = jax.random.split(rng)
+    params = model.init(
+        init_rng,
+        jnp.zeros((2, x.shape[1])),
+        jnp.zeros((1, edges.z.shape[1])),
+        jnp.zeros((1, c.shape[1])),
+        jnp.zeros(1, jnp.int32),
+        jnp.ones(1, jnp.int32),
+    )
+    params = jax.device_get(params)
+    params["params"]["norm_mean"] = c.mean(0).astype(np.float32)
+    params["params"]["norm_scale"] = (1.0 / np.maximum(c.std(0), 1e-6)).astype(np.float32)
+    steps = int(f.get("context_steps", f.steps))
+    tx = make_optimizer(f.learning_rate, steps, weight_decay=WEIGHT_DECAY)
+    arrays = {"x": x, "z": edges.z, "c": c, "y": edges.y}
+    arrays["senders"], arrays["receivers"] = edges.senders, edges.receivers
+    data = replicate(mesh, arrays)
+    loss_fn = context_loss(model, f.batch_edges, float(f.pos_weight or 1.0))
+    state = TrainState.new(params, tx)
+    state = _fit_on(data, config, state, loss_fn, steps, workdir, run_rng, mesh, "context", log)
+    return jax.device_get(state.params)
+
+
+def fit_context_filter(
+    stage: Stage1, events: list[PreparedEvent], workdir: Path, rng, mesh, log=print
+) -> Stage1:
+    """``stage`` with its context-filter rounds (``filter.context_rounds``) trained on
+    ``events`` and their cuts learned: the first pass's looser cut
+    (``filter.context_keep_fraction`` of the candidates, :func:`context_keep_threshold`) and
+    the cuts between rounds keeping ``filter.context_prune_edges_per_hit`` edges per hit (0:
+    none) and the last round's cut keeping ``filter.context_edges_per_hit`` (each
+    :func:`budget_threshold`, mean over the first two events)."""
+    f = stage.config.filter
+    learned = dict(stage.learned)
+    frac = float(f.get("context_keep_fraction", 0.5))
+    learned["context_prefilter_threshold"] = context_keep_threshold(stage, events[:2], frac)
+    learned["context_prune_thresholds"] = []
+    stage = dataclasses.replace(stage, learned=learned, context_params=None)
+    seed = np.random.default_rng([int(stage.config.seed), 7])
+    n_rounds = int(f.get("context_rounds", 1))
+    prune_budget = float(f.get("context_prune_edges_per_hit", 0) or 0)
+    rounds: dict = {}
+    for k in range(n_rounds):
+        x, edges, c = context_edge_set(stage, events, rounds, seed)
+        log(
+            f"context round {k}: {len(edges.y):,} training edges, {edges.y.mean():.3f} true "
+            f"(first pass keeps {frac} of the candidates)"
+        )
+        rounds[f"round_{k}"] = train_context_round(
+            stage.config, x, edges, c, workdir / f"context_{k}", jax.random.fold_in(rng, k),
+            mesh, log,
+        )  # fmt: skip
+        if prune_budget > 0 and k < n_rounds - 1:  # the cut before the next round
+            cuts = []
+            for ev in events[:2]:
+                s, r, q = _context_scored(stage, ev, rounds)
+                cuts.append(budget_threshold(q, s, r, ev.n, prune_budget))
+            learned["context_prune_thresholds"].append(float(np.mean(cuts)))
+            stage = dataclasses.replace(stage, learned=dict(learned))
+            log(f"after round {k}: cut {np.mean(cuts):.4f} keeps {prune_budget} edges per hit")
+    budget = float(f.get("context_edges_per_hit", f.edges_per_hit))
+    cuts = []
+    for ev in events[:2]:
+        s, r, q = _context_scored(stage, ev, rounds)
+        cuts.append(budget_threshold(q, s, r, ev.n, budget))
+    learned["context_threshold"] = float(np.mean(cuts))
+    log(f"context filter cut {learned['context_threshold']:.4f} for {budget} edges per hit")
+    return dataclasses.replace(stage, learned=learned, context_params=rounds)
+
+
+def add_context_filter(
+    stage: Stage1,
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    log=print,
+    events: TrainingEvents | None = None,
+    mesh=None,
+) -> Stage1:
+    """A trained stage 1 (without a context filter) with context-filter rounds trained onto it
+    (:func:`fit_context_filter`) on ``config``'s stage-1 training events, with ``config``'s
+    ``filter.context_*`` settings; saved to ``<workdir>/stage1``, resumable from
+    ``<workdir>/train``. Nothing else of the stage changes."""
+    t0 = time.time()
+    workdir = Path(workdir)
+    if stage.builder != "module_map":
+        raise ValueError("a context filter needs a stage 1 on module-map candidates")
+    c1 = stage.config.copy_and_resolve_references()
+    with c1.unlocked():
+        for k, v in config.filter.items():
+            if k.startswith("context_"):
+                c1.filter[k] = v
+    stage = dataclasses.replace(stage, config=c1, context_params=None)
+    events = events or TrainingEvents(config, log)
+    mesh = mesh or make_mesh()
+    rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+    stage = fit_context_filter(stage, events.train, workdir / "train", rng, mesh, log)
+    stage.save(workdir, extra={"train_seconds": time.time() - t0})
+    log(f"context filter trained in {time.time() - t0:.0f} s; stage 1 in {workdir / STAGE1_DIR}")
+    return stage
+
+
 def choose_threshold(p: np.ndarray, y: np.ndarray, target_purity: float) -> float:
     """The lowest threshold ``t`` whose kept edges ``p > t`` have purity ``>= target_purity``.
 
@@ -615,6 +800,19 @@ def train_stage1(
             f"edge filter threshold {learned['filter_threshold']:.4f} for "
             f"{config.filter.edges_per_hit} edges per hit on training events"
         )
+    context_params = None
+    if context_filter_enabled(config):
+        stage = Stage1(
+            config,
+            jax.device_get(emb_params),
+            jax.device_get(filter_params),
+            learned,
+            None if prefilter_params is None else jax.device_get(prefilter_params),
+        )
+        stage = fit_context_filter(
+            stage, evs, workdir / "train", jax.random.fold_in(r2, 2), mesh, log
+        )
+        learned, context_params = dict(stage.learned), stage.context_params
     elif config.filter.target_purity:
         sub = np.random.default_rng(config.seed).permutation(len(edges.y))[:2_000_000]
         p = edge_probabilities(
@@ -643,6 +841,7 @@ def train_stage1(
         jax.device_get(filter_params),
         learned,
         None if prefilter_params is None else jax.device_get(prefilter_params),
+        context_params,
     )
     model.save(workdir, extra={"train_seconds": time.time() - t0})
     log(f"stage 1 trained in {time.time() - t0:.0f} s; checkpoint in {workdir / STAGE1_DIR}")

@@ -95,6 +95,8 @@ def pipeline_from_stage2(config: ml_collections.ConfigDict, stage2: Stage2) -> P
     }
     if s1.prefilter_params is not None:
         params["prefilter"] = s1.prefilter_params
+    if s1.context_params:
+        params["context"] = s1.context_params
     return Pipeline(cfg, s1.config, params, {"learned": dict(s1.learned)})
 
 
