@@ -77,6 +77,7 @@ __all__ = [
     "STAGE1_DIR",
     "STAGE1_KIND",
     "Stage1",
+    "add_context_filter",
     "choose_threshold",
     "create_embedding",
     "create_filter",
@@ -84,6 +85,7 @@ __all__ = [
     "edge_set",
     "embed",
     "embedding_graph",
+    "fit_context_filter",
     "fit_prefilter",
     "module_map_edge_set",
     "prefilter_threshold",
@@ -367,19 +369,30 @@ def budget_threshold(
     return float(q[k]) if k < len(q) else -1.0
 
 
-def filter_loss(model: EdgeFilter, batch: int, pos_weight: float):
+def filter_loss(model: EdgeFilter, batch: int, pos_weight: float, per_edge: tuple = ()):
     """``(params, data, rng) -> (loss, {})``: weighted BCE of ``batch`` edges drawn from
-    ``data`` (``x``, ``z``, ``y``, ``senders``, ``receivers``)."""
+    ``data`` (``x``, ``z``, ``y``, ``senders``, ``receivers``, and the ``per_edge`` arrays the
+    model reads after ``z``: the context filter's ``("c",)``)."""
 
     def loss_fn(params, data, rng):
         e = jax.random.randint(rng, (batch,), 0, data["y"].shape[0])
         s, r = data["senders"][e], data["receivers"][e]
         x = jnp.concatenate([data["x"][s], data["x"][r]])
         idx = jnp.arange(batch)
-        logits = model.apply(params, x, data["z"][e], idx, idx + batch)
+        cols = (data[k][e] for k in ("z", *per_edge))
+        logits = model.apply(params, x, *cols, idx, idx + batch)
         return balanced_bce(logits, data["y"][e], jnp.ones(batch, bool), pos_weight), {}
 
     return loss_fn
+
+
+def init_edge_model(model, rng, n_x: int, widths: tuple[int, ...]) -> dict:
+    """The initial parameters of an edge model (edge or context filter) on hits of ``n_x``
+    features and per-edge inputs of ``widths`` (``z``, then the rest)."""
+    cols = (jnp.zeros((1, w)) for w in widths)
+    return model.init(
+        rng, jnp.zeros((2, n_x)), *cols, jnp.zeros(1, jnp.int32), jnp.ones(1, jnp.int32)
+    )
 
 
 def train_filter(
@@ -388,13 +401,7 @@ def train_filter(
     c = config.filter
     model = create_model(config, "filter")
     init_rng, run_rng = jax.random.split(rng)
-    params = model.init(
-        init_rng,
-        jnp.zeros((2, x.shape[1])),
-        jnp.zeros((1, edges.z.shape[1])),
-        jnp.zeros(1, jnp.int32),
-        jnp.ones(1, jnp.int32),
-    )
+    params = init_edge_model(model, init_rng, x.shape[1], (edges.z.shape[1],))
     tx = make_optimizer(c.learning_rate, c.steps, weight_decay=WEIGHT_DECAY)
     data = replicate(
         mesh,
@@ -598,21 +605,6 @@ def context_edge_set(
     return x, edges, np.concatenate(cs).astype(np.float32)
 
 
-def context_loss(model, batch: int, pos_weight: float):
-    """``(params, data, rng) -> (loss, {})``: weighted BCE of the context filter on ``batch``
-    edges drawn from ``data`` (``x``, ``z``, ``c``, ``y``, ``senders``, ``receivers``)."""
-
-    def loss_fn(params, data, rng):
-        e = jax.random.randint(rng, (batch,), 0, data["y"].shape[0])
-        s, r = data["senders"][e], data["receivers"][e]
-        x = jnp.concatenate([data["x"][s], data["x"][r]])
-        idx = jnp.arange(batch)
-        logits = model.apply(params, x, data["z"][e], data["c"][e], idx, idx + batch)
-        return balanced_bce(logits, data["y"][e], jnp.ones(batch, bool), pos_weight), {}
-
-    return loss_fn
-
-
 def train_context_round(
     config, x: np.ndarray, edges: EdgeSet, c: np.ndarray, workdir: Path, rng, mesh, log=print
 ) -> dict:
@@ -621,15 +613,8 @@ def train_context_round(
     f = config.filter
     model = create_model(config, "context")
     init_rng, run_rng = jax.random.split(rng)
-    params = model.init(
-        init_rng,
-        jnp.zeros((2, x.shape[1])),
-        jnp.zeros((1, edges.z.shape[1])),
-        jnp.zeros((1, c.shape[1])),
-        jnp.zeros(1, jnp.int32),
-        jnp.ones(1, jnp.int32),
-    )
-    params = jax.device_get(params)
+    widths = (edges.z.shape[1], c.shape[1])
+    params = jax.device_get(init_edge_model(model, init_rng, x.shape[1], widths))
     params["params"]["norm_mean"] = c.mean(0).astype(np.float32)
     params["params"]["norm_scale"] = (1.0 / np.maximum(c.std(0), 1e-6)).astype(np.float32)
     steps = int(f.get("context_steps", f.steps))
@@ -637,7 +622,7 @@ def train_context_round(
     arrays = {"x": x, "z": edges.z, "c": c, "y": edges.y}
     arrays["senders"], arrays["receivers"] = edges.senders, edges.receivers
     data = replicate(mesh, arrays)
-    loss_fn = context_loss(model, f.batch_edges, float(f.pos_weight or 1.0))
+    loss_fn = filter_loss(model, f.batch_edges, float(f.pos_weight or 1.0), per_edge=("c",))
     state = TrainState.new(params, tx)
     state = _fit_on(data, config, state, loss_fn, steps, workdir, run_rng, mesh, "context", log)
     return jax.device_get(state.params)
