@@ -12,7 +12,9 @@ The candidate graph comes from ``config.graph.builder``:
 training learned (``learned["filter_threshold"]``: the edge-filter cut chosen for a target purity
 or, with a module map, for ``filter.edges_per_hit``; ``learned["zone_map"]``: the zone pairs the
 kNN graph may join, :mod:`cgnn_jax.graph.zones`; ``learned["module_map"]``: the module map).
-The embedding is computed with either builder: the GNN reads it as an input.
+The embedding is computed with either builder: the GNN reads it as an input. A stage 1 with
+context-filter rounds (``Stage1.context_params``, :func:`stage1_context`) makes its own graph,
+the GNN input at its learned cut, from their last round's scores.
 """
 
 from __future__ import annotations
