@@ -40,7 +40,7 @@ from cgnn_jax.inference.stage1 import (
     STAGE1_KIND,
     Stage1,
     context_columns,
-    context_rounds,
+    context_probabilities,
     edge_probabilities,
     edge_probabilities_fused,
     embed,
@@ -570,32 +570,29 @@ def context_keep_threshold(stage: Stage1, events: list[PreparedEvent], fraction:
     return float(np.mean(cuts))
 
 
-def _context_scored(stage: Stage1, ev: PreparedEvent, rounds: dict):
+def _filter_scored(stage: Stage1, ev: PreparedEvent):
     """``(senders, receivers, scores)`` of one event's candidates the first pass keeps before
-    the context filter, scored by the edge filter and then by the trained ``rounds`` (pruned
-    between rounds at ``stage.learned["context_prune_thresholds"]``)."""
+    the context filter (its looser cut), scored by the edge filter."""
     s, r = stage.embedding_graph(ev)
     if stage.first_pass is not None:
         s, r = stage.first_pass.keep(ev, s, r, context=True)
-    q = edge_probabilities_fused(stage.filter_model, stage.filter_params, ev.hf, s, r)
-    params = [rounds[f"round_{k}"] for k in range(len(rounds))]
-    prune = list(stage.learned.get("context_prune_thresholds", []))
-    return context_rounds(create_model(stage.config, "context"), params, prune, ev.hf, s, r, q)
+    return s, r, edge_probabilities_fused(stage.filter_model, stage.filter_params, ev.hf, s, r)
 
 
 def context_edge_set(
-    stage: Stage1, events: list[PreparedEvent], rounds: dict, rng: np.random.Generator
+    events: list[PreparedEvent], scored: list[tuple], rate: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, EdgeSet, np.ndarray]:
-    """``(x [N, F], edges, c [E, N_CONTEXT])``: the training edges of the next context round:
-    every true consecutive pair the first pass keeps (:func:`_context_scored`) and a
-    ``filter.negative_rate`` share of the others, with their context columns
-    (:func:`~cgnn_jax.inference.stage1.context_columns`) from the scores of the ``rounds``
-    before it (the edge filter's for the first)."""
-    rate = float(stage.config.filter.get("negative_rate", 0.05))
-    cs = []
+    """``(x [N, F], edges, c [E, N_CONTEXT])``: the training edges of the next context round
+    from each event's edges and the scores of the rounds before it (``scored``: ``(senders,
+    receivers, scores)`` per event; the edge filter's for the first round): every true
+    consecutive pair and a share ``rate`` of the others, with their context columns
+    (:func:`~cgnn_jax.inference.stage1.context_columns`)."""
+    if len(scored) != len(events):
+        raise ValueError(f"{len(scored)} scored edge sets for {len(events)} events")
+    cs, each = [], iter(scored)
 
-    def edges_of(ev):
-        s, r, q = _context_scored(stage, ev, rounds)
+    def edges_of(ev):  # called once per event, in order
+        s, r, q = next(each)
         y = consecutive_labels(ev, s, r)
         keep = y | (rng.random(len(y)) < rate)
         cs.append(context_columns(ev.hf, s, r, q)[keep])
@@ -646,30 +643,40 @@ def fit_context_filter(
     seed = np.random.default_rng([int(stage.config.seed), 7])
     n_rounds = int(f.get("context_rounds", 1))
     prune_budget = float(f.get("context_prune_edges_per_hit", 0) or 0)
+    rate = float(f.get("negative_rate", 0.05))
+    model = create_model(stage.config, "context")
+    # each event's edges and the scores of the rounds so far, advanced one round at a time
+    scored = [_filter_scored(stage, ev) for ev in events]
     rounds: dict = {}
     for k in range(n_rounds):
-        x, edges, c = context_edge_set(stage, events, rounds, seed)
+        x, edges, c = context_edge_set(events, scored, rate, seed)
         log(
             f"context round {k}: {len(edges.y):,} training edges, {edges.y.mean():.3f} true "
             f"(first pass keeps {frac} of the candidates)"
         )
-        rounds[f"round_{k}"] = train_context_round(
+        params = train_context_round(
             stage.config, x, edges, c, workdir / f"context_{k}", jax.random.fold_in(rng, k),
             mesh, log,
         )  # fmt: skip
-        if prune_budget > 0 and k < n_rounds - 1:  # the cut before the next round
-            cuts = []
-            for ev in events[:2]:
-                s, r, q = _context_scored(stage, ev, rounds)
-                cuts.append(budget_threshold(q, s, r, ev.n, prune_budget))
-            learned["context_prune_thresholds"].append(float(np.mean(cuts)))
-            stage = dataclasses.replace(stage, learned=dict(learned))
-            log(f"after round {k}: cut {np.mean(cuts):.4f} keeps {prune_budget} edges per hit")
+        rounds[f"round_{k}"] = params
+        last = k == n_rounds - 1
+        scored = [  # the last round's scores are needed only for its cut
+            (s, r, context_probabilities(model, params, ev.hf, s, r, q))
+            for ev, (s, r, q) in zip(events[:2] if last else events, scored, strict=False)
+        ]
+        if prune_budget > 0 and not last:  # the cut before the next round, and its edges
+            cut = float(np.mean([
+                budget_threshold(q, s, r, ev.n, prune_budget)
+                for ev, (s, r, q) in zip(events[:2], scored, strict=False)
+            ]))  # fmt: skip
+            learned["context_prune_thresholds"].append(cut)
+            scored = [(s[q > cut], r[q > cut], q[q > cut]) for s, r, q in scored]
+            log(f"after round {k}: cut {cut:.4f} keeps {prune_budget} edges per hit")
     budget = float(f.get("context_edges_per_hit", f.edges_per_hit))
-    cuts = []
-    for ev in events[:2]:
-        s, r, q = _context_scored(stage, ev, rounds)
-        cuts.append(budget_threshold(q, s, r, ev.n, budget))
+    cuts = [
+        budget_threshold(q, s, r, ev.n, budget)
+        for ev, (s, r, q) in zip(events[:2], scored, strict=False)
+    ]
     learned["context_threshold"] = float(np.mean(cuts))
     log(f"context filter cut {learned['context_threshold']:.4f} for {budget} edges per hit")
     return dataclasses.replace(stage, learned=learned, context_params=rounds)
