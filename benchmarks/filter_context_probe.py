@@ -22,8 +22,9 @@ Each variant's GNN input ceiling (:func:`cgnn_jax.metrics.ceilings.oracle_compon
 of the edges above a global cut, both directions, as ``launch/diagnose.py`` counts them) is
 printed at ~12.7 and ~19.8 edges per hit on ``--test_events`` unseen full events (the events
 ``launch/diagnose.py`` simulates: ``event_seed(99, i)``), beside the shipped filter's and the
-kept set's own ceiling, with the time :func:`~cgnn_jax.features.edge_context.edge_context` takes on each test event (edges
-padded to a bucket; compiled on the training events of the same bucket, else on the first).
+kept set's own ceiling, with the time the context columns take on each test event
+(:func:`cgnn_jax.inference.stage1.context_columns`: edges padded to a bucket; compiled on the
+training events of the same bucket, else on the first).
 
 With ``--pipeline`` (and the ``context`` variant), the shipped pipeline reconstructs each test
 event twice and both are scored: as shipped, and with its GNN input graph replaced by the
@@ -49,12 +50,10 @@ CHUNK = 1 << 21
 
 
 def _event(ev, s1, keep_fraction: float, score: str) -> dict:
-    from cgnn_jax.features.edge_context import edge_context
     from cgnn_jax.graph.module_map import event_truth
     from cgnn_jax.inference.events import as_prepared
-    from cgnn_jax.inference.stage1 import edge_probabilities_fused
+    from cgnn_jax.inference.stage1 import context_columns, edge_probabilities_fused
     from cgnn_jax.metrics.edges import consecutive_pairs
-    from cgnn_jax.utils.padding import bucket_size, pad_rows
 
     pr = as_prepared(ev)
     s, r = s1.embedding_graph(pr)
@@ -67,24 +66,14 @@ def _event(ev, s1, keep_fraction: float, score: str) -> dict:
     n = pr.n
     y = np.isin(s.astype(np.int64) * n + r, a.astype(np.int64) * n + b)
     if score == "filter":
-        p = np.concatenate([
-            np.asarray(edge_probabilities_fused(
-                s1.filter_model, s1.filter_params, pr.hf, s[k : k + CHUNK], r[k : k + CHUNK]
-            ))
-            for k in range(0, len(s), CHUNK)
-        ])  # fmt: skip
+        p = edge_probabilities_fused(s1.filter_model, s1.filter_params, pr.hf, s, r)
     else:
         p = 1 / (1 + np.exp(-logit))
     p = p.astype(np.float32)
-    e_pad = bucket_size(len(s))
-    args = (pad_rows(s, e_pad), pad_rows(r, e_pad), pad_rows(p, e_pad))
-    mask = np.arange(e_pad) < len(s)
     t = time.perf_counter()
-    n_pad = bucket_size(n)  # hits too: one compilation per pair of buckets
-    rivals, context = (
-        np.asarray(v)[: len(s)] for v in edge_context(pad_rows(pos, n_pad), *args, mask, n_pad)
-    )  # fmt: skip
+    c = context_columns(pr.hf, s, r, p)  # [p, rivals (10), continuation (8)]
     dt = time.perf_counter() - t
+    rivals, context = c[:, 1:11], c[:, 11:]
     return dict(
         pr=pr, s=s, r=r, y=y, pid=pid, weight=weight, p=p, rivals=rivals, context=context,
         context_s=dt, event=ev,
