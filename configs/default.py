@@ -21,7 +21,10 @@ The steps:
    negatives re-mined in 4 rounds; the GNN reads it as an input), the module map learned from 300
    simulated full events (:mod:`cgnn_jax.graph.module_map`), the edge filter on the map's
    candidates (its cut keeps 12 edges per hit on full events) and the first pass before it
-   (:mod:`cgnn_jax.models.prefilter`). Stage 2: :class:`~cgnn_jax.models.gnn.InteractionGNN`
+   (:mod:`cgnn_jax.models.prefilter`), then two context-filter rounds on the three quarters of
+   the candidates the first pass keeps (:mod:`cgnn_jax.models.context_filter`; the last round's
+   cut keeps 16 edges per hit on the training events: the GNN's graph at stage 1's learned
+   cut). Stage 2: :class:`~cgnn_jax.models.gnn.InteractionGNN`
    (4 x 32) on stage 1's refined graph at filter cut 0.005, trained on 24 whole 10 %-track events.
    The message passing learns from the edge truth alone (binary cross-entropy of the last layer's
    ``a_ij``); the cluster space is an MLP head trained by the hinge loss without
@@ -32,8 +35,9 @@ The steps:
    events (their input graph at stage 1's learned cut), then stage 3: Split/Stop over the atoms the tree never separates (the layer-constrained
    merge of the edges with ``a_ij > 0.5``, :mod:`cgnn_jax.cluster.merge`), and Stop's cut chosen
    on 2 validation events. The model's stage 3 and configuration are this step's.
-3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 24 full events, at stage
-   1's learned cut (~13 edges per hit): the GNN of the dense variant, which reconstructs events of at least ``export.dense_min_hits`` hits.
+3. ``dense``: the mixed GNN fine-tuned on the 2 x 4 eta-phi sectors of 16 full events, at stage
+   1's learned cut (the context filter's graph, ~15 edges per hit): the GNN of the dense
+   variant, which reconstructs events of at least ``export.dense_min_hits`` hits.
 4. ``sparse``: the mixed GNN fine-tuned on the 10 %-track events alone (sigma_z from 5-100 mm):
    the GNN of the model for the other events.
 5. ``export`` (``launch/export_model.py``): the two fine-tuned GNNs on the mixed model's stage 1
@@ -136,11 +140,11 @@ def stage1(c: ml_collections.ConfigDict) -> None:
     # the last round's cut context_edges_per_hit edges per hit (the GNN's graph at stage 1's
     # learned cut; an explicit input cut takes the edge filter's scores); between rounds, a cut
     # keeping context_prune_edges_per_hit edges per hit (0: none) lightens the next round
-    c.filter.context_hidden = ()
-    c.filter.context_rounds = 1
-    c.filter.context_prune_edges_per_hit = 0.0
-    c.filter.context_keep_fraction = 0.5
-    c.filter.context_edges_per_hit = 18.0
+    c.filter.context_hidden = (64, 64, 64)
+    c.filter.context_rounds = 2
+    c.filter.context_prune_edges_per_hit = 60.0
+    c.filter.context_keep_fraction = 0.75
+    c.filter.context_edges_per_hit = 16.0
     c.filter.context_steps = 3000
 
 
@@ -174,7 +178,7 @@ def stage2(c: ml_collections.ConfigDict) -> None:
     g.skip_input = False  # edge-weighted GNN: the output layer also sees the input
     g.residual = False  # edge-weighted GNN: output = stage-1 embedding + learned correction
     # the stage-1 graph the GNN passes messages on: the refined graph at this filter cut (< 0:
-    # stage 1's learned one, ~13 edges per hit on full events); 0.005 gives ~8.5 edges per hit at
+    # stage 1's learned one, ~15 edges per hit on full events); 0.005 gives ~8.5 edges per hit at
     # 10 % of the tracks
     g.input_graph = "refined"
     g.input_threshold = 0.005
@@ -291,18 +295,18 @@ def mix() -> ml_collections.ConfigDict:
 
 
 def dense() -> ml_collections.ConfigDict:
-    """Step 3: step 2's GNN fine-tuned 2000 steps on the 2 x 4 eta-phi sectors (~15k hits each)
-    of 24 full events, input graph at stage 1's learned cut (~13 edges per hit): the dense
+    """Step 3: step 2's GNN fine-tuned 1000 steps on the 2 x 4 eta-phi sectors (~15k hits each)
+    of 16 full events, input graph at stage 1's learned cut (~15 edges per hit): the dense
     variant's GNN (stage 3 is step 2's). Flags:
     ``--config.stage1_checkpoint`` (step 1), ``--config.gnn.init_checkpoint`` (step 2)."""
     c = base()
     c.stages = ("stage1", "stage2")
-    c.data.gnn_train_events = 24
+    c.data.gnn_train_events = 16
     c.data.gnn_track_fraction = 1.0
     c.gnn.sectors = (2, 4)
     c.gnn.eval_edges_per_event = 131072  # 16k evaluation edges per sector
     c.gnn.input_threshold = -1.0
-    c.gnn.steps = 2000
+    c.gnn.steps = 1000
     c.gnn.learning_rate = 1e-3
     c.cluster.sectors = (2, 4)  # (stage 3 is not trained in this step)
     return c

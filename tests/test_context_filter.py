@@ -90,6 +90,7 @@ def test_with_stage1_puts_the_context_filter_in_both_variants(trained):
 
     _, done, _ = trained
     base = Pipeline.restore()
+    shipped = base.params.get("context")
     new = with_stage1(base, done)
     for p in (new, new.dense):
         assert stage1_context(p.stage1) is not None and p.params["context"] is done.context_params
@@ -97,7 +98,8 @@ def test_with_stage1_puts_the_context_filter_in_both_variants(trained):
         assert "prefilter" not in p.params  # the toy stage 1 has no first pass
     assert new.params["gnn"] is base.params["gnn"]
     assert new.dense.params["gnn"] is base.dense.params["gnn"]
-    assert stage1_context(base.stage1) is None  # the shipped pipeline is not changed
+    # the shipped pipeline keeps its own stage 1 (with its own context rounds, if any)
+    assert base.params.get("context") is shipped and shipped is not done.context_params
 
 
 def test_context_columns_are_standardised_and_not_trained():
