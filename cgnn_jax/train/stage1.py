@@ -625,6 +625,13 @@ def train_context_round(
     return jax.device_get(state.params)
 
 
+def _budget_cut(events: list[PreparedEvent], scored: list[tuple], budget: float) -> float:
+    """The cut keeping ``budget`` edges per hit (:func:`budget_threshold`), mean over the first
+    two events' scored edges ``(senders, receivers, scores)``."""
+    pairs = zip(events[:2], scored, strict=False)
+    return float(np.mean([budget_threshold(q, s, r, ev.n, budget) for ev, (s, r, q) in pairs]))
+
+
 def fit_context_filter(
     stage: Stage1, events: list[PreparedEvent], workdir: Path, rng, mesh, log=print
 ) -> Stage1:
@@ -665,19 +672,12 @@ def fit_context_filter(
             for ev, (s, r, q) in zip(events[:2] if last else events, scored, strict=False)
         ]
         if prune_budget > 0 and not last:  # the cut before the next round, and its edges
-            cut = float(np.mean([
-                budget_threshold(q, s, r, ev.n, prune_budget)
-                for ev, (s, r, q) in zip(events[:2], scored, strict=False)
-            ]))  # fmt: skip
+            cut = _budget_cut(events, scored, prune_budget)
             learned["context_prune_thresholds"].append(cut)
-            scored = [(s[q > cut], r[q > cut], q[q > cut]) for s, r, q in scored]
+            scored = [(s[m], r[m], q[m]) for s, r, q in scored for m in [q > cut]]
             log(f"after round {k}: cut {cut:.4f} keeps {prune_budget} edges per hit")
     budget = float(f.get("context_edges_per_hit", f.edges_per_hit))
-    cuts = [
-        budget_threshold(q, s, r, ev.n, budget)
-        for ev, (s, r, q) in zip(events[:2], scored, strict=False)
-    ]
-    learned["context_threshold"] = float(np.mean(cuts))
+    learned["context_threshold"] = _budget_cut(events, scored, budget)
     log(f"context filter cut {learned['context_threshold']:.4f} for {budget} edges per hit")
     return dataclasses.replace(stage, learned=learned, context_params=rounds)
 
